@@ -1,0 +1,1 @@
+"""The pure core: models, classification, norms, compliance. No network or process I/O here."""

@@ -1,0 +1,194 @@
+"""Typed models of the registry: collectivities, segments, lots, hosting tiers, sites and devices.
+
+Codes stay text (HCP codes carry leading zeros). Models are pydantic and frozen; they are
+built by the loaders in :mod:`ctfleet.core.registry` and never do I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ctfleet.core.secrets import CredentialRef
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Level(str, Enum):
+    REGION = "region"
+    COUNCIL = "council"  # prefectural or provincial council
+    COMMUNE = "commune"
+
+
+class Segment(str, Enum):
+    """The programme's segments; norms are layered on these."""
+
+    REGION = "region"
+    COUNCIL = "council"
+    COMMUNE_ARRONDISSEMENTS = "commune_arrondissements"
+    COMMUNE_250K_PLUS = "commune_250k_plus"
+    COMMUNE_100K_250K = "commune_100k_250k"
+    COMMUNE_50K_100K = "commune_50k_100k"
+    COMMUNE_15K_50K = "commune_15k_50k"
+    COMMUNE_UNDER_15K = "commune_under_15k"
+
+    @property
+    def label(self) -> str:
+        return SEGMENT_LABELS[self]
+
+
+SEGMENT_LABELS = {
+    Segment.REGION: "Regions",
+    Segment.COUNCIL: "Prefectural/provincial councils",
+    Segment.COMMUNE_ARRONDISSEMENTS: "Communes with arrondissements",
+    Segment.COMMUNE_250K_PLUS: "Communes > 250,000",
+    Segment.COMMUNE_100K_250K: "Communes 100,000-250,000",
+    Segment.COMMUNE_50K_100K: "Communes 50,000-100,000",
+    Segment.COMMUNE_15K_50K: "Communes 15,000-50,000",
+    Segment.COMMUNE_UNDER_15K: "Communes < 15,000",
+}
+
+COMMUNE_SEGMENTS = [s for s in Segment if s.value.startswith("commune_")]
+
+
+class Tier(str, Enum):
+    """Hosting tiers a CT can use."""
+
+    NATIONAL = "national"  # DGCT national cloud: shared national platforms (every CT)
+    SDR = "sdr"  # the region's SDR cloud
+    ECI = "eci"  # an inter-communal grouping (ECI/GCT)
+    SDL = "sdl"  # the local company of a commune with arrondissements
+    OWN = "own"  # own hosting: one reference server on site
+
+
+class LinkType(str, Enum):
+    FIBRE = "fibre"  # fibre / MARWAN
+    ADSL = "adsl"
+    MOBILE_4G = "4g"
+    VSAT = "vsat"
+    NONE = "none"  # no coverage: periodic trips to the chef-lieu
+
+
+TERRESTRIAL = {LinkType.FIBRE, LinkType.ADSL, LinkType.MOBILE_4G}
+
+
+class Role(str, Enum):
+    ROUTER = "router"
+    SERVER = "server"
+    WORKSTATION = "workstation"
+
+
+class Platform(str, Enum):
+    DEBIAN = "debian"
+    UBUNTU = "ubuntu"
+    WINDOWS = "windows"
+    CISCO_IOS = "cisco_ios"
+    FRR = "frr"
+    MIKROTIK = "mikrotik_routeros"
+    HUAWEI_VRP = "huawei_vrp"
+
+
+PLATFORMS_BY_ROLE = {
+    Role.ROUTER: {Platform.CISCO_IOS, Platform.FRR, Platform.MIKROTIK, Platform.HUAWEI_VRP},
+    Role.SERVER: {Platform.DEBIAN, Platform.UBUNTU, Platform.WINDOWS},
+    Role.WORKSTATION: {Platform.DEBIAN, Platform.UBUNTU, Platform.WINDOWS},
+}
+
+
+class Region(Strict):
+    code: str
+    name_fr: str
+    name_ar: str
+    population_2024: int
+
+
+class Province(Strict):
+    code: str
+    name_fr: str
+    name_ar: str
+    kind: Literal["prefecture", "province"]
+    region_code: str
+    population_2024: int
+
+
+class Arrondissement(Strict):
+    code: str
+    name_fr: str
+    name_ar: str
+    commune_code: str
+    population_2024: int
+
+
+class CT(Strict):
+    """A territorial collectivity (region, prefectural/provincial council or commune)."""
+
+    code: str
+    level: Level
+    name_fr: str
+    name_ar: str
+    region_code: str
+    province_code: str | None = None  # None for regions
+    population_2014: int | None = None
+    population_2024: int | None = None
+    segment: Segment
+    lot: int = Field(ge=1, le=3)
+    lot_from_rules: int = Field(ge=1, le=3)  # before any data override
+    lot_reason: str
+    is_seat: bool = False  # chef-lieu of its province
+    tiers: tuple[Tier, ...]
+    grouping: str | None = None  # ECI/GCT code when a member
+    arrondissements: tuple[str, ...] = ()
+
+    @property
+    def slug(self) -> str:
+        return code_slug(self.code)
+
+
+class Link(Strict):
+    type: LinkType
+    bandwidth_mbps: float = Field(ge=0)
+
+
+class Device(Strict):
+    hostname: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    site_code: str
+    role: Role
+    platform: Platform
+    os_version: str = ""
+    mgmt_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    credentials: CredentialRef | None = None
+    snmp_version: Literal["v3", "v2c", "none"] = "none"
+
+
+class Site(Strict):
+    code: str
+    ct_code: str
+    name: str
+    uplink: Link
+    backup: Link | None = None
+    generated: bool = False
+
+
+class Grouping(Strict):
+    """An ECI/GCT inter-communal grouping and its members."""
+
+    code: str
+    name: str
+    kind: Literal["eci", "gct"]
+    region_code: str
+    members: tuple[str, ...]
+    illustrative: bool = False
+
+
+def code_slug(code: str) -> str:
+    """A stable, DNS/Kubernetes/Ansible-safe name for an HCP code.
+
+    >>> code_slug("01.511.01.0")
+    '01-511-01-0'
+    """
+    return code.replace(".", "-")
