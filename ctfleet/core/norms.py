@@ -1,0 +1,262 @@
+"""Norms as code: the control catalogue and its layered values.
+
+``standards/controls.yaml`` declares every control once (id, title, what it applies to,
+value type, how an observation is judged, severity, and where the requirement comes
+from). Values are layered, later layers winning:
+
+    standards/norms/baseline.yaml            national baseline (every control has a value)
+    standards/norms/lots/lot-N.yaml          per roll-out lot
+    standards/norms/segments/SEGMENT.yaml    per programme segment
+    standards/norms/ct/CODE.yaml             per-CT override
+
+Each resolved value remembers the file and line it came from, so ``ctfleet norms show``
+tells an operator where to change it — in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ctfleet.core.errors import InputError, InputErrors, Problem, one_of
+from ctfleet.core.models import CT, Segment
+from ctfleet.core.yamlio import Doc, load_yaml, validate
+
+AppliesTo = Literal["workstation", "server", "router", "link", "hosting", "site"]
+ValueType = Literal["int", "float", "bool", "str", "enum", "list"]
+Compare = Literal["min", "max", "equal", "subset", "superset", "member"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceRef(_Strict):
+    source: str  # id in the catalogue's `sources`
+    ref: str | None = None  # clause, benchmark id, page
+
+
+class SourceDoc(_Strict):
+    id: str
+    title: str
+    kind: Literal["programme", "directive", "benchmark", "proposal"]
+    url: str | None = None
+
+
+class Control(_Strict):
+    """One control of the catalogue.
+
+    ``compare`` says how an observation is judged against the norm's value:
+    ``min`` observed >= value, ``max`` observed <= value, ``equal``, ``subset`` (every
+    observed item is allowed by the value), ``superset`` (every required item is observed),
+    ``member`` (the observed item is one of the value's items).
+    """
+
+    id: str = Field(pattern=r"^[A-Z]{2,4}-\d+(\.\d+)?$")
+    title: str
+    applies_to: list[AppliesTo] = Field(min_length=1)
+    topic: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    level: Literal[1, 2] = 1
+    severity: Literal["low", "medium", "high", "critical"]
+    type: ValueType
+    unit: str | None = None
+    choices: list[str] | None = None
+    compare: Compare
+    disruptive: bool = False  # may cut access: needs an explicit flag to remediate
+    sources: list[SourceRef] = Field(min_length=1)
+    description: str | None = None
+
+    @field_validator("choices")
+    @classmethod
+    def _choices_nonempty(cls, v):
+        if v is not None and not v:
+            raise ValueError("choices must not be empty")
+        return v
+
+    def check_value(self, value: Any) -> str | None:
+        """Why ``value`` is not valid for this control, or None."""
+        t = self.type
+        unit = f" ({self.unit})" if self.unit else ""
+        if t == "bool":
+            return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+        if t == "int":
+            return None if isinstance(value, int) and not isinstance(value, bool) else f"expected a whole number{unit}, got {value!r}"
+        if t == "float":
+            return None if isinstance(value, (int, float)) and not isinstance(value, bool) else f"expected a number{unit}, got {value!r}"
+        if t == "str":
+            return None if isinstance(value, str) else f"expected text, got {value!r}"
+        if t == "enum":
+            if value not in (self.choices or []):
+                return f"expected {one_of(self.choices or [])}, got {value!r}"
+            return None
+        if t == "list":
+            if not isinstance(value, list) or not all(isinstance(x, (str, int)) for x in value):
+                return f"expected a list, got {value!r}"
+            if self.choices:
+                bad = [x for x in value if str(x) not in self.choices]
+                if bad:
+                    return f"items {bad!r} not allowed; expected items {one_of(self.choices)}"
+            return None
+        raise AssertionError(t)
+
+
+class Catalogue(_Strict):
+    sources: list[SourceDoc]
+    controls: list[Control]
+
+
+class Layer(_Strict):
+    """A layer file: values for some controls, and controls that do not apply."""
+
+    description: str | None = None
+    values: dict[str, Any] = {}
+    not_applicable: list[str] = []
+
+
+@dataclass(frozen=True)
+class Resolved:
+    control: Control
+    value: Any
+    applicable: bool
+    source: str  # "standards/norms/segments/commune_under_15k.yaml:12"
+    layer: str  # baseline | lot-3 | segment commune_under_15k | ct 01.511.01.0
+
+
+@dataclass(frozen=True)
+class _LoadedLayer:
+    name: str
+    doc: Doc
+    layer: Layer
+
+
+class NormSet:
+    """The loaded catalogue and layers; resolves the norms of any CT (pure after load)."""
+
+    def __init__(self, catalogue: Catalogue, baseline: _LoadedLayer, lots: dict[int, _LoadedLayer],
+                 segments: dict[Segment, _LoadedLayer], cts: dict[str, _LoadedLayer]):
+        self.catalogue = catalogue
+        self.controls = {c.id: c for c in catalogue.controls}
+        self.baseline = baseline
+        self.lots = lots
+        self.segments = segments
+        self.cts = cts
+        self._cache: dict[tuple, dict[str, Resolved]] = {}
+
+    def control(self, control_id: str) -> Control:
+        try:
+            return self.controls[control_id]
+        except KeyError:
+            raise InputError(Problem("standards/controls.yaml", f"unknown control id {control_id!r}",
+                                     valid=one_of(sorted(self.controls)))) from None
+
+    def resolve_for(self, segment: Segment, lot: int, ct_code: str | None = None) -> dict[str, Resolved]:
+        override = self.cts.get(ct_code) if ct_code else None
+        key = (segment, lot, ct_code if override else None)
+        if key not in self._cache:
+            layers = [self.baseline]
+            if lot in self.lots:
+                layers.append(self.lots[lot])
+            if segment in self.segments:
+                layers.append(self.segments[segment])
+            if override:
+                layers.append(override)
+            self._cache[key] = _resolve(self.controls, layers)
+        return self._cache[key]
+
+    def resolve(self, ct: CT) -> dict[str, Resolved]:
+        return self.resolve_for(ct.segment, ct.lot, ct.code)
+
+    def value(self, ct: CT, control_id: str) -> Any:
+        return self.resolve(ct)[self.control(control_id).id].value
+
+    def applicable(self, ct: CT, applies_to: str) -> list[Resolved]:
+        return [r for r in self.resolve(ct).values() if r.applicable and applies_to in r.control.applies_to]
+
+
+def _resolve(controls: dict[str, Control], layers: list[_LoadedLayer]) -> dict[str, Resolved]:
+    out: dict[str, Resolved] = {}
+    for layer in layers:
+        for cid, value in layer.layer.values.items():
+            line = layer.doc.line_of(("values", cid))
+            prev = out.get(cid)
+            out[cid] = Resolved(controls[cid], value, prev.applicable if prev else True, f"{layer.doc.path}:{line}", layer.name)
+        for i, cid in enumerate(layer.layer.not_applicable):
+            prev = out[cid]
+            line = layer.doc.line_of(("not_applicable", i))
+            out[cid] = Resolved(prev.control, prev.value, False, f"{layer.doc.path}:{line}", layer.name)
+    return {cid: out[cid] for cid in controls}  # catalogue order
+
+
+def _load_layer(path: Path, name: str, show, controls: dict[str, Control], problems: list[Problem]) -> _LoadedLayer:
+    doc = load_yaml(path, show(path))
+    layer: Layer = validate(doc, Layer)
+    for cid, value in layer.values.items():
+        if cid not in controls:
+            problems.append(Problem(doc.path, f"unknown control id {cid!r}", line=doc.line_of(("values", cid)), key=f"values.{cid}",
+                                    valid="a control id from standards/controls.yaml"))
+            continue
+        why = controls[cid].check_value(value)
+        if why:
+            problems.append(Problem(doc.path, f"{controls[cid].title}: {why}", line=doc.line_of(("values", cid)), key=f"values.{cid}"))
+    for i, cid in enumerate(layer.not_applicable):
+        if cid not in controls:
+            problems.append(Problem(doc.path, f"unknown control id {cid!r}", line=doc.line_of(("not_applicable", i)),
+                                    key=f"not_applicable[{i}]", valid="a control id from standards/controls.yaml"))
+    return _LoadedLayer(name, doc, layer)
+
+
+def load_norms(standards: Path, show=str, ct_codes: set[str] | None = None) -> NormSet:
+    """Load ``standards/controls.yaml`` and every layer; all problems are reported at once."""
+    cat_doc = load_yaml(standards / "controls.yaml", show(standards / "controls.yaml"))
+    catalogue: Catalogue = validate(cat_doc, Catalogue)
+    problems: list[Problem] = []
+    source_ids = {s.id for s in catalogue.sources}
+    seen: set[str] = set()
+    for i, c in enumerate(catalogue.controls):
+        if c.id in seen:
+            problems.append(Problem(cat_doc.path, f"duplicate control id {c.id!r}", line=cat_doc.line_of(("controls", i, "id")), key=f"controls[{i}].id"))
+        seen.add(c.id)
+        if c.type in ("enum",) and not c.choices:
+            problems.append(Problem(cat_doc.path, "an enum control needs choices", line=cat_doc.line_of(("controls", i)), key=f"controls[{i}].choices"))
+        for j, s in enumerate(c.sources):
+            if s.source not in source_ids:
+                problems.append(Problem(cat_doc.path, f"unknown source {s.source!r}", line=cat_doc.line_of(("controls", i, "sources", j)),
+                                        key=f"controls[{i}].sources[{j}]", valid=one_of(sorted(source_ids))))
+    if problems:
+        raise InputErrors(problems)
+    controls = {c.id: c for c in catalogue.controls}
+    root = standards / "norms"
+    baseline = _load_layer(root / "baseline.yaml", "baseline", show, controls, problems)
+    missing = [cid for cid in controls if cid not in baseline.layer.values]
+    if missing:
+        problems.append(Problem(baseline.doc.path, f"no baseline value for control(s) {', '.join(missing)}", key="values",
+                                valid="every control in standards/controls.yaml needs a baseline value"))
+    lots: dict[int, _LoadedLayer] = {}
+    for p in sorted((root / "lots").glob("*.yaml")):
+        if p.stem not in ("lot-1", "lot-2", "lot-3"):
+            problems.append(Problem(show(p), f"unknown lot file name {p.name!r}", valid="lot-1.yaml, lot-2.yaml, lot-3.yaml"))
+            continue
+        lots[int(p.stem[-1])] = _load_layer(p, p.stem, show, controls, problems)
+    segments: dict[Segment, _LoadedLayer] = {}
+    valid_segments = [s.value for s in Segment]
+    for p in sorted((root / "segments").glob("*.yaml")):
+        if p.stem not in valid_segments:
+            problems.append(Problem(show(p), f"unknown segment {p.stem!r}", valid=one_of(valid_segments)))
+            continue
+        segments[Segment(p.stem)] = _load_layer(p, f"segment {p.stem}", show, controls, problems)
+    cts: dict[str, _LoadedLayer] = {}
+    for p in sorted((root / "ct").glob("*.yaml")) if (root / "ct").is_dir() else []:
+        if ct_codes is not None and p.stem not in ct_codes:
+            problems.append(Problem(show(p), f"unknown CT code {p.stem!r}", valid="a file named after an HCP code, e.g. 01.511.01.0.yaml"))
+            continue
+        cts[p.stem] = _load_layer(p, f"ct {p.stem}", show, controls, problems)
+    if problems:
+        raise problems_error(problems)
+    return NormSet(catalogue, baseline, lots, segments, cts)
+
+
+def problems_error(problems: list[Problem]):
+    return InputError(problems[0]) if len(problems) == 1 else InputErrors(problems)
