@@ -23,6 +23,14 @@ class SegmentDef(BaseModel):
     with_arrondissements: bool = False
 
 
+class ProgrammeReference(BaseModel):
+    """The programme's published figures, shown beside computed ones (never used to compute)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    segments: dict[Segment, int] = {}
+    lots: dict[int, int] = {}
+
+
 class SegmentRules(BaseModel):
     """The programme's segment table, as loaded from ``standards/segments.yaml``."""
 
@@ -30,6 +38,7 @@ class SegmentRules(BaseModel):
     census: Literal["rgph_2014"]
     segments: dict[Segment, SegmentDef]
     seat_lot: int = Field(ge=1, le=3)
+    programme_reference: ProgrammeReference = ProgrammeReference()
 
     @model_validator(mode="after")
     def _complete(self) -> "SegmentRules":

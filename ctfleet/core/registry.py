@@ -108,8 +108,9 @@ def read_csv(path: Path, display: str, required: list[str]) -> list[tuple[int, d
             rows = []
             for row in reader:
                 if None in row or any(v is None for v in row.values()):
-                    raise InputError(Problem(display, f"row has {len(header)} columns expected, got a different count",
-                                             line=reader.line_num))
+                    got = len(header) + len(row.get(None) or []) - sum(1 for k, v in row.items() if k is not None and v is None)
+                    raise InputError(Problem(display, f"row has {got} columns where the header has {len(header)}",
+                                             line=reader.line_num, valid="one value per header column (quote values holding commas)"))
                 rows.append((reader.line_num, row))
             return rows
     except FileNotFoundError:
@@ -365,7 +366,7 @@ def load_registry(paths: Paths, segment_rules: SegmentRules | None = None) -> Re
         if code in overrides.lots:
             o = overrides.lots[code]
             ct_kwargs["lot"] = o.lot
-            ct_kwargs["lot_reason"] = f"override (inventory/overrides.yaml): {o.reason}; rules gave lot {lot} ({reason})"
+            ct_kwargs["lot_reason"] = f"{o.reason} [data override in inventory/overrides.yaml; the rules gave lot {lot}]"
         else:
             ct_kwargs["lot"] = lot
             ct_kwargs["lot_reason"] = reason

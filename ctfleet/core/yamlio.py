@@ -8,6 +8,7 @@ PyYAML drops positions once a document is constructed, which is why this uses ru
 from __future__ import annotations
 
 import io
+import typing
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -118,13 +119,16 @@ def validate(doc: Doc, model: type[BaseModel], data: Any | None = None, prefix: 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names of the (nested) model at ``loc``, for 'valid keys' hints."""
     current: Any = model
+    skip_key = False
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or skip_key:
+            skip_key = False
             continue
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
             return []
         ann = fields[part].annotation
+        skip_key = typing.get_origin(ann) is dict  # next part is a mapping key, not a field
         current = _model_in(ann)
         if current is None:
             return []

@@ -1,0 +1,1 @@
+"""The ``ctfleet`` command."""

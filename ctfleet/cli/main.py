@@ -1,0 +1,313 @@
+"""The ``ctfleet`` command: registry, norms, validation, import, inventory and the demo.
+
+Thin: every command loads the project (profile, registry, norms, fleet) and renders what
+the pure core computes. Errors from bad input are printed once, without a traceback, and
+the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ctfleet.core.errors import CtfleetError
+from ctfleet.core.models import Level, Segment
+from ctfleet.project import Project, load_project
+
+app = typer.Typer(help="Infrastructure-as-code and fleet management for Morocco's territorial collectivities.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
+registry_app = typer.Typer(help="The CT registry: collectivities, segments, lots, hosting, fleet.", no_args_is_help=True)
+norms_app = typer.Typer(help="Norms as code: the control catalogue and resolved values.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+app.add_typer(norms_app, name="norms")
+
+# Wide enough for the tables when piped (rich falls back to 80 columns without a terminal).
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+
+_state: dict = {"profile": None}
+
+
+@app.callback()
+def _main(profile: Optional[Path] = typer.Option(None, "--profile", envvar="CTFLEET_PROFILE",
+                                                 help="Profile file (default: ctfleet.yaml at the project root).")) -> None:
+    _state["profile"] = profile
+
+
+def reports_errors(fn):
+    """Print input errors once, without a traceback, and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CtfleetError as exc:
+            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def project(with_fleet: bool = True) -> Project:
+    return load_project(_state["profile"], with_fleet=with_fleet)
+
+
+# ------------------------------------------------------------------ registry
+@registry_app.command("stats")
+@reports_errors
+def registry_stats(as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON.")) -> None:
+    """The programme table: CTs per segment and per lot, computed from the data."""
+    from ctfleet.reports.stats import registry_figures
+
+    p = project(with_fleet=False)
+    figures = registry_figures(p.registry, p.rules)
+    if as_json:
+        out.print_json(json.dumps(figures, ensure_ascii=False))
+        return
+    scope = f"region {p.profile.region}" if p.profile.region else "national"
+    t = Table(title=f"Collectivities by segment ({scope}; RGPH 2014 population)")
+    t.add_column("segment")
+    t.add_column("label")
+    t.add_column("CTs", justify="right")
+    t.add_column("programme (DGCT 2021)", justify="right")
+    for row in figures["segments"]:
+        t.add_row(row["segment"], row["label"], f"{row['count']:,}", _ref(row["programme"]))
+    t.add_row("", "total", f"{figures['total']:,}", "", end_section=True)
+    out.print(t)
+    lt = Table(title="Roll-out lots")
+    lt.add_column("lot", justify="right")
+    lt.add_column("seat list + rules", justify="right")
+    lt.add_column("with data overrides", justify="right")
+    lt.add_column("programme (DGCT 2021)", justify="right")
+    for row in figures["lots"]:
+        lt.add_row(str(row["lot"]), f"{row['from_rules']:,}", f"{row['with_overrides']:,}", _ref(row["programme"]))
+    out.print(lt)
+    seats = figures["seats"]
+    out.print(f"Chefs-lieux: {seats['count']} seats listed ({seats['doubtful']} doubtful) in inventory/seats.yaml; "
+              f"{len(figures['lot_overrides'])} lot override(s) in inventory/overrides.yaml.")
+    for o in figures["lot_overrides"]:
+        out.print(f"  {o['code']} {o['name']}: lot {o['from_rules']} -> {o['lot']} ({o['reason']})")
+
+
+def _ref(v) -> str:
+    return "" if v is None else f"{v:,}"
+
+
+@registry_app.command("show")
+@reports_errors
+def registry_show(code: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """One collectivity: names, parents, segment, lot (and why), hosting tiers, site and devices."""
+    p = project()
+    ct = p.registry.ct(code)
+    sites = p.registry.sites_of(code)
+    devices = p.registry.devices_of(code)
+    if as_json:
+        data = ct.model_dump(mode="json")
+        data["sites"] = [s.model_dump(mode="json") for s in sites]
+        data["devices"] = [d.model_dump(mode="json") for d in devices]
+        out.print_json(json.dumps(data, ensure_ascii=False))
+        return
+    reg = p.national.regions[ct.region_code]
+    t = Table(show_header=False, title=f"{ct.code} {ct.name_fr} / {ct.name_ar}")
+    t.add_column("key", style="bold")
+    t.add_column("value")
+    t.add_row("level", ct.level.value)
+    t.add_row("region", f"{reg.code} {reg.name_fr}")
+    if ct.province_code and ct.level == Level.COMMUNE:
+        prov = p.national.provinces[ct.province_code]
+        t.add_row("province", f"{prov.code} {prov.name_fr} ({prov.kind})")
+    if ct.population_2014 is not None or ct.level == Level.COMMUNE:
+        t.add_row("population 2014 / 2024", f"{_num(ct.population_2014)} / {_num(ct.population_2024)}")
+    t.add_row("segment", f"{ct.segment.value} ({p.rules.segments[ct.segment].label_fr})")
+    t.add_row("lot", f"{ct.lot} — {ct.lot_reason}")
+    if ct.is_seat:
+        t.add_row("chef-lieu", "yes, seat of its province")
+    if ct.arrondissements:
+        t.add_row("arrondissements", ", ".join(p.national.arrondissements[a].name_fr for a in ct.arrondissements))
+    t.add_row("hosting tiers", ", ".join(x.value for x in ct.tiers))
+    if ct.grouping:
+        g = p.national.groupings[ct.grouping]
+        t.add_row("grouping", f"{g.code} {g.name}" + (" (illustrative)" if g.illustrative else ""))
+    for s in sites:
+        backup = f", backup {s.backup.type.value} {s.backup.bandwidth_mbps:g} Mbit/s" if s.backup else ""
+        t.add_row("site", f"{s.code} {s.name}: uplink {s.uplink.type.value} {s.uplink.bandwidth_mbps:g} Mbit/s{backup}")
+    roles: dict[str, int] = {}
+    for d in devices:
+        roles[d.role.value] = roles.get(d.role.value, 0) + 1
+    if devices:
+        t.add_row("devices", ", ".join(f"{n} {r}(s)" for r, n in sorted(roles.items())) + f"  [{p.registry.fleet_label}]")
+    out.print(t)
+
+
+def _num(v) -> str:
+    return "—" if v is None else f"{v:,}"
+
+
+@registry_app.command("list")
+@reports_errors
+def registry_list(region: Optional[str] = typer.Option(None, help="HCP region code, e.g. 04."),
+                  province: Optional[str] = typer.Option(None, help="HCP province code, e.g. 04.421."),
+                  segment: Optional[Segment] = typer.Option(None, case_sensitive=False),
+                  lot: Optional[int] = typer.Option(None, min=1, max=3),
+                  level: Optional[Level] = typer.Option(None),
+                  fmt: str = typer.Option("table", "--format", help="table, csv or json")) -> None:
+    """List collectivities, filtered by region, province, segment, lot or level."""
+    from ctfleet.core.errors import InputError, Problem
+
+    if fmt not in ("table", "csv", "json"):
+        raise InputError(Problem("--format", f"unknown format {fmt!r}", valid="table, csv, json"))
+    p = project(with_fleet=False)
+    cts = p.registry.select(region=region, segment=segment, lot=lot, level=level, province=province)
+    rows = [dict(code=c.code, name_fr=c.name_fr, name_ar=c.name_ar, level=c.level.value, region=c.region_code,
+                 province=c.province_code or "", segment=c.segment.value, lot=c.lot,
+                 population_2014="" if c.population_2014 is None else c.population_2014,
+                 tiers=" ".join(t.value for t in c.tiers)) for c in cts]
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
+    elif fmt == "csv":
+        import csv
+
+        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["code"])
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        t = Table(title=f"{len(rows)} collectivities")
+        for col in ("code", "name_fr", "segment", "lot", "population_2014", "tiers"):
+            t.add_column(col, justify="right" if col in ("lot", "population_2014") else "left")
+        for r in rows:
+            t.add_row(r["code"], r["name_fr"], r["segment"], str(r["lot"]), f"{r['population_2014']:,}" if r["population_2014"] != "" else "", r["tiers"])
+        out.print(t)
+
+
+# ------------------------------------------------------------------ norms
+@norms_app.command("show")
+@reports_errors
+def norms_show(target: str = typer.Argument(..., help="A segment name (e.g. commune_under_15k) or a CT code."),
+               lot: Optional[int] = typer.Option(None, min=1, max=3, help="Lot, when TARGET is a segment (default: the segment's lot)."),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+    """Resolved norms of a segment or a CT, with the file and line each value comes from."""
+    from ctfleet.core.errors import InputError, Problem, one_of
+
+    p = project(with_fleet=False)
+    if target in {s.value for s in Segment}:
+        seg = Segment(target)
+        resolved = p.norms.resolve_for(seg, lot or p.rules.segments[seg].lot)
+        title = f"Norms of segment {seg.value}, lot {lot or p.rules.segments[seg].lot}"
+    elif target in p.national.cts:
+        ct = p.national.cts[target]
+        resolved = p.norms.resolve(ct)
+        title = f"Norms of {ct.code} {ct.name_fr} (segment {ct.segment.value}, lot {ct.lot})"
+    else:
+        raise InputError(Problem("TARGET", f"{target!r} is neither a segment nor a CT code",
+                                 valid=one_of([s.value for s in Segment]) + ", or an HCP code such as 01.511.01.0"))
+    if as_json:
+        data = {cid: {"value": r.value, "applicable": r.applicable, "source": r.source, "layer": r.layer,
+                      "title": r.control.title, "unit": r.control.unit} for cid, r in resolved.items()}
+        out.print_json(json.dumps(data, ensure_ascii=False))
+        return
+    t = Table(title=title)
+    for col in ("control", "title", "value", "applies to"):
+        t.add_column(col)
+    t.add_column("from", no_wrap=True)
+    for cid, r in resolved.items():
+        value = "not applicable" if not r.applicable else _fmt_value(r.value, r.control.unit)
+        t.add_row(cid, r.control.title, value, ", ".join(r.control.applies_to), r.source)
+    out.print(t)
+
+
+def _fmt_value(v, unit) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list):
+        return ", ".join(map(str, v))
+    return f"{v:g} {unit}" if isinstance(v, (int, float)) and unit else str(v)
+
+
+@norms_app.command("controls")
+@reports_errors
+def norms_controls() -> None:
+    """The control catalogue: id, title, topic, severity and sources."""
+    p = project(with_fleet=False)
+    t = Table(title=f"{len(p.norms.controls)} controls")
+    for col in ("id", "title", "topic", "level", "severity", "sources"):
+        t.add_column(col)
+    for c in p.norms.controls.values():
+        t.add_row(c.id, c.title, c.topic, str(c.level), c.severity, "; ".join(s.source + (f" {s.ref}" if s.ref else "") for s in c.sources))
+    out.print(t)
+
+
+# ------------------------------------------------------------------ validate / import / inventory
+@app.command()
+@reports_errors
+def validate() -> None:
+    """Load everything (registry, seats, groupings, overrides, norms, fleet); exit 1 naming the first bad file, line or key."""
+    p = project()
+    r = p.registry
+    roles = r.role_counts()
+    out.print(f"ok: {len(r.cts):,} CTs ({len(r.regions)} regions, {len(r.provinces)} councils, "
+              f"{sum(1 for c in r.cts.values() if c.level == Level.COMMUNE):,} communes, {len(r.arrondissements)} arrondissements), "
+              f"{len(p.norms.controls)} controls, {len(r.sites):,} sites, "
+              + ", ".join(f"{n:,} {k.value}s" for k, n in sorted(roles.items(), key=lambda kv: kv[0].value))
+              + f" [{r.fleet_label}]")
+
+
+@app.command("import")
+@reports_errors
+def import_(files: list[Path] = typer.Argument(..., help="CSV or XLSX files of sites and/or devices."),
+            into: Path = typer.Option(..., "--into", help="Fleet directory to merge into (sites.csv, devices.csv)."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="Validate only; write nothing.")) -> None:
+    """Import sites and devices from regional spreadsheets; all bad rows are reported at once and nothing is written unless the whole input is valid."""
+    from ctfleet.importer import import_files
+
+    p = project(with_fleet=False)
+    summary = import_files(files, p.national, into, dry_run=dry_run)
+    verb = "would write" if dry_run else "wrote"
+    out.print(f"ok: {verb} {summary}")
+
+
+@app.command()
+@reports_errors
+def inventory(list_: bool = typer.Option(False, "--list", help="Ansible dynamic inventory (JSON)."),
+              host: Optional[str] = typer.Option(None, "--host", help="Variables of one host (JSON).")) -> None:
+    """Ansible dynamic inventory from the registry (what inventory/ctfleet_inventory.py prints)."""
+    from ctfleet import ansible_inventory
+
+    p = project()
+    if host:
+        data = ansible_inventory.host_vars(p, host)
+    else:
+        data = ansible_inventory.render(p)
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+@app.command()
+@reports_errors
+def demo() -> None:
+    """The main job on this machine: load and validate the registry and the simulated fleet, and print the programme's figures."""
+    from ctfleet.reports.demo import run_demo
+
+    run_demo(project(), out)
+
+
+def _mount_optional() -> None:
+    """Sub-apps of later parts (stacks, monitors, rollout), mounted when present."""
+    import importlib
+    import importlib.util
+
+    for module, name in (("ctfleet.cli.stacks", "stacks"),):
+        if importlib.util.find_spec(module) is None:
+            continue
+        app.add_typer(importlib.import_module(module).app, name=name)  # an import error in it must show
+
+
+_mount_optional()
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

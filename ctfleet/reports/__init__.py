@@ -1,0 +1,1 @@
+"""Reports computed from the registry, the norms and the results store."""

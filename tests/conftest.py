@@ -1,0 +1,48 @@
+"""Shared fixtures: the real project, and throw-away copies of its data to break on purpose."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def project():
+    """The whole project with the generated national fleet (loaded once)."""
+    from ctfleet.project import load_project
+
+    return load_project(root=ROOT)
+
+
+@pytest.fixture(scope="session")
+def registry_only():
+    from ctfleet.project import load_project
+
+    return load_project(root=ROOT, with_fleet=False)
+
+
+@pytest.fixture()
+def data_copy(tmp_path: Path) -> Path:
+    """A copy of inventory/ and standards/ (and the default profile) to mutate in a test."""
+    dst = tmp_path / "proj"
+    dst.mkdir()
+    shutil.copytree(ROOT / "inventory", dst / "inventory", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    shutil.copytree(ROOT / "standards", dst / "standards")
+    shutil.copy(ROOT / "ctfleet.yaml", dst / "ctfleet.yaml")
+    return dst
+
+
+def edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    """Replace text in a copied data file; fail loudly if the text is not there."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, count), encoding="utf-8")
