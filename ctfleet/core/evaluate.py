@@ -91,3 +91,51 @@ def platform_unknowns(registry: Registry, norms: NormSet, at: datetime, cts: Ite
 
 def device_role_count(devices: Iterable[Device], role: Role) -> int:
     return sum(1 for d in devices if d.role == role)
+
+
+class Applicability:
+    """Which controls apply at CT level and per device role, for one CT's resolved norms.
+
+    Equivalent to :func:`expected_pairs` but counts instead of listing every
+    (device, control) pair: a national snapshot has ~300,000 such pairs.
+    """
+
+    def __init__(self, ct: CT, norms: NormSet):
+        resolved = norms.resolve(ct)
+        self.ct_level = frozenset(cid for cid, r in resolved.items()
+                                  if r.applicable and any(t in CT_LEVEL for t in r.control.applies_to))
+        self.by_role = {role: frozenset(cid for cid, r in resolved.items() if r.applicable and role.value in r.control.applies_to)
+                        for role in Role}
+
+    @classmethod
+    def of(cls, ct: CT, norms: NormSet) -> "Applicability":
+        """Cached per resolved-norms object (CTs of one segment and lot share it)."""
+        cache = norms.__dict__.setdefault("_applicability", {})
+        key = id(norms.resolve(ct))
+        if key not in cache:
+            cache[key] = cls(ct, norms)
+        return cache[key]
+
+    def applies(self, device_role: Role | None, control: str) -> bool:
+        return control in (self.ct_level if device_role is None else self.by_role[device_role])
+
+
+def ct_compliance(ct: CT, registry: Registry, norms: NormSet, results: Iterable[ControlResult]):
+    """:func:`ctfleet.core.compliance.compliance` of a CT, computed by counting (fast path)."""
+    from ctfleet.core.compliance import Compliance, latest
+
+    app = Applicability.of(ct, norms)
+    roles = {d.hostname: d.role for d in registry.devices_of(ct.code)}
+    applicable = len(app.ct_level) + sum(len(app.by_role[r]) for r in roles.values())
+    counts = {Status.PASS: 0, Status.FAIL: 0, Status.WAIVED: 0, Status.UNKNOWN: 0}
+    for r in latest(results).values():
+        if r.device is None:
+            ok = r.control in app.ct_level
+        else:
+            role = roles.get(r.device)
+            ok = role is not None and r.control in app.by_role[role]
+        if ok:
+            counts[r.status] += 1
+    unknown = applicable - counts[Status.PASS] - counts[Status.FAIL] - counts[Status.WAIVED]
+    return Compliance(applicable=applicable, passed=counts[Status.PASS], failed=counts[Status.FAIL], unknown=unknown,
+                      waived=counts[Status.WAIVED])

@@ -1,0 +1,115 @@
+"""Serving /metrics with the Prometheus exporter-toolkit web configuration file.
+
+The file format is the one every Prometheus exporter reads (``--web.config.file``)::
+
+    tls_server_config:
+      cert_file: /etc/ctfleet/tls.crt
+      key_file: /etc/ctfleet/tls.key
+    basic_auth_users:
+      prometheus: $2y$10$...   # bcrypt hash, as produced by htpasswd -B
+
+prometheus-client's own server has TLS but no basic auth, so the WSGI app it makes is
+wrapped here with a bcrypt check (the ``bcrypt`` library, as exporter-toolkit uses) and
+served by wsgiref on a threading server. Unknown keys fail, naming the file and key.
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import threading
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Callable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import bcrypt
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from pydantic import BaseModel, ConfigDict
+
+from ctfleet.core.yamlio import load_yaml, validate
+
+
+class TLSServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+    client_auth_type: str = "NoClientCert"
+    min_version: str | None = None
+
+
+class WebConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tls_server_config: TLSServerConfig | None = None
+    basic_auth_users: dict[str, str] = {}
+    http_server_config: dict | None = None
+
+
+def load_web_config(path: Path) -> WebConfig:
+    return validate(load_yaml(path, str(path)), WebConfig)
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # scrapes are not news
+        pass
+
+
+def with_basic_auth(app: Callable, users: dict[str, str], realm: str = "ctfleet") -> Callable:
+    hashes = {u: h.encode() for u, h in users.items()}
+    cache: dict[tuple[str, str], bool] = {}  # bcrypt is slow on purpose; Prometheus scrapes often
+
+    def wrapped(environ, start_response):
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        ok = False
+        if header.startswith("Basic "):
+            try:
+                user, _, pw = base64.b64decode(header[6:]).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                user, pw = "", ""
+            key = (user, pw)
+            if key not in cache and user in hashes:
+                cache[key] = bcrypt.checkpw(pw.encode(), hashes[user])
+            ok = cache.get(key, False)
+        if not ok:
+            start_response("401 Unauthorized", [("WWW-Authenticate", f'Basic realm="{realm}"'), ("Content-Type", "text/plain")])
+            return [b"Unauthorized\n"]
+        return app(environ, start_response)
+
+    return wrapped
+
+
+def serve(registry: CollectorRegistry, host: str, port: int, web_config: WebConfig | None = None,
+          extra: dict[str, Callable] | None = None) -> tuple[WSGIServer, threading.Thread]:
+    """Start serving /metrics (and any ``extra`` WSGI apps by path) in a thread."""
+    metrics_app = make_wsgi_app(registry)
+    routes = dict(extra or {})
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if path in routes:
+            return routes[path](environ, start_response)
+        if path in ("/metrics", "/"):
+            return metrics_app(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"Not Found\n"]
+
+    if web_config and web_config.basic_auth_users:
+        app = with_basic_auth(app, web_config.basic_auth_users)
+    httpd = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
+    if web_config and web_config.tls_server_config:
+        tls = web_config.tls_server_config
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        if tls.client_ca_file:
+            ctx.load_verify_locations(tls.client_ca_file)
+            ctx.verify_mode = ssl.CERT_REQUIRED if tls.client_auth_type == "RequireAndVerifyClientCert" else ssl.CERT_OPTIONAL
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, name="ctfleet-exporter", daemon=True)
+    thread.start()
+    return httpd, thread
