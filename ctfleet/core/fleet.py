@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from dataclasses import dataclass, field
-from typing import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
 
 from ctfleet.core.models import (
     CT,
@@ -48,6 +48,9 @@ from ctfleet.core.models import (
 )
 from ctfleet.core.norms import NormSet
 from ctfleet.core.secrets import CredentialRef
+
+if TYPE_CHECKING:
+    from ctfleet.core.registry import Registry
 
 # Shares of the fleet that deliberately fail a norm, so compliance has something to show.
 NO_COVERAGE_SHARE = 0.15  # communes without terrestrial coverage (programme figure)
@@ -95,7 +98,7 @@ ROUTER_OS = {Platform.CISCO_IOS: "ios-15.9", Platform.FRR: "frr-9.1", Platform.M
 SERVER_PLATFORMS = ((Platform.DEBIAN, 80), (Platform.UBUNTU, 20))
 WORKSTATION_PLATFORMS = ((Platform.WINDOWS, 75), (Platform.UBUNTU, 15), (Platform.DEBIAN, 10))
 LEGACY_WINDOWS = "windows-10"
-# Used only when a CT's EQP-3 norm lists no version of the platform.
+# Servers' OS; and workstations' when a CT's EQP-3 norm lists no version of the platform.
 DEFAULT_OS = {Platform.WINDOWS: "windows-11", Platform.DEBIAN: "debian-12", Platform.UBUNTU: "ubuntu-24.04"}
 
 
@@ -111,7 +114,7 @@ class Plan:
     legacy_windows: frozenset[str]
 
 
-def generate(registry, norms: NormSet, seed: int = 2014) -> tuple[list[Site], list[Device]]:
+def generate(registry: Registry, norms: NormSet, seed: int = 2014) -> tuple[list[Site], list[Device]]:
     """The demo fleet of every CT in ``registry``, a pure function of its inputs.
 
     >>> sites, devices = generate(registry, norms)                    # doctest: +SKIP
@@ -251,7 +254,7 @@ def make_devices(ct: CT, site: Site, norms: NormSet, plan: Plan, rng: random.Ran
     slug = code_slug(ct.code)
     ssh = CredentialRef(f"env:CTFLEET_SSH_{ct.region_code}")
     router = _router(ct, site, slug, plan, rng, next(addresses[Role.ROUTER]))
-    servers = [_device(f"srv{i}-{slug}", site, Role.SERVER, p, _server_os(p), next(addresses[Role.SERVER]), ssh)
+    servers = [_device(f"srv{i}-{slug}", site, Role.SERVER, p, DEFAULT_OS[p], next(addresses[Role.SERVER]), ssh)
                for i, p in enumerate(_server_platforms(ct, rng), 1)]
     workstations = [_device(f"ws{i:03d}-{slug}", site, Role.WORKSTATION, p, os, next(addresses[Role.WORKSTATION]), ssh)
                     for i, (p, os) in enumerate(_workstation_platforms(ct, norms, plan, rng), 1)]
@@ -270,10 +273,6 @@ def _server_platforms(ct: CT, rng: random.Random) -> list[Platform]:
         return []
     two = ct.level in (Level.REGION, Level.COUNCIL) or (ct.segment in LARGE_COMMUNES and rng.random() < 0.5)
     return [_pick(SERVER_PLATFORMS, rng) for _ in range(2 if two else 1)]
-
-
-def _server_os(platform: Platform) -> str:
-    return DEFAULT_OS[platform]
 
 
 def _workstation_platforms(ct: CT, norms: NormSet, plan: Plan, rng: random.Random) -> list[tuple[Platform, str]]:

@@ -83,12 +83,13 @@ class CredentialRef(str):
             # Never echo the text back: what is not a reference may well be a password.
             raise ValueError(f"value is not a credentials reference (not shown, it may be a secret); valid: {cls.VALID}")
         scheme, target = m["scheme"], m["target"]
+        # The target is not echoed either: someone may have typed a password after "env:".
         if scheme == "env" and not _ENV_NAME.match(target):
-            raise ValueError(f"env reference {text!r}: variable name must match [A-Z_][A-Z0-9_]*")
+            raise ValueError("env reference: variable name must match [A-Z_][A-Z0-9_]* (value not shown)")
         if scheme == "file" and not target.startswith("/"):
-            raise ValueError(f"file reference {text!r}: path must be absolute (and outside the repository)")
+            raise ValueError("file reference: path must be absolute, outside the repository (value not shown)")
         if scheme == "vault" and "#" not in target:
-            raise ValueError(f"vault reference {text!r}: expected vault:FILE#key")
+            raise ValueError("vault reference: expected vault:FILE#key (value not shown)")
         return cls(text.strip())
 
     @property
