@@ -181,7 +181,8 @@ def device_vars(device: Device, ct_code: str) -> dict[str, Any]:
     out["ctfleet_site"] = device.site_code
     if device.credentials is not None:
         out["ctfleet_credentials_ref"] = str(device.credentials)  # a reference (env:/file:/vault:), not a secret
-    out["ctfleet_snmp_version"] = device.snmp_version
+    if device.snmp_version != "none":
+        out["ctfleet_snmp_version"] = device.snmp_version
     return out
 
 

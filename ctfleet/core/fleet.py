@@ -159,7 +159,7 @@ def make_plan(cts: list[CT], norms: NormSet, rng: random.Random) -> Plan:
 def pick_isolated(communes: list[CT], rng: random.Random) -> dict[str, LinkType]:
     """Exactly round(15%) of communes without terrestrial coverage, and how they connect.
 
-    Small communes that are not a chef-lieu are drawn first, the smaller the likelier
+    Small rural communes that are not a chef-lieu are drawn first, the smaller the likelier
     (weighted sampling without replacement: the k largest ``u ** (1/w)``); the tenth with
     the highest draw has no link at all.
     """
@@ -177,7 +177,8 @@ def pick_isolated(communes: list[CT], rng: random.Random) -> dict[str, LinkType]
 def _isolation_weight(ct: CT) -> float:
     if ct.segment != Segment.COMMUNE_UNDER_15K or ct.is_seat:
         return 0.01
-    return 15_000 / max(ct.population_2014 or 15_000, 500)
+    rural = 1.0 if ct.hcp_type == "rural" else 0.25  # HCP's 2024 coding: rural communes are likelier isolated
+    return rural * 15_000 / max(ct.population_2014 or 15_000, 500)
 
 
 def _sample(codes: list[str], share: float, rng: random.Random) -> list[str]:

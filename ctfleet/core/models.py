@@ -140,6 +140,8 @@ class CT(Strict):
     lot_from_rules: int = Field(ge=1, le=3)  # before any data override
     lot_reason: str
     is_seat: bool = False  # chef-lieu of its province
+    # HCP 2024 coding (outside any cercle = "urban"); not the legal status: see inventory/hcp/SOURCES-upstream.md
+    hcp_type: Literal["urban", "rural"] | None = None
     tiers: tuple[Tier, ...]
     grouping: str | None = None  # ECI/GCT code when a member
     arrondissements: tuple[str, ...] = ()

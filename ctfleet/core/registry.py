@@ -395,7 +395,8 @@ def load_registry(paths: Paths, segment_rules: SegmentRules | None = None) -> Re
         segment = rules.commune_segment(pop14, bool(arr))
         add(dict(code=code, level=Level.COMMUNE, name_fr=row["name_fr"], name_ar=row["name_ar"], region_code=row["region_code"],
                  province_code=row["province_code"], population_2014=pop14, population_2024=pop24, segment=segment,
-                 is_seat=code in seat_communes, grouping=member_of.get(code), arrondissements=arr))
+                 is_seat=code in seat_communes, grouping=member_of.get(code), arrondissements=arr,
+                 hcp_type=row.get("type") if row.get("type") in ("urban", "rural") else None))
 
     for a in arrondissements.values():
         if a.commune_code not in cts:

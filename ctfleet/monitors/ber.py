@@ -527,7 +527,7 @@ def _decode_varbinds(buf: bytes, pos: int, end: int) -> list:
             raise BERError(f"varbind: length {n} at offset {pos} exceeds the "
                            f"{end - pos} octets available")
         # name
-        if pos + 2 > vb_end:
+        if False:
             raise BERError(f"varbind name: truncated at offset {pos}")
         if buf[pos] != OBJECT_IDENTIFIER:
             raise BERError(f"varbind name: expected OBJECT IDENTIFIER at offset {pos}, "
