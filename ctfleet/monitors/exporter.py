@@ -133,9 +133,9 @@ def build_snapshot(registry: Registry, norms: NormSet, sweep: Sweep | None, stor
         for cid, n in sorted(fails.items()):
             failing.add_metric(lv + [cid, norms.controls[cid].severity], n)
         routers = [d for d in registry.devices_of(ct.code) if d.role == Role.ROUTER]
-        conn.add_metric(lv, 1 if sweep is not None and any(connected(sweep.polls.get(d.hostname)) for d in routers) else 0)
         if sweep is None:
-            continue
+            continue  # before the first sweep nothing is known: serve no 'connected' series rather than zeros
+        conn.add_metric(lv, 1 if any(connected(sweep.polls.get(d.hostname)) for d in routers) else 0)
         for d in registry.devices_of(ct.code):
             poll = sweep.polls.get(d.hostname)
             probe = sweep.probes.get(d.hostname)
