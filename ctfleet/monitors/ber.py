@@ -512,6 +512,7 @@ def _decode_varbinds(buf: bytes, pos: int, end: int) -> list:
     varbinds: list = []
     append = varbinds.append
     unsigned = _UNSIGNED
+    oid_cache_get = _oid_cache.get
     while pos < end:
         # VarBind ::= SEQUENCE { name OBJECT IDENTIFIER, value }
         if pos + 2 > end:
@@ -527,7 +528,7 @@ def _decode_varbinds(buf: bytes, pos: int, end: int) -> list:
             raise BERError(f"varbind: length {n} at offset {pos} exceeds the "
                            f"{end - pos} octets available")
         # name
-        if False:
+        if pos + 2 > vb_end:
             raise BERError(f"varbind name: truncated at offset {pos}")
         if buf[pos] != OBJECT_IDENTIFIER:
             raise BERError(f"varbind name: expected OBJECT IDENTIFIER at offset {pos}, "
@@ -541,7 +542,10 @@ def _decode_varbinds(buf: bytes, pos: int, end: int) -> list:
         if stop > vb_end:
             raise BERError(f"varbind name: length {n} at offset {pos} exceeds the "
                            f"{vb_end - pos} octets available")
-        oid = _decode_oid(buf[pos:stop], at)
+        raw = buf[pos:stop]
+        oid = oid_cache_get(raw)
+        if oid is None:
+            oid = _decode_oid(raw, at)
         pos = stop
         # value
         if pos + 2 > vb_end:
