@@ -1,7 +1,7 @@
 """Ansible's dynamic inventory, compiled from the registry and the norms.
 
-Pure: :func:`render` turns a (possibly region-scoped) registry, its fleet and the norm
-set into the JSON an inventory script prints for ``--list``; :func:`host_vars` is the
+Pure: :func:`render` turns a project (or a registry with its fleet, and the norm set)
+into the JSON an inventory script prints for ``--list``; :func:`host_vars` is the
 ``--host`` answer. ``inventory/ctfleet_inventory.py`` is the thin executable around them.
 
 Hosts are the fleet's devices (routers, servers, workstations), named by hostname, and
@@ -49,6 +49,7 @@ import re
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from ctfleet.core.errors import InputError, Problem
 from ctfleet.core.models import CT, Device, Level, Platform, Role, Segment, Site
 from ctfleet.core.norms import NormSet, Resolved
 from ctfleet.core.registry import Registry
@@ -199,8 +200,8 @@ class _Groups:
         name = group_name(prefix, text)
         seen = self._origin.setdefault(name, (prefix, str(text)))
         if seen != (prefix, str(text)):
-            raise ValueError(f"group name {name!r} would stand for both {seen[0]} {seen[1]!r} and {prefix} {text!r}; "
-                             f"rename one (group names keep only letters, digits and underscores)")
+            raise InputError(Problem("inventory", f"group name {name!r} would stand for both {seen[0]} {seen[1]!r} and {prefix} {text!r}",
+                                     valid="codes that differ after lower-casing and keeping only letters, digits and underscores"))
         return name
 
     def child(self, parent: str, child: str) -> None:
@@ -213,18 +214,24 @@ class _Groups:
         return names
 
 
-def render(registry: Registry, norms: NormSet, *, profile_name: str | None = None,
+def render(source: "Project | Registry", norms: NormSet | None = None, *, profile_name: str | None = None,
            norm_sources: bool = False) -> dict[str, Any]:
-    """The ``--list`` JSON of the registry's fleet (already scoped to the profile's region).
+    """The ``--list`` JSON of a project, or of a registry and its norms.
 
-    ``norm_sources=True`` adds ``ctfleet_norm_sources`` (control id -> "file:line") to the
-    norms groups; it is off by default because no play needs it and ``--host`` gives it.
-    Output is deterministic: groups, hosts, children and keys are sorted.
+    ``render(project)`` uses the project's registry (already scoped to the profile's
+    region), norms and profile name; ``render(registry, norms)`` renders that registry's
+    fleet as it is. ``norm_sources=True`` adds ``ctfleet_norm_sources`` (control id ->
+    "file:line") to the norms groups: about 20 kB nationally, off by default because no
+    play needs it and ``--host`` gives it. Output is deterministic: groups, hosts,
+    children and keys are sorted.
 
     >>> # {"_meta": {"hostvars": {"r-12-551-01-01": {...}}},
     >>> #  "all": {"children": ["link_4g", ..., "region_12", ...], "vars": {"ctfleet_profile": ...}},
     >>> #  "region_12": {"children": ["ct_12", "province_12_551"], "vars": {...}}, ...}
     """
+    registry, norms, project_profile = _unpack(source, norms)
+    if profile_name is None:
+        profile_name = project_profile
     g = _Groups()
     hostvars: dict[str, dict[str, Any]] = {}
     top: set[str] = set()
@@ -298,23 +305,39 @@ def render(registry: Registry, norms: NormSet, *, profile_name: str | None = Non
     return out
 
 
-def render_project(project: "Project", *, norm_sources: bool = False) -> dict[str, Any]:
-    """:func:`render` of a loaded project (its registry is already scoped to the profile's region)."""
-    return render(project.registry, project.norms, profile_name=project.profile.name, norm_sources=norm_sources)
+def _unpack(source: "Project | Registry", norms: NormSet | None) -> tuple[Registry, NormSet, str | None]:
+    if isinstance(source, Registry):
+        if norms is None:
+            raise TypeError("render(registry, norms): the norms are needed with a registry; or pass a Project alone")
+        return source, norms, None
+    return source.registry, norms or source.norms, source.profile.name
 
 
-def host_vars(registry: Registry, norms: NormSet, hostname: str) -> dict[str, Any]:
+def host_vars(source: "Project | Registry", norms_or_hostname: "NormSet | str", hostname: str | None = None) -> dict[str, Any]:
     """The ``--host`` answer: the host's own vars plus ``ctfleet_norm_sources`` for its CT.
 
+    Called as ``host_vars(project, hostname)`` or ``host_vars(registry, norms, hostname)``.
     Ansible never calls ``--host`` (``--list`` carries ``_meta``); this is for people and
-    tools asking the script directly where each of a host's norm values comes from.
-    Raises KeyError naming the host when it is not in the (scoped) fleet.
+    tools asking where each of a host's norm values comes from::
+
+        {"ansible_host": "127.21.6.138", "ctfleet_ct": "12.066.03.05", ...,
+         "ctfleet_norm_sources": {"SYS-2": "standards/norms/lots/lot-3.yaml:3", ...}}
+
+    Raises InputError naming the host when it is not in the (profile-scoped) fleet.
     """
+    if hostname is None:
+        assert isinstance(norms_or_hostname, str)
+        registry, norms, _ = _unpack(source, None)
+        hostname = norms_or_hostname
+    else:
+        assert isinstance(norms_or_hostname, NormSet)
+        registry, norms, _ = _unpack(source, norms_or_hostname)
     device = registry.devices.get(hostname)
     site = registry.sites.get(device.site_code) if device else None
     if device is None or site is None:
-        raise KeyError(f"unknown host {hostname!r} in fleet {registry.fleet_label!r}"
-                       f" ({len(registry.devices)} hosts; the profile's region scope applies)")
+        raise InputError(Problem("inventory", f"unknown host {hostname!r}",
+                                 valid=f"a hostname of the fleet ({len(registry.devices)} hosts in {registry.fleet_label}; "
+                                       f"the profile's region scope applies)"))
     ct = registry.ct(site.ct_code)
     out = device_vars(device, ct.code)
     out["ctfleet_norm_sources"] = {cid: r.source for cid, r in sorted(norms.resolve(ct).items())}

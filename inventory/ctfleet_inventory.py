@@ -50,8 +50,8 @@ def main(argv=None) -> int:
     import argparse
     import json
 
-    from ctfleet.ansible_inventory import host_vars, render_project
-    from ctfleet.core.errors import InputError, InputErrors
+    from ctfleet.ansible_inventory import host_vars, render
+    from ctfleet.core.errors import CtfleetError
     from ctfleet.project import load_project
 
     parser = argparse.ArgumentParser(description="ctfleet dynamic inventory for Ansible (profile: $CTFLEET_PROFILE or ctfleet.yaml)")
@@ -62,18 +62,17 @@ def main(argv=None) -> int:
     try:
         project = load_project()
         if args.list:
-            data = render_project(project)
+            data = render(project)
             json.dump(data, sys.stdout, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         else:
-            data = host_vars(project.registry, project.norms, args.host)
+            data = host_vars(project, args.host)
             json.dump(data, sys.stdout, sort_keys=True, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
-    except (InputError, InputErrors) as exc:
+    except CtfleetError as exc:  # bad profile or data, unknown host: one clear message, no traceback
         sys.stderr.write(f"ctfleet_inventory: {exc}\n")
         return 1
-    except KeyError as exc:
-        sys.stderr.write(f"ctfleet_inventory: {exc.args[0]}\n")
-        return 1
+    except BrokenPipeError:  # `--list | head`
+        return 0
     return 0
 
 
