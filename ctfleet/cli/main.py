@@ -289,11 +289,25 @@ def inventory(list_: bool = typer.Option(False, "--list", help="Ansible dynamic 
 
 @app.command()
 @reports_errors
-def demo() -> None:
-    """The main job on this machine: load and validate the registry and the simulated fleet, and print the programme's figures."""
+def demo(region: Optional[str] = typer.Option(None, help="Limit the simulated fleet to one region (HCP code, e.g. 12)."),
+         limit: Optional[int] = typer.Option(None, min=1, help="Only the first N routers (hostname order)."),
+         sweeps: int = typer.Option(2, min=1, max=20, help="Collector sweeps before the KPIs are read back."),
+         interval: float = typer.Option(30.0, min=5.0, help="Sweep interval in seconds."),
+         keep_running: bool = typer.Option(False, "--keep-running", help="Keep sweeping and serving until Ctrl-C."),
+         registry_only: bool = typer.Option(False, "--registry-only", help="Only load the registry and print its figures."),
+         workdir: Path = typer.Option(Path("var/demo"), help="Where the demo keeps its agents' data, Prometheus data and logs.")) -> None:
+    """The main job on this machine: simulated fleet -> collectors -> real Prometheus -> programme KPIs."""
     from ctfleet.reports.demo import run_demo
 
-    run_demo(project(), out)
+    p = project()
+    run_demo(p, out)
+    if registry_only:
+        return
+    from ctfleet.monitors.demo import DemoOptions, run
+
+    wd = workdir if workdir.is_absolute() else p.root / workdir
+    run(p, DemoOptions(workdir=wd, region=region or p.profile.region, limit=limit, sweeps=sweeps, interval=interval,
+                       keep_running=keep_running), out)
 
 
 def _mount_optional() -> None:

@@ -1,0 +1,168 @@
+"""The main job on one machine: a simulated fleet, the collectors, a real Prometheus with
+the project's rules, and the programme KPIs read back from Prometheus's HTTP API.
+
+Steps (every process is a child in its own process group and is stopped at the end,
+also on Ctrl-C or failure):
+
+1. the simulated fleet: snmpsim agents per router behind a relay that emulates each
+   link's latency and loss (VSAT ~650 ms), with dead, slow and non-compliant devices
+   (:mod:`ctfleet.monitors.simfleet`), secrets generated for this run only;
+2. the collector sweeps it (SNMP v3 authPriv / v2c, smokeping-style SNMP probe rounds)
+   and serves /metrics on loopback;
+3. a real Prometheus (Debian package) on loopback with its own data dir scrapes it and
+   evaluates ``monitors/rules/*.yml``; Alertmanager receives the alerts;
+4. the KPI tables per lot and region are read back from Prometheus and printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from rich.console import Console
+from rich.table import Table
+
+from ctfleet.monitors.collector import Collector, CollectorConfig, ProbeConfig, SnmpConfig
+from ctfleet.monitors.exporter import CtfleetCollector
+from ctfleet.monitors.http import serve
+from ctfleet.monitors.poller import SnmpCreds
+from ctfleet.procs.prometheus import Prometheus, prometheus_config
+from ctfleet.procs.service import Service, free_port, require
+from ctfleet.project import Project
+from ctfleet.reports.kpi import kpi_rows, national_row
+from ctfleet.results import ResultsStore
+
+
+@dataclass
+class DemoOptions:
+    workdir: Path
+    region: str | None = None
+    limit: int | None = None
+    sweeps: int = 2
+    interval: float = 30.0
+    port: int | None = None  # SNMP port the simulated devices answer on (default 161 as root, else 1161)
+    keep_running: bool = False
+
+
+def start_alertmanager(root: Path, workdir: Path) -> tuple[Service, str]:
+    port, cluster = free_port(), free_port()
+    am = Service("alertmanager", [require("prometheus-alertmanager", "prometheus-alertmanager"),
+                                  f"--config.file={root / 'monitors/alertmanager/alertmanager.yml'}",
+                                  f"--storage.path={workdir / 'alertmanager'}", f"--web.listen-address=127.0.0.1:{port}",
+                                  f"--cluster.listen-address=127.0.0.1:{cluster}", "--log.level=warn"],
+                 workdir / "alertmanager.log")
+    import urllib.request
+
+    am.start(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1).status == 200)
+    return am, f"127.0.0.1:{port}"
+
+
+def run(p: Project, opts: DemoOptions, out: Console) -> dict:
+    from ctfleet.monitors.simfleet import start_simfleet
+
+    work = opts.workdir
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    port = opts.port or (161 if os.geteuid() == 0 else 1161)
+    t0 = time.monotonic()
+    out.print(f"[1/4] starting the simulated fleet ({opts.region and 'region ' + opts.region or 'national'}"
+              f"{f', first {opts.limit} devices' if opts.limit else ''}) ...")
+    with start_simfleet(p, work / "simfleet", port=port, limit=opts.limit, region=opts.region) as fleet:
+        env = fleet.credential_env()  # this run's generated secrets, handed over in memory only
+        creds_cache: dict[tuple, SnmpCreds] = {}
+
+        def credentials(device):
+            key = (str(device.credentials), device.snmp_version)
+            if key not in creds_cache:
+                creds_cache[key] = SnmpCreds.from_secret(device.snmp_version, env[device.credentials.target])
+            return creds_cache[key]
+
+        served = set(fleet.profiles)
+        registry = p.registry if not opts.region else p.national.scoped(opts.region)
+        out.print(f"      {len(served):,} simulated routers ready in {time.monotonic() - t0:.1f} s")
+
+        cfg = CollectorConfig(shard=f"region:{opts.region}" if opts.region else "all", interval_seconds=opts.interval,
+                              probe=ProbeConfig(method="snmp", count=4, interval_seconds=0.1, timeout_seconds=2.0),
+                              snmp=SnmpConfig(timeout_seconds=2.0, retries=1, port=port))
+        exporter = CtfleetCollector()
+        store = ResultsStore(work / "results")
+        collector = Collector(cfg, registry, p.norms, store=store, credentials=credentials, exporter=exporter, repo_root=p.root)
+        collector.devices = [d for d in collector.devices if d.hostname in served]
+        prom_registry = CollectorRegistry()
+        prom_registry.register(exporter)
+        httpd, _ = serve(prom_registry, "127.0.0.1", 0)
+        exporter_addr = f"127.0.0.1:{httpd.server_address[1]}"
+        am, am_addr = start_alertmanager(p.root, work)
+        rules = sorted(str(f) for f in (p.root / "monitors/rules").glob("*.yml"))
+        prom = Prometheus(work / "prometheus", prometheus_config(exporter_addr, rules, scrape_interval="5s", alertmanager=am_addr))
+        try:
+            prom.start()
+            out.print(f"[2/4] Prometheus {prom.url} scraping the exporter at {exporter_addr}; Alertmanager {am_addr}")
+            report, n = asyncio.run(_drive(collector, prom, opts, exporter_addr, out))
+            return {"kpis": report, "sweeps": n}
+        finally:
+            prom.stop()
+            am.stop()
+            httpd.shutdown()
+            httpd.server_close()
+
+
+def print_kpis(query, out: Console) -> dict:
+    nat = national_row(query)
+    report = {"national": nat}
+    for by in ("lot", "region"):
+        rows = kpi_rows(query, by)
+        report[by] = rows
+        t = Table(title=f"Programme KPIs by {by} (read back from Prometheus)")
+        for col in (by, "CTs", "connected", "meeting norms", "equipped", "avg coverage"):
+            t.add_column(col, justify="right")
+        for r in rows + [dict(nat, **{by: "all"})]:
+            t.add_row(str(r[by]), f"{r['cts']:,}", _pct(r["cts_connected"], r["cts"]), _pct(r["cts_meeting_norms"], r["cts"]),
+                      _pct(r["cts_equipped"], r["cts"]), f"{r['coverage']:.0%}")
+        out.print(t)
+    out.print("'meeting norms' counts CTs whose every known control result passes; read it beside the coverage: "
+              "controls without a result (audits not yet run) are unknown and never count as passing.")
+    return report
+
+
+def _pct(n: int, d: int) -> str:
+    return f"{n:,} ({n / d:.0%})" if d else "0"
+
+
+async def _drive(collector: Collector, prom: Prometheus, opts: DemoOptions, exporter_addr: str, out: Console):
+    """All sweeps in one event loop (the poller's socket belongs to it)."""
+    try:
+        n = 0
+        for i in range(opts.sweeps):
+            s0 = time.monotonic()
+            sweep = await collector.run_once()
+            n += 1
+            ok = sum(1 for x in sweep.polls.values() if x.ok)
+            out.print(f"[3/4] sweep {i + 1}/{opts.sweeps}: {ok:,} of {len(sweep.polls):,} devices answered, "
+                      f"{len(sweep.probes):,} probe rounds, {time.monotonic() - s0:.1f} s (interval {opts.interval:g} s)")
+        await asyncio.to_thread(prom.wait_for, "ctfleet:cts_connected:count_by_lot", 60)
+        await asyncio.sleep(6)  # one more scrape + rule evaluation after the last sweep
+        out.print("[4/4] programme KPIs from Prometheus's HTTP API:")
+        report = await asyncio.to_thread(print_kpis, prom.query, out)
+        alerts = (await asyncio.to_thread(prom.api, "alerts"))["alerts"]
+        out.print(f"Alerts pending or firing in Prometheus: {len(alerts)} "
+                  f"({', '.join(sorted({a['labels']['alertname'] for a in alerts})) or 'none'}); "
+                  "most wait 10 minutes before firing.")
+        if opts.keep_running:
+            out.print(f"Keeping everything running: Prometheus {prom.url}, metrics http://{exporter_addr}/metrics. Ctrl-C to stop.")
+            try:
+                while True:
+                    await asyncio.sleep(opts.interval)
+                    await collector.run_once()
+                    n += 1
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                pass
+        return report, n
+    finally:
+        await collector.close()
