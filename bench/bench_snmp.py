@@ -1,0 +1,479 @@
+#!/usr/bin/env python3
+"""Benchmark: ctfleet's SNMP poller against Prometheus's snmp_exporter, same agents, same OIDs.
+
+    .venv/bin/python bench/bench_snmp.py                 # 1,000 agents; scaling 100/1,000/5,000
+    .venv/bin/python bench/bench_snmp.py --devices 100 --scales 100,1000
+    .venv/bin/python bench/bench_snmp.py --profile       # + cProfile of the poller (v2c, v3)
+
+What it does (a benchmark, not a test; run as root for the network namespace):
+
+1. Starts real net-snmp agents (``bench/snmp_agents.py``: <= 100 addresses per snmpd) in a
+   network namespace of its own with 8 fixed interfaces, so every ifTable has 8 rows.
+   The whole run happens inside that namespace (loopback is per namespace).
+2. Per device, both tools do the issue's load: GET sysUpTime+sysDescr and a GETBULK
+   walk of ifOperStatus+ifHCInOctets, for SNMPv2c and for SNMPv3 authPriv (SHA/AES):
+   (a) Debian's prometheus-snmp-exporter 0.21, with a generated ``snmp.yml`` in the
+       pre-0.23 module format (auth inside the module), scraped at
+       ``/snmp?module=M&target=HOST:PORT`` over HTTP keep-alive connections with bounded
+       concurrency, as Prometheus does;
+   (b) ctfleet's poller (``ctfleet.monitors.poller``, ``BENCH_SPEC``) in a worker process.
+   Each measured process is pinned to CPU 0, agents and the HTTP client to CPU 1. CPU is
+   the measured process's own utime+stime (``/proc/<pid>/stat`` for the exporter,
+   ``getrusage`` in the worker), over several rounds after a warm-up round.
+3. Scaling: ctfleet sweeps of 100, 1,000 and 5,000 devices with 15% dead addresses
+   (nothing listening): sweep time, CPU, peak RSS, statuses.
+4. ``/metrics`` render time: ``build_snapshot`` + ``generate_latest`` for the national
+   fleet (1,590 routers) and for 5,000 devices (routers synthesized on existing sites).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(ROOT), str(HERE)]
+
+PORT = 1161
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def machine() -> str:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    exporter = subprocess.run(["prometheus-snmp-exporter", "--version"], capture_output=True, text=True)
+    ver = re.search(r"version (\S+)", exporter.stdout + exporter.stderr)
+    snmpd = subprocess.run(["/usr/sbin/snmpd", "-v"], capture_output=True, text=True).stdout
+    sv = re.search(r"NET-SNMP version:\s+(\S+)", snmpd)
+    return (f"machine: {platform.machine()}, {os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
+            f"Python {platform.python_version()}, snmp_exporter {ver.group(1) if ver else '?'}, "
+            f"net-snmp {sv.group(1) if sv else '?'}")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def proc_rss_peak_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pin(cpus: set[int]):
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+# --------------------------------------------------------------------- snmp_exporter
+
+
+def exporter_config(creds) -> str:
+    """snmp.yml in the pre-0.23 format (auth inside each module); numeric OIDs, as the
+    generator would write them, without MIBs (Debian ships none)."""
+    def module(name: str, version: int, auth: list[str]) -> str:
+        return "\n".join([
+            f"{name}:",
+            "  walk:",
+            "  - 1.3.6.1.2.1.2.2.1.8",
+            "  - 1.3.6.1.2.1.31.1.1.1.6",
+            "  get:",
+            "  - 1.3.6.1.2.1.1.3.0",
+            "  - 1.3.6.1.2.1.1.1.0",
+            "  metrics:",
+            "  - name: sysUpTime",
+            "    oid: 1.3.6.1.2.1.1.3",
+            "    type: gauge",
+            "    help: The time since the network management portion of the system was last re-initialized.",
+            "  - name: sysDescr",
+            "    oid: 1.3.6.1.2.1.1.1",
+            "    type: DisplayString",
+            "    help: A textual description of the entity.",
+            "  - name: ifOperStatus",
+            "    oid: 1.3.6.1.2.1.2.2.1.8",
+            "    type: gauge",
+            "    help: The current operational state of the interface.",
+            "    indexes:",
+            "    - labelname: ifIndex",
+            "      type: gauge",
+            "  - name: ifHCInOctets",
+            "    oid: 1.3.6.1.2.1.31.1.1.1.6",
+            "    type: counter",
+            "    help: The total number of octets received on the interface.",
+            "    indexes:",
+            "    - labelname: ifIndex",
+            "      type: gauge",
+            f"  version: {version}",
+            "  max_repetitions: 25",
+            "  retries: 1",
+            "  timeout: 2s",
+            "  auth:",
+            *[f"    {line}" for line in auth],
+        ])
+    return module("ctf_v2c", 2, [f"community: {creds.community}"]) + "\n" + module("ctf_v3", 3, [
+        f"username: {creds.user}", "security_level: authPriv", f"password: {creds.auth_key}",
+        "auth_protocol: SHA", "priv_protocol: AES", f"priv_password: {creds.priv_key}"]) + "\n"
+
+
+async def _scrape(host: str, port: int, paths: list[str], concurrency: int) -> tuple[int, int, int]:
+    """GET every path over ``concurrency`` keep-alive connections; returns (ok, failed,
+    bytes). A scrape is ok when it carries the device's sysUpTime and ifOperStatus."""
+    todo = list(reversed(paths))
+    counts = [0, 0, 0]
+
+    async def conn():
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while todo:
+                path = todo.pop()
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/plain\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                headers = head.decode("latin-1").lower()
+                m = re.search(r"content-length:\s*(\d+)", headers)
+                if m:
+                    body = await reader.readexactly(int(m.group(1)))
+                elif "transfer-encoding: chunked" in headers:
+                    parts = []
+                    while True:
+                        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                        chunk = await reader.readexactly(size + 2)
+                        if size == 0:
+                            break
+                        parts.append(chunk[:-2])
+                    body = b"".join(parts)
+                else:
+                    raise RuntimeError("response without length")
+                counts[2] += len(body)
+                if headers.startswith("http/1.1 200") and b"\nsysUpTime " in body and b"\nifOperStatus{" in body:
+                    counts[0] += 1
+                else:
+                    counts[1] += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(conn() for _ in range(min(concurrency, len(paths)))))
+    return counts[0], counts[1], counts[2]
+
+
+def bench_exporter(endpoints, creds, workdir: Path, rounds: int, concurrency: int, cpu: set[int]) -> dict:
+    binary = shutil.which("prometheus-snmp-exporter")
+    if not binary:
+        raise SystemExit("prometheus-snmp-exporter not found (Debian package prometheus-snmp-exporter)")
+    conf = workdir / "snmp.yml"
+    conf.write_text(exporter_config(creds))
+    conf.chmod(0o600)
+    dry = subprocess.run([binary, f"--config.file={conf}", "--dry-run"], capture_output=True, text=True)
+    if dry.returncode != 0:
+        raise SystemExit(f"snmp_exporter rejected snmp.yml: {dry.stderr}")
+    from ctfleet.procs.service import free_port
+    port = free_port()
+    log = (workdir / "exporter.log").open("ab")
+    proc = subprocess.Popen([binary, f"--config.file={conf}", f"--web.listen-address=127.0.0.1:{port}",
+                             "--log.level=error"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            preexec_fn=pin(cpu), start_new_session=True)
+    log.close()
+    out = {}
+    try:
+        import urllib.request
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        for version, module in (("v2c", "ctf_v2c"), ("v3", "ctf_v3")):
+            paths = [f"/snmp?module={module}&target={h}:{p}" for h, p in endpoints]
+            asyncio.run(_scrape("127.0.0.1", port, paths, concurrency))  # warm-up
+            cpu0, t0 = proc_cpu_seconds(proc.pid), time.perf_counter()
+            ok = failed = 0
+            for _ in range(rounds):
+                o, f, _b = asyncio.run(_scrape("127.0.0.1", port, paths, concurrency))
+                ok, failed = ok + o, failed + f
+            wall, cpus = time.perf_counter() - t0, proc_cpu_seconds(proc.pid) - cpu0
+            n = len(paths) * rounds
+            out[version] = {"devices": n, "ok": ok, "failed": failed, "wall_s": wall, "cpu_s": cpus,
+                            "devices_per_s": n / wall, "cpu_ms_per_device": cpus * 1000 / n}
+        out["rss_peak_kb"] = proc_rss_peak_kb(proc.pid)
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(5)
+    return out
+
+
+# --------------------------------------------------------------------- ctfleet worker
+
+
+def run_worker(spec_path: str) -> None:
+    """In a child process pinned to one CPU: sweep the targets with the poller and print
+    a JSON summary (CPU from getrusage of this process alone)."""
+    spec = json.loads(Path(spec_path).read_text())
+    from ctfleet.monitors.poller import BENCH_SPEC, FULL_SPEC, Poller, SnmpCreds, Target
+
+    c = spec["creds"]
+    creds = (SnmpCreds("v3", user=c["user"], auth_key=c["auth_key"], priv_key=c["priv_key"])
+             if spec["version"] == "v3" else SnmpCreds("v2c", community=c["community"]))
+    targets = [Target(f"d{i}", h, creds, p) for i, (h, p) in enumerate(spec["endpoints"])]
+    profile = spec.get("profile")
+
+    async def go():
+        async with Poller(timeout=spec["timeout"], retries=spec["retries"], concurrency=spec["concurrency"],
+                          spec=FULL_SPEC if spec.get("full") else BENCH_SPEC) as p:
+            warm = await p.sweep(targets, interval=spec["interval"])
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            walls, statuses = [], {}
+            for _ in range(spec["rounds"]):
+                ts = time.perf_counter()
+                polls = await p.sweep(targets, interval=spec["interval"])
+                walls.append(time.perf_counter() - ts)
+                for d in polls.values():
+                    k = "ok" if d.ok else d.error
+                    statuses[k] = statuses.get(k, 0) + 1
+            r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
+            cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+            if profile:  # one more round under cProfile, outside the measurement
+                import cProfile
+                import io
+                import pstats
+                prof = cProfile.Profile()
+                prof.enable()
+                await p.sweep(targets, interval=spec["interval"])
+                prof.disable()
+                s = io.StringIO()
+                pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(18)
+                Path(profile).write_text(s.getvalue())
+            n = len(targets) * spec["rounds"]
+            return {"devices": n, "wall_s": wall, "cpu_s": cpu, "devices_per_s": n / wall,
+                    "cpu_ms_per_device": cpu * 1000 / n, "sweep_s": walls, "statuses": statuses,
+                    "warm_ok": sum(1 for d in warm.values() if d.ok),
+                    "interfaces": max((len(d.interfaces) for d in polls.values()), default=0)}
+    out = asyncio.run(go())
+    out["rss_peak_kb"] = proc_rss_peak_kb(os.getpid())  # VmHWM: this process since exec
+    print(json.dumps(out))
+
+
+def bench_ctfleet(endpoints, creds, version: str, workdir: Path, rounds: int, concurrency: int, cpu: set[int],
+                  interval: float = 60.0, timeout: float = 1.0, retries: int = 1, profile: str | None = None) -> dict:
+    spec = workdir / f"worker-{version}-{len(endpoints)}.json"
+    spec.write_text(json.dumps({"endpoints": endpoints, "version": version, "creds": creds.__dict__,
+                                "rounds": rounds, "concurrency": concurrency, "interval": interval,
+                                "timeout": timeout, "retries": retries, "profile": profile}))
+    spec.chmod(0o600)
+    r = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(spec)], capture_output=True,
+                       text=True, preexec_fn=pin(cpu), timeout=600)
+    if r.returncode != 0:
+        raise SystemExit(f"ctfleet worker failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------- /metrics render
+
+
+def render_times(sizes=(1590, 5000)) -> list[dict]:
+    from datetime import datetime, timedelta, timezone
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from ctfleet.core.models import Role
+    from ctfleet.monitors.exporter import CtfleetCollector, build_snapshot
+    from ctfleet.monitors.sweep import DevicePoll, Interface, Probe, Sweep
+    from ctfleet.project import load_project
+
+    project = load_project()
+    reg = project.registry
+    routers = [d for d in reg.devices.values() if d.role == Role.ROUTER]
+    out = []
+    for size in sizes:
+        devices = list(reg.devices.values())
+        extra = []
+        k = 0
+        while len(routers) + len(extra) < size:  # synthesize more routers on existing sites
+            base = routers[k % len(routers)]
+            extra.append(base.model_copy(update={"hostname": f"{base.hostname}-x{k // len(routers) + 1}"}))
+            k += 1
+        polled = (routers + extra)[:size]
+        reg.attach_fleet(list(reg.sites.values()), devices + extra, reg.fleet_label)
+        t0 = datetime.now(timezone.utc)
+        ifs = tuple(Interface(i, f"Gi0/{i}", True, i != 3, 100, i * 10**9, i * 10**8, "UPLINK fibre" if i == 1 else "")
+                    for i in range(1, 9))
+        polls = {d.hostname: DevicePoll(d.hostname, ok=True, version="v3-authpriv", sys_name=d.hostname,
+                                        sys_descr="Cisco IOS XE Software, Version 17.9.4", uptime_seconds=86400.0,
+                                        interfaces=ifs, uplink_index=1) for d in polled}
+        probes = {d.hostname: Probe(d.hostname, 5, (0.01, 0.012, 0.011, 0.013, 0.01), "snmp") for d in polled}
+        sweep = Sweep(started=t0, ended=t0 + timedelta(seconds=3), interval_seconds=60, polls=polls, probes=probes)
+        builds, renders, nbytes = [], [], 0
+        for _ in range(3):
+            a = time.perf_counter()
+            snap = build_snapshot(reg, project.norms, sweep, sweeps_total=1)
+            b = time.perf_counter()
+            registry = CollectorRegistry()
+            registry.register(CtfleetCollector(snap))
+            text = generate_latest(registry)
+            c = time.perf_counter()
+            builds.append(b - a)
+            renders.append(c - b)
+            nbytes = len(text)
+        reg.attach_fleet(list(reg.sites.values()), devices, reg.fleet_label)
+        out.append({"devices": size, "cts": len(reg.cts), "build_s": min(builds), "render_s": min(renders),
+                    "series": text.count(b"\n") - text.count(b"\n#"), "bytes": nbytes})
+    return out
+
+
+# --------------------------------------------------------------------- main
+
+
+def inside(args) -> None:
+    from snmp_agents import AgentFarm, BenchCreds, addresses
+
+    print(machine())
+    ncpu = os.cpu_count() or 1
+    poller_cpu, agent_cpu = ({0}, set(range(1, ncpu))) if ncpu > 1 else ({0}, {0})
+    os.sched_setaffinity(0, agent_cpu)  # this process runs the HTTP client: keep it off the measured CPU
+    scales = [int(s) for s in args.scales.split(",") if s]
+    live_needed = max([args.devices] + [s - round(s * args.dead_share) for s in scales])
+    creds = BenchCreds()
+    work = Path(tempfile.mkdtemp(prefix="ctfleet-bench-snmp-"))
+    os.chmod(work, 0o700)
+    t_start = time.perf_counter()
+    farm = AgentFarm(live_needed, work / "agents", port=PORT, creds=creds)
+    try:
+        farm.start()
+        farm.pin(agent_cpu)
+        print(f"agents: {live_needed} addresses on {len(farm.agents)} snmpd processes (<= 100 each) in "
+              f"{farm.start_seconds:.1f} s; agents on CPU {sorted(agent_cpu)}, measured process on CPU "
+              f"{sorted(poller_cpu)}; netns: {os.environ.get('CTFLEET_BENCH_NETNS', 'none')}")
+        eps = farm.endpoints[:args.devices]
+        res: dict = {}
+        if not args.skip_exporter:
+            res["exporter"] = bench_exporter(eps, creds, work, args.rounds, args.concurrency, poller_cpu)
+        for v in ("v2c", "v3"):
+            res[f"ctfleet_{v}"] = bench_ctfleet(eps, creds, v, work, args.rounds, args.concurrency, poller_cpu,
+                                               profile=str(work / f"profile-{v}.txt") if args.profile else None)
+        print(f"\n## Same agents, same OIDs: {len(eps)} devices x {args.rounds} rounds, "
+              f"{args.concurrency} in flight (GET sysUpTime+sysDescr, GETBULK ifOperStatus+ifHCInOctets)")
+        print(f"{'tool':<28}{'version':<10}{'devices/s':>11}{'CPU ms/dev':>12}{'ok':>8}{'failed':>8}")
+        for v in ("v2c", "v3"):
+            rows = []
+            if "exporter" in res:
+                e = res["exporter"][v]
+                rows.append(("snmp_exporter 0.21", e["devices_per_s"], e["cpu_ms_per_device"], e["ok"], e["failed"]))
+            c = res[f"ctfleet_{v}"]
+            rows.append(("ctfleet poller", c["devices_per_s"], c["cpu_ms_per_device"], c["statuses"].get("ok", 0),
+                         c["devices"] - c["statuses"].get("ok", 0)))
+            for name, dps, cpu, ok, failed in rows:
+                print(f"{name:<28}{'v3 authPriv' if v == 'v3' else v:<10}{dps:>11.0f}{cpu:>12.4f}{ok:>8}{failed:>8}")
+        if "exporter" in res:
+            print("\nratio (ctfleet / snmp_exporter), per core = CPU ms per device of the exporter / of ctfleet:")
+            for v, goal in (("v2c", 2.0), ("v3", 1.0)):
+                e, c = res["exporter"][v], res[f"ctfleet_{v}"]
+                ratio = e["cpu_ms_per_device"] / c["cpu_ms_per_device"]
+                print(f"  {v:<4} per core {ratio:5.2f}x (goal >= {goal:g}x: {'met' if ratio >= goal else 'NOT met'}); "
+                      f"devices/s {c['devices_per_s'] / e['devices_per_s']:.2f}x (wall, agents on one core)")
+            print(f"  peak RSS: snmp_exporter {res['exporter']['rss_peak_kb'] / 1024:.0f} MiB, "
+                  f"ctfleet worker {res['ctfleet_v2c']['rss_peak_kb'] / 1024:.0f} MiB (v2c) / "
+                  f"{res['ctfleet_v3']['rss_peak_kb'] / 1024:.0f} MiB (v3)")
+        print(f"  interfaces per device seen by ctfleet: {res['ctfleet_v2c']['interfaces']}")
+
+        print(f"\n## ctfleet sweeps with {args.dead_share:.0%} dead addresses, SNMPv3 authPriv, timeout 1 s, "
+              "1 retry, 512 in flight, 60 s interval; dead = 'refused' (nothing listens: ICMP port "
+              "unreachable) or 'silent' (a socket that never answers, like a site without link)")
+        print(f"{'devices':>8}{'dead':>6}{'mode':>8}{'sweep s':>9}{'CPU s':>8}{'CPU ms/dev':>12}{'peak RSS MiB':>14}"
+              "  statuses")
+        import random
+        import resource as _r
+        import socket as _s
+        soft, hard = _r.getrlimit(_r.RLIMIT_NOFILE)
+        _r.setrlimit(_r.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+        for s in scales:
+            dead = round(s * args.dead_share)
+            dead_addrs = addresses(dead, "127.51.0.0/16")
+            mixed = farm.endpoints[:s - dead] + [(a, PORT) for a in dead_addrs]
+            random.Random(s).shuffle(mixed)  # dead devices spread over the sweep
+            for mode in ("refused", "silent"):
+                holes = []
+                try:
+                    if mode == "silent":
+                        for a in dead_addrs:
+                            h = _s.socket(_s.AF_INET, _s.SOCK_DGRAM)
+                            h.bind((a, PORT))
+                            holes.append(h)
+                    r = bench_ctfleet(mixed, creds, "v3", work, 1, 512, poller_cpu)
+                finally:
+                    for h in holes:
+                        h.close()
+                print(f"{s:>8}{dead:>6}{mode:>8}{max(r['sweep_s']):>9.2f}{r['cpu_s']:>8.2f}"
+                      f"{r['cpu_ms_per_device']:>12.4f}{r['rss_peak_kb'] / 1024:>14.0f}  "
+                      f"{json.dumps(r['statuses'], sort_keys=True)}")
+        if args.profile:
+            for v in ("v2c", "v3"):
+                print(f"\n## cProfile of the ctfleet poller, {v} (tottime)")
+                print("\n".join((work / f"profile-{v}.txt").read_text().splitlines()[:40]))
+    finally:
+        farm.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print("\n## /metrics render time (build_snapshot + generate_latest), per sweep")
+    for r in render_times():
+        print(f"  {r['devices']:>5} devices over {r['cts']} CTs: build_snapshot {r['build_s'] * 1000:.0f} ms, "
+              f"generate_latest {r['render_s'] * 1000:.0f} ms ({r['series']} series, {r['bytes'] / 1e6:.1f} MB)")
+    print(f"\ntotal bench time {time.perf_counter() - t_start:.0f} s")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--devices", type=int, default=1000, help="agents for the side-by-side comparison (100, 1000, 5000)")
+    ap.add_argument("--scales", default="100,1000,5000", help="device counts of the scaling part")
+    ap.add_argument("--dead-share", type=float, default=0.15)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--concurrency", type=int, default=200, help="devices (or scrapes) in flight")
+    ap.add_argument("--skip-exporter", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="cProfile the ctfleet poller")
+    ap.add_argument("--no-netns", action="store_true", help="run on the host's loopback (ifTables vary)")
+    ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        run_worker(args.worker)
+        return 0
+    from snmp_agents import delete_netns, make_netns, netns_available
+
+    if args.inside or args.no_netns or not netns_available():
+        inside(args)
+        return 0
+    ns = f"ctfbench-{os.getpid()}"
+    make_netns(ns)
+    try:
+        env = dict(os.environ, CTFLEET_BENCH_NETNS=ns)
+        argv = ["ip", "netns", "exec", ns, sys.executable, str(Path(__file__).resolve()), "--inside"] + sys.argv[1:]
+        return subprocess.run(argv, env=env).returncode
+    finally:
+        delete_netns(ns)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

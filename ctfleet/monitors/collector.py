@@ -1,0 +1,430 @@
+"""The SNMP and reachability collector: sweeps its shard of the fleet every interval.
+
+Each sweep polls the shard's routers and the servers that expose SNMP
+(:mod:`ctfleet.monitors.poller`), then measures round trip and loss to each router over
+several packets (ICMP through :func:`~ctfleet.monitors.probe.icmp_round`, or one SNMP GET
+per packet through :func:`~ctfleet.monitors.probe.packet_round` where ICMP is filtered or
+latency is emulated in front of the agents), writes the control results it supports to
+the results store (``snmp/<shard>.jsonl``) and swaps a new exporter snapshot in, which
+also counts every result audits left in the store. Both phases have deadlines inside the
+interval, so a sweep ends in time however many devices are slow or dead.
+
+Run it::
+
+    python -m ctfleet.monitors.collector --config collector.yml            # serve /metrics
+    python -m ctfleet.monitors.collector --config collector.yml --dry-run  # validate, exit
+    python -m ctfleet.monitors.collector --config collector.yml --once     # one sweep, print
+
+``kill -HUP <pid>`` reloads the configuration and the registry. A configuration::
+
+    shard: region:01          # all | region:NN | hash:i/n (CRC-32 of the site code)
+    interval_seconds: 60
+    listen: 127.0.0.1:9160
+    web_config: null          # exporter-toolkit web-config file (TLS, basic auth)
+    probe: {method: icmp, count: 5, interval_seconds: 0.2}   # icmp | snmp | none
+    snmp: {timeout_seconds: 1.0, retries: 1, concurrency: 256, max_rows: 10000}
+    results_dir: var/results  # relative to the project root
+
+Credentials come from each device's reference (``env:CTFLEET_SNMP_<region>`` ...)
+through :func:`ctfleet.edges.credentials.resolve`; the value is a JSON object with
+``user``, ``auth_key``, ``priv_key`` (v3) and/or ``community`` (v2c), or a bare community
+for v2c devices. Tests and the demo inject their own ``credentials`` function instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ctfleet.core.compliance import Source
+from ctfleet.core.models import Device, Role
+from ctfleet.core.registry import Registry
+from ctfleet.core.yamlio import load_yaml, validate
+from ctfleet.monitors.exporter import CtfleetCollector, build_snapshot
+from ctfleet.monitors.poller import Poller, SnmpCreds, Target, parse_shard, select_targets, shard_of
+from ctfleet.monitors.probe import icmp_round, packet_round
+from ctfleet.monitors.sweep import DevicePoll, Probe, Sweep, sweep_results
+from ctfleet.results import ResultsStore
+
+__all__ = ["ProbeConfig", "SnmpConfig", "CollectorConfig", "load_config", "Collector", "shard_registry",
+           "shard_label", "resolve_credentials", "main"]
+
+
+class ProbeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    method: Literal["icmp", "snmp", "none"] = "icmp"
+    count: int = Field(default=5, ge=1, le=50)
+    interval_seconds: float = Field(default=0.2, ge=0.0, le=10.0)
+    timeout_seconds: float = Field(default=2.0, gt=0.0, le=30.0)
+    concurrency: int = Field(default=200, ge=1, le=10000)
+
+
+class SnmpConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    timeout_seconds: float = Field(default=1.0, gt=0.0, le=30.0)
+    retries: int = Field(default=1, ge=0, le=10)
+    concurrency: int = Field(default=256, ge=1, le=10000)
+    max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+    port: int = Field(default=161, ge=1, le=65535)
+
+
+class CollectorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    shard: str = "all"
+    interval_seconds: float = Field(default=60.0, ge=1.0, le=86400.0)
+    listen: str = "127.0.0.1:9160"
+    web_config: str | None = None
+    probe: ProbeConfig = ProbeConfig()
+    snmp: SnmpConfig = SnmpConfig()
+    results_dir: str | None = None  # default: the profile's results_dir
+    profile: str | None = None  # ctfleet profile file (default: ctfleet.yaml / CTFLEET_PROFILE)
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, v: str) -> str:
+        parse_shard(v)  # raises ValueError naming the valid forms
+        return v
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:9160")
+        return v
+
+
+def load_config(path: Path) -> CollectorConfig:
+    return validate(load_yaml(Path(path), str(path)), CollectorConfig)
+
+
+def shard_label(shard: str) -> str:
+    """The shard as a label value and results batch name: all, region-01, hash-1-of-4."""
+    p = parse_shard(shard)
+    if p[0] == "region":
+        return f"region-{p[1]}"
+    if p[0] == "hash":
+        return f"hash-{p[1]}-of-{p[2]}"
+    return "all"
+
+
+def shard_registry(registry: Registry, shard: str) -> Registry:
+    """The registry limited to the shard's CTs, so one shard's exporter never reports
+    another shard's CTs as disconnected. A CT is in a hash shard when its first site is
+    (by CRC-32 of the site code); a CT without a site, by its own code."""
+    p = parse_shard(shard)
+    if p[0] == "all":
+        return registry
+    if p[0] == "region":
+        return registry.scoped(p[1]) if p[1] in registry.regions else Registry(
+            regions={}, provinces={}, cts={}, arrondissements={}, groupings={}, seats={})
+    _, i, n = p
+    cts = {}
+    for code, ct in registry.cts.items():
+        sites = registry.sites_of(code)
+        key = sites[0].code if sites else code
+        if shard_of(key, n) == i:
+            cts[code] = ct
+    r = Registry(regions=registry.regions, provinces=registry.provinces, cts=cts,
+                 arrondissements={c: a for c, a in registry.arrondissements.items() if a.commune_code in cts},
+                 groupings=registry.groupings, seats=registry.seats)
+    sites = [s for s in registry.sites.values() if s.ct_code in cts]
+    codes = {s.code for s in sites}
+    r.attach_fleet(sites, [d for d in registry.devices.values() if d.site_code in codes], registry.fleet_label)
+    return r
+
+
+def resolve_credentials(repo_root: Path) -> Callable[[Device], SnmpCreds]:
+    """Credentials from each device's reference (env:, file:, vault:), cached per
+    reference and version for the collector's lifetime (until SIGHUP)."""
+    from ctfleet.edges.credentials import resolve
+
+    cache: dict[tuple, SnmpCreds] = {}
+
+    def creds(device: Device) -> SnmpCreds:
+        if device.credentials is None:
+            raise ValueError(f"device {device.hostname} has no credentials reference")
+        key = (str(device.credentials), device.snmp_version)
+        c = cache.get(key)
+        if c is None:
+            c = cache[key] = SnmpCreds.from_secret(device.snmp_version, resolve(device.credentials, repo_root).reveal())
+        return c
+    return creds
+
+
+class Collector:
+    """Sweeps the shard every ``config.interval_seconds``.
+
+    ``credentials(device) -> SnmpCreds`` (default: resolve the device's reference);
+    ``address(device) -> (host, port)`` (default: its management address and
+    ``config.snmp.port``). ``run_once()`` and ``run_forever(stop)`` are coroutines.
+    """
+
+    def __init__(self, config: CollectorConfig, registry: Registry, norms, store: ResultsStore | None = None,
+                 credentials: Callable[[Device], SnmpCreds] | None = None,
+                 address: Callable[[Device], tuple] | None = None, repo_root: Path | None = None,
+                 exporter: CtfleetCollector | None = None):
+        self.config = config
+        self.norms = norms
+        self.store = store
+        self.repo_root = repo_root or Path.cwd()
+        self.credentials = credentials or resolve_credentials(self.repo_root)
+        self.address = address or (lambda d: (str(d.mgmt_address), config.snmp.port))
+        self.exporter = exporter or CtfleetCollector()
+        self.sweeps_total = 0
+        self.last_sweep: Sweep | None = None
+        self.poller: Poller | None = None
+        self._stale_poller: Poller | None = None
+        self._set_registry(registry)
+        self.exporter.update(build_snapshot(self.registry, norms, None, self._stored()))
+
+    def _set_registry(self, registry: Registry) -> None:
+        self.national = registry
+        self.registry = shard_registry(registry, self.config.shard)
+        self.devices = select_targets(registry, self.config.shard)
+        self.label = shard_label(self.config.shard)
+
+    def reconfigure(self, config: CollectorConfig, registry: Registry | None = None, norms=None) -> None:
+        """Apply a reloaded configuration (and registry/norms); the poller is rebuilt
+        before the next sweep, keeping nothing from the old one but what it learnt."""
+        self.config = config
+        if norms is not None:
+            self.norms = norms
+        if self.poller is not None:
+            self._stale_poller = self.poller  # closed in the loop, before the next sweep
+        self.poller = None
+        self._set_registry(registry or self.national)
+
+    def _stored(self) -> list:
+        if self.store is None:
+            return []
+        cts = self.registry.cts
+        return [r for r in self.store.iter_results() if r.ct in cts]
+
+    async def _ensure_poller(self) -> Poller:
+        if self.poller is None:
+            old = self._stale_poller
+            if old is not None:
+                await old.close()
+                self._stale_poller = None
+            s = self.config.snmp
+            self.poller = await Poller(timeout=s.timeout_seconds, retries=s.retries, concurrency=s.concurrency,
+                                       max_rows=s.max_rows).start()
+        return self.poller
+
+    def _targets(self) -> tuple[list[Target], dict[str, DevicePoll]]:
+        targets, failed = [], {}
+        for d in self.devices:
+            try:
+                creds = self.credentials(d)
+                host, port = self.address(d)
+            except Exception as e:  # noqa: BLE001 - one device's bad secret must not stop the sweep
+                failed[d.hostname] = DevicePoll(d.hostname, ok=False, error="auth",
+                                                version="v3-authpriv" if d.snmp_version == "v3" else "v2c",
+                                                detail=f"credentials {d.credentials} not usable: {e}")
+                continue
+            targets.append(Target(d.hostname, host, creds, port))
+        return targets, failed
+
+    async def run_once(self) -> Sweep:
+        """One sweep: poll, probe, store, export. Returns the :class:`Sweep`."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        started = datetime.now(timezone.utc)
+        poller = await self._ensure_poller()
+        targets, failed = self._targets()
+        probing = cfg.probe.method != "none"
+        # Polls get most of the interval, probe rounds the next part; the rest is for
+        # storing and the snapshot.
+        poll_deadline = t0 + cfg.interval_seconds * (0.55 if probing else 0.85)
+        polls = await poller.sweep(targets, interval=cfg.interval_seconds, deadline=poll_deadline)
+        polls.update(failed)
+        probes: dict[str, Probe] = {}
+        if probing:
+            routers = [t for t in targets if self.registry.devices.get(t.hostname) is not None
+                       and self.registry.devices[t.hostname].role == Role.ROUTER]
+            remaining = t0 + cfg.interval_seconds * 0.85 - loop.time()
+            probes = await self._probe(poller, routers, max(0.1, remaining))
+        sweep = Sweep(started=started, ended=datetime.now(timezone.utc), interval_seconds=cfg.interval_seconds,
+                      polls=polls, probes=probes, shard=self.label)
+        results = list(sweep_results(sweep, self.registry, self.norms))
+        if self.store is not None:
+            await asyncio.to_thread(self.store.write_batch, Source.SNMP, self.label, results)
+        self.sweeps_total += 1
+        stored = await asyncio.to_thread(self._stored)
+        snap = await asyncio.to_thread(build_snapshot, self.registry, self.norms, sweep, stored,
+                                       frozenset(), self.sweeps_total)
+        self.exporter.update(snap)
+        self.last_sweep = sweep
+        return sweep
+
+    async def _probe(self, poller: Poller, routers: list[Target], budget: float) -> dict[str, Probe]:
+        p = self.config.probe
+        if not routers:
+            return {}
+        if p.method == "snmp":
+            return await packet_round({t.hostname: t.hostname for t in routers},
+                                      poller.probe_fn(routers, timeout=min(p.timeout_seconds, budget)),
+                                      count=p.count, interval=p.interval_seconds, concurrency=p.concurrency,
+                                      deadline=budget, method="snmp")
+        by_addr: dict[str, list[str]] = {}
+        for t in routers:
+            by_addr.setdefault(t.host, []).append(t.hostname)
+        timeout = min(p.timeout_seconds, max(0.05, budget - p.count * p.interval_seconds))
+        try:
+            got = await asyncio.wait_for(icmp_round(list(by_addr), count=p.count, interval=p.interval_seconds,
+                                                    timeout=timeout, concurrency=p.concurrency), budget)
+        except (PermissionError, OSError, TimeoutError) as e:
+            print(f"collector: ICMP round failed: {e}", file=sys.stderr)
+            return {}
+        out = {}
+        for addr, probe in got.items():
+            for host in by_addr.get(addr, []):
+                out[host] = Probe(host, sent=probe.sent, rtts=probe.rtts, method="icmp")
+        return out
+
+    async def run_forever(self, stop: asyncio.Event, reload: Callable[[], None] | None = None,
+                          reload_flag: asyncio.Event | None = None) -> None:
+        """Sweep every interval until ``stop`` is set. When ``reload_flag`` is set,
+        ``reload()`` runs before the next sweep (SIGHUP)."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        try:
+            while not stop.is_set():
+                if reload_flag is not None and reload_flag.is_set():
+                    reload_flag.clear()
+                    if reload is not None:
+                        try:
+                            reload()
+                        except Exception as e:  # noqa: BLE001 - keep the old config running
+                            print(f"collector: reload failed, keeping the running configuration: {e}", file=sys.stderr)
+                try:
+                    await self.run_once()
+                except Exception as e:  # noqa: BLE001 - a failed sweep is logged; the next one runs
+                    print(f"collector: sweep failed: {type(e).__name__}: {e}", file=sys.stderr)
+                next_at += self.config.interval_seconds
+                now = loop.time()
+                if next_at < now:  # never queue up sweeps behind a slow one
+                    next_at = now
+                waits = [asyncio.ensure_future(stop.wait())]
+                if reload_flag is not None:
+                    waits.append(asyncio.ensure_future(reload_flag.wait()))
+                done, pending = await asyncio.wait(waits, timeout=max(0.0, next_at - now),
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                for w in pending:
+                    w.cancel()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for p in (self.poller, self._stale_poller):
+            if p is not None:
+                await p.close()
+        self.poller = self._stale_poller = None
+
+
+# --------------------------------------------------------------------- command line
+
+
+def _load(config_path: Path):
+    from ctfleet.project import load_project
+
+    cfg = load_config(config_path)
+    project = load_project(cfg.profile)
+    results = Path(cfg.results_dir) if cfg.results_dir else project.results_dir
+    if not results.is_absolute():
+        results = project.root / results
+    web = None
+    if cfg.web_config:
+        from ctfleet.monitors.http import load_web_config
+        wp = Path(cfg.web_config)
+        web = load_web_config(wp if wp.is_absolute() else config_path.parent / wp)
+    return cfg, project, ResultsStore(results), web
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ctfleet.monitors.collector",
+                                 description="ctfleet SNMP and reachability collector: sweeps its shard, serves /metrics")
+    ap.add_argument("--config", required=True, type=Path, help="collector YAML configuration")
+    ap.add_argument("--dry-run", action="store_true", help="validate the configuration (and the registry), then exit")
+    ap.add_argument("--once", action="store_true", help="run one sweep, print a summary and exit (no server)")
+    args = ap.parse_args(argv)
+
+    from ctfleet.core.errors import InputError
+
+    try:
+        cfg, project, store, web = _load(args.config)
+    except (InputError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    devices = select_targets(project.registry, cfg.shard)
+    if args.dry_run:
+        print(f"ok: {args.config}: shard {cfg.shard} ({len(devices)} devices), every {cfg.interval_seconds:g} s, "
+              f"probe {cfg.probe.method}, /metrics on {cfg.listen}, results in {store.root}")
+        return 0
+
+    collector = Collector(cfg, project.registry, project.norms, store, repo_root=project.root)
+    if args.once:
+        sweep = asyncio.run(_once(collector))
+        ok = sum(1 for p in sweep.polls.values() if p.ok)
+        print(f"shard {cfg.shard}: {len(sweep.polls)} devices, {ok} ok, {len(sweep.polls) - ok} failed, "
+              f"{sweep.duration_seconds:.2f} s")
+        return 0
+
+    from prometheus_client import CollectorRegistry
+
+    from ctfleet.monitors.http import serve
+
+    registry = CollectorRegistry()
+    registry.register(collector.exporter)
+    state = {"listen": cfg.listen, "web": cfg.web_config}
+    host, _, port = cfg.listen.rpartition(":")
+    server = {"httpd": serve(registry, host.strip("[]"), int(port), web)[0]}
+
+    def reload() -> None:
+        new_cfg, new_project, new_store, new_web = _load(args.config)
+        collector.store = new_store
+        collector.reconfigure(new_cfg, new_project.registry, new_project.norms)
+        if (new_cfg.listen, new_cfg.web_config) != (state["listen"], state["web"]) or new_cfg.web_config:
+            server["httpd"].shutdown()
+            server["httpd"].server_close()
+            h, _, p = new_cfg.listen.rpartition(":")
+            server["httpd"] = serve(registry, h.strip("[]"), int(p), new_web)[0]
+            state.update(listen=new_cfg.listen, web=new_cfg.web_config)
+        print(f"collector: reloaded {args.config} (shard {new_cfg.shard}, {len(collector.devices)} devices)", file=sys.stderr)
+
+    async def amain() -> None:
+        stop, reload_flag = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload_flag.set)
+        print(f"collector: shard {cfg.shard} ({len(collector.devices)} devices) every {cfg.interval_seconds:g} s; "
+              f"/metrics on {cfg.listen}", file=sys.stderr)
+        await collector.run_forever(stop, reload, reload_flag)
+
+    try:
+        asyncio.run(amain())
+    finally:
+        server["httpd"].shutdown()
+        server["httpd"].server_close()
+    return 0
+
+
+async def _once(collector: Collector) -> Sweep:
+    try:
+        return await collector.run_once()
+    finally:
+        await collector.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
