@@ -292,7 +292,7 @@ def inventory(list_: bool = typer.Option(False, "--list", help="Ansible dynamic 
 def demo(region: Optional[str] = typer.Option(None, help="Limit the simulated fleet to one region (HCP code, e.g. 12)."),
          limit: Optional[int] = typer.Option(None, min=1, help="Only the first N routers (hostname order)."),
          sweeps: int = typer.Option(2, min=1, max=20, help="Collector sweeps before the KPIs are read back."),
-         interval: float = typer.Option(30.0, min=5.0, help="Sweep interval in seconds."),
+         interval: float = typer.Option(60.0, min=5.0, help="Sweep interval in seconds."),
          keep_running: bool = typer.Option(False, "--keep-running", help="Keep sweeping and serving until Ctrl-C."),
          registry_only: bool = typer.Option(False, "--registry-only", help="Only load the registry and print its figures."),
          workdir: Path = typer.Option(Path("var/demo"), help="Where the demo keeps its agents' data, Prometheus data and logs.")) -> None:
@@ -315,7 +315,7 @@ def _mount_optional() -> None:
     import importlib
     import importlib.util
 
-    for module, name in (("ctfleet.cli.stacks", "stacks"),):
+    for module, name in (("ctfleet.cli.stacks", "stacks"), ("ctfleet.cli.routers", "routers")):
         if importlib.util.find_spec(module) is None:
             continue
         app.add_typer(importlib.import_module(module).app, name=name)  # an import error in it must show

@@ -192,6 +192,10 @@ class CtfleetCollector(Collector):
         with self._lock:
             self._snapshot = snapshot
 
+    def version(self) -> Snapshot:
+        """Changes (by identity) whenever a new snapshot is swapped in: for render caching."""
+        return self._snapshot
+
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             snap = self._snapshot
