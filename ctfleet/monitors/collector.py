@@ -49,7 +49,7 @@ from ctfleet.core.registry import Registry
 from ctfleet.core.yamlio import load_yaml, validate
 from ctfleet.monitors.exporter import CtfleetCollector, build_snapshot
 from ctfleet.monitors.poller import Poller, SnmpCreds, Target, parse_shard, select_targets, shard_of
-from ctfleet.monitors.probe import icmp_round, packet_round
+from ctfleet.monitors.probe import icmp_round, packet_round, udp_echo_probe
 from ctfleet.monitors.sweep import DevicePoll, Probe, Sweep, sweep_results
 from ctfleet.results import ResultsStore
 
@@ -59,7 +59,8 @@ __all__ = ["ProbeConfig", "SnmpConfig", "CollectorConfig", "load_config", "Colle
 
 class ProbeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    method: Literal["icmp", "snmp", "none"] = "icmp"
+    method: Literal["icmp", "snmp", "udp_echo", "none"] = "icmp"
+    echo_port: int = Field(default=7, ge=1, le=65535)  # for method udp_echo
     count: int = Field(default=5, ge=1, le=50)
     interval_seconds: float = Field(default=0.2, ge=0.0, le=10.0)
     timeout_seconds: float = Field(default=2.0, gt=0.0, le=30.0)
@@ -270,6 +271,11 @@ class Collector:
         p = self.config.probe
         if not routers:
             return {}
+        if p.method == "udp_echo":
+            return await packet_round({t.hostname: t.host for t in routers},
+                                      udp_echo_probe(p.echo_port, timeout=min(p.timeout_seconds, budget)),
+                                      count=p.count, interval=p.interval_seconds, concurrency=p.concurrency,
+                                      deadline=budget, method="udp_echo")
         if p.method == "snmp":
             return await packet_round({t.hostname: t.hostname for t in routers},
                                       poller.probe_fn(routers, timeout=min(p.timeout_seconds, budget)),

@@ -5,9 +5,9 @@ Steps (every process is a child in its own process group and is stopped at the e
 also on Ctrl-C or failure):
 
 1. the simulated fleet: snmpsim agents per router behind a relay that emulates each
-   link's latency and loss (VSAT ~650 ms), with dead, slow and non-compliant devices
+   link's latency and loss (VSAT ~650 ms, also on a UDP echo port for the probes), with dead, slow and non-compliant devices
    (:mod:`ctfleet.monitors.simfleet`), secrets generated for this run only;
-2. the collector sweeps it (SNMP v3 authPriv / v2c, smokeping-style SNMP probe rounds)
+2. the collector sweeps it (SNMP v3 authPriv / v2c, smokeping-style UDP echo probe rounds)
    and serves /metrics on loopback;
 3. a real Prometheus (Debian package) on loopback with its own data dir scrapes it and
    evaluates ``monitors/rules/*.yml``; Alertmanager receives the alerts;
@@ -73,7 +73,8 @@ def run(p: Project, opts: DemoOptions, out: Console) -> dict:
     t0 = time.monotonic()
     out.print(f"[1/4] starting the simulated fleet ({opts.region and 'region ' + opts.region or 'national'}"
               f"{f', first {opts.limit} devices' if opts.limit else ''}) ...")
-    with start_simfleet(p, work / "simfleet", port=port, limit=opts.limit, region=opts.region) as fleet:
+    echo_port = 7 if port == 161 else port + 1
+    with start_simfleet(p, work / "simfleet", port=port, limit=opts.limit, region=opts.region, echo_port=echo_port) as fleet:
         env = fleet.credential_env()  # this run's generated secrets, handed over in memory only
         creds_cache: dict[tuple, SnmpCreds] = {}
 
@@ -90,7 +91,10 @@ def run(p: Project, opts: DemoOptions, out: Console) -> dict:
         cfg = CollectorConfig(shard=f"region:{opts.region}" if opts.region else "all", interval_seconds=opts.interval,
                               # snmpsim answers a few hundred requests/s on this machine: a bounded number
                               # in flight keeps requests queued in the poller, not timing out in the agents.
-                              probe=ProbeConfig(method="snmp", count=3, interval_seconds=0.1, timeout_seconds=3.0, concurrency=48),
+                              # Round trips are measured over UDP echo through the same emulated links:
+                              # loopback ICMP has no latency, and SNMP probes would load the agents.
+                              probe=ProbeConfig(method="udp_echo", echo_port=echo_port, count=4, interval_seconds=0.1,
+                                                timeout_seconds=3.0, concurrency=200),
                               snmp=SnmpConfig(timeout_seconds=4.0, retries=1, concurrency=48, port=port))
         exporter = CtfleetCollector()
         store = ResultsStore(work / "results")

@@ -84,3 +84,40 @@ async def packet_round(targets: dict[str, str], one_packet: ProbeFn, count: int 
         else:
             out[h] = Probe(h, sent=count, rtts=(), method=method)  # type: ignore[arg-type]
     return out
+
+
+def udp_echo_probe(port: int, timeout: float = 2.0) -> ProbeFn:
+    """One-packet probe over UDP echo (RFC 862 style) on ``port``: RTT or None.
+
+    For the demo, whose emulated link latency and loss sit in front of the devices' UDP
+    ports (loopback ICMP would answer in microseconds); also usable where a site's router
+    runs a UDP echo / TWAMP-light responder and ICMP is filtered.
+    """
+    class _Echo(asyncio.DatagramProtocol):
+        def __init__(self, nonce: bytes, fut: asyncio.Future):
+            self.nonce, self.fut = nonce, fut
+
+        def datagram_received(self, data, addr):
+            if data == self.nonce and not self.fut.done():
+                self.fut.set_result(True)
+
+        def error_received(self, exc):
+            if not self.fut.done():
+                self.fut.set_result(False)
+
+    async def one(addr: str) -> float | None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        nonce = os.urandom(16)
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Echo(nonce, fut), remote_addr=(addr, port))
+        try:
+            t0 = loop.time()
+            transport.sendto(nonce)
+            ok = await asyncio.wait_for(fut, timeout)
+            return loop.time() - t0 if ok else None
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            transport.close()
+
+    return one

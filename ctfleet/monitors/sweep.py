@@ -67,7 +67,7 @@ class Probe:
     hostname: str
     sent: int
     rtts: tuple[float, ...]  # seconds, one per answered packet
-    method: Literal["icmp", "snmp"] = "icmp"
+    method: Literal["icmp", "snmp", "udp_echo"] = "icmp"
 
     @property
     def loss_ratio(self) -> float:
@@ -147,7 +147,7 @@ def sweep_results(sweep: Sweep, registry: Registry, norms: NormSet) -> Iterator[
                     if not r.applicable:
                         continue
                     status = judge(r.control, r.value, observed)
-                    yield ControlResult(ct=ct.code, device=None, control=cid, status=status, source=Source.ICMP if probe.method == "icmp" else Source.SNMP,
+                    yield ControlResult(ct=ct.code, device=None, control=cid, status=status, source=Source.SNMP if probe.method == "snmp" else Source.ICMP,
                                         evidence=f"{len(probe.rtts)}/{probe.sent} answered ({probe.method})",
                                         observed=None if observed is None else round(observed, 3), expected=r.value, observed_at=at)
 
