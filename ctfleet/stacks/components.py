@@ -1,0 +1,153 @@
+"""One Pulumi ComponentResource per hosting tier, built with pulumi-kubernetes.
+
+The components only translate a :class:`~ctfleet.stacks.plan.StackPlan` into resources:
+every object comes from :func:`ctfleet.stacks.manifests.render`'s building blocks, so what
+``ctfleet stacks plan`` shows is what ``pulumi up`` declares. Children are created with
+``parent=self`` (the provider given to the tier component is inherited), and each
+component ends with ``register_outputs``.
+
+Type tokens::
+
+    ctfleet:tier:NationalCloud     national platforms + national monitoring
+    ctfleet:tier:RegionalCloud     a region's SDR cloud: CT tenants, monitoring, package cache
+    ctfleet:tier:GroupingHosting   an ECI/GCT grouping's tenant
+    ctfleet:tier:SdlHosting        an SDL's tenant (commune with arrondissements)
+    ctfleet:hosting:Tenant         one tenant (namespace, quota, limits, network policies, RBAC)
+    ctfleet:system:App             one system workload (collector, Prometheus, apt-cacher-ng)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ctfleet.stacks.manifests import Manifest, app_objects, cluster_role, tenant_objects
+from ctfleet.stacks.names import label
+from ctfleet.stacks.plan import AppPlan, StackPlan, TenantPlan
+
+_RESOURCE_CLASSES = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "ResourceQuota"): k8s.core.v1.ResourceQuota,
+    ("v1", "LimitRange"): k8s.core.v1.LimitRange,
+    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
+    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
+}
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def declare(obj: Manifest, resource_name: str, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    """Declare one Kubernetes object from its manifest dict.
+
+    Top-level fields become the resource's keyword arguments (``roleRef`` -> ``role_ref``);
+    nested dicts are passed as they are, in Kubernetes camelCase, which pulumi-kubernetes
+    accepts unchanged. ``metadata.name`` is always set: nothing is auto-named, so names
+    stay stable across runs and readable in ``kubectl``.
+    """
+    cls = _RESOURCE_CLASSES[(obj["apiVersion"], obj["kind"])]
+    kwargs = {_snake(k): v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+    return cls(resource_name, opts=opts, **kwargs)
+
+
+class Tenant(pulumi.ComponentResource):
+    """A tenant: Namespace first, then its quota, limits, network policies and RoleBinding."""
+
+    namespace: pulumi.Output[str]
+
+    def __init__(self, plan: TenantPlan, role: str, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("ctfleet:hosting:Tenant", plan.namespace, None, opts)
+        objs = tenant_objects(plan, role)
+        ns = declare(objs[0], plan.namespace, pulumi.ResourceOptions(parent=self))
+        inside = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        for obj in objs[1:]:
+            declare(obj, f"{plan.namespace}-{obj['kind'].lower()}-{obj['metadata']['name']}", inside)
+        # the name as the provider reports it (a dependency on the namespace), else the planned one
+        self.namespace = ns.metadata.apply(
+            lambda md: (md.get("name") if isinstance(md, dict) else getattr(md, "name", None)) or plan.namespace)
+        self.register_outputs({"namespace": self.namespace})
+
+
+class SystemApp(pulumi.ComponentResource):
+    """A system workload: ServiceAccount, ConfigMap, Service, optional PVC, Deployment."""
+
+    def __init__(self, plan: AppPlan, stack_labels: dict[str, str], depends_on: list[pulumi.Resource],
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        name = f"{plan.namespace}-{plan.name}"
+        super().__init__("ctfleet:system:App", name, None, opts)
+        inside = pulumi.ResourceOptions(parent=self, depends_on=depends_on)
+        for obj in app_objects(plan, stack_labels):
+            declare(obj, f"{name}-{obj['kind'].lower()}", inside)
+        self.register_outputs({"image": plan.image})
+
+
+class _Cloud(pulumi.ComponentResource):
+    """What every tier shares: the operators' ClusterRole, the tenants, the system apps."""
+
+    TYPE = "ctfleet:tier:Cloud"
+    TIER = ""
+
+    tenant_namespaces: pulumi.Output[list[str]]
+    tenant_count: pulumi.Output[int]
+    quota_total: pulumi.Output[dict[str, Any]]
+
+    def __init__(self, plan: StackPlan, opts: Optional[pulumi.ResourceOptions] = None):
+        if plan.ref.tier != self.TIER:
+            raise ValueError(f"{type(self).__name__} provisions tier {self.TIER}, not {plan.ref.tier} ({plan.ref.name})")
+        super().__init__(self.TYPE, plan.ref.name, None, opts)
+        stack_labels = {label("stack"): plan.ref.name}
+        role = declare(cluster_role(plan.cluster_role, stack_labels), plan.cluster_role, pulumi.ResourceOptions(parent=self))
+        tenant_opts = pulumi.ResourceOptions(parent=self, depends_on=[role])
+        self.tenants = {t.namespace: Tenant(t, plan.cluster_role, tenant_opts) for t in plan.tenants}
+        for app in plan.apps:
+            SystemApp(app, stack_labels, [self.tenants[app.namespace]], pulumi.ResourceOptions(parent=self))
+        total = {"cpu": 0.0, "memoryGiB": 0.0, "storageGiB": 0.0, "pods": 0}
+        for t in plan.tenants:
+            total = {"cpu": total["cpu"] + t.quota.cpu, "memoryGiB": total["memoryGiB"] + t.quota.memory_gib,
+                     "storageGiB": total["storageGiB"] + t.quota.storage_gib, "pods": total["pods"] + t.quota.pods}
+        self.tenant_namespaces = pulumi.Output.all(*[t.namespace for t in self.tenants.values()])
+        self.tenant_count = pulumi.Output.from_input(len(plan.tenants))
+        self.quota_total = pulumi.Output.from_input(total)
+        self.register_outputs({"tenantNamespaces": self.tenant_namespaces, "tenantCount": self.tenant_count,
+                               "quotaTotal": self.quota_total})
+
+
+class NationalCloud(_Cloud):
+    """The DGCT national cloud: a tenant per shared national platform, and national monitoring."""
+
+    TYPE = "ctfleet:tier:NationalCloud"
+    TIER = "national"
+
+
+class RegionalCloud(_Cloud):
+    """A region's SDR cloud: a tenant per hosted CT, the collector shard, Prometheus, apt-cacher-ng."""
+
+    TYPE = "ctfleet:tier:RegionalCloud"
+    TIER = "sdr"
+
+
+class GroupingHosting(_Cloud):
+    """An ECI/GCT grouping's hosting: one tenant for the grouping and its member CTs."""
+
+    TYPE = "ctfleet:tier:GroupingHosting"
+    TIER = "eci"
+
+
+class SdlHosting(_Cloud):
+    """An SDL's hosting: the tenant of its commune with arrondissements."""
+
+    TYPE = "ctfleet:tier:SdlHosting"
+    TIER = "sdl"
+
+
+COMPONENTS: dict[str, type[_Cloud]] = {c.TIER: c for c in (NationalCloud, RegionalCloud, GroupingHosting, SdlHosting)}

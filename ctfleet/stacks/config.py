@@ -1,0 +1,246 @@
+"""Stack configuration: the ``ctfleet:*`` keys of ``Pulumi.<stack>.yaml``, validated up front.
+
+Every key is typed here, once; the program, ``ctfleet stacks plan`` and the generator use
+this module. Validation is pure and reports every bad key in one :class:`InputErrors`
+before any resource is declared::
+
+    config:
+      ctfleet:tier: sdr                       # national | sdr | eci | sdl
+      ctfleet:unit: "04"                      # region code, grouping code or commune code (not for national)
+      ctfleet:kubernetes:                     # exactly one of: context (with optional kubeconfig) | renderYamlToDirectory
+        context: sdr-rabat-sale-kenitra
+      ctfleet:images:                         # name:tag, by tier (sdr: collector, prometheus, aptCacherNg)
+        collector: registry.example.ma/ctfleet/collector:0.1.0
+        prometheus: quay.io/prometheus/prometheus:v3.5.0
+        aptCacherNg: registry.example.ma/ctfleet/apt-cacher-ng:3.7.4
+      ctfleet:operatorGroups:                 # groups bound to each tenant; "{namespace}" expands per tenant
+        - sdr-rabat-sale-kenitra:operators
+      ctfleet:ingressNamespace: ingress-nginx
+      ctfleet:siteCidrs: [10.4.0.0/16]        # sdr: commune networks (collector targets, package-cache clients)
+      ctfleet:federationCidrs: [10.0.0.0/24]  # sdr: who may scrape /federate; national: where the regions are
+      ctfleet:federate: {rabat-sale-kenitra: "10.4.255.10:9090"}   # national: regional Prometheus endpoints
+      ctfleet:storageClass: standard          # optional
+      ctfleet:prometheusRetention: 30d
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any, Callable, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ctfleet.core.errors import InputErrors, Problem, one_of
+from ctfleet.core.registry import Registry
+from ctfleet.core.yamlio import loc_text
+from ctfleet.stacks.names import TIERS, ascii_slug, is_dns_label, stack_index
+
+NAMESPACE = "ctfleet"  # the Pulumi config namespace (the project name)
+
+# name[:port]/path:tag[@sha256:digest] with an explicit tag other than "latest": a stack
+# must say which version it deploys, so that `pulumi up` twice deploys the same thing.
+IMAGE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+                   r":(?!latest(@|$))[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[0-9a-f]{64})?$")
+IMAGE_VALID = "an image reference with an explicit tag (not latest), e.g. quay.io/prometheus/prometheus:v3.5.0"
+HOST_PORT = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[0-9]{1,5}$")
+PLACEHOLDERS = {"namespace", "stack"}
+
+IMAGES_BY_TIER = {"national": ("prometheus",), "sdr": ("collector", "prometheus", "aptCacherNg"), "eci": (), "sdl": ()}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KubernetesTarget(_Strict):
+    context: str | None = None
+    kubeconfig: str | None = None  # a path or the file's contents; default: the ambient KUBECONFIG
+    renderYamlToDirectory: str | None = None
+
+
+class Images(_Strict):
+    collector: str | None = None
+    prometheus: str | None = None
+    aptCacherNg: str | None = None
+
+
+class StackConfig(_Strict):
+    tier: Literal["national", "sdr", "eci", "sdl"]
+    unit: str | None = None
+    kubernetes: KubernetesTarget
+    images: Images = Images()
+    operatorGroups: list[str] = Field(min_length=1)
+    ingressNamespace: str = "ingress-nginx"
+    siteCidrs: list[str] = []
+    federationCidrs: list[str] = []
+    federate: dict[str, str] = {}
+    storageClass: str | None = None
+    prometheusRetention: str = Field(default="30d", pattern=r"^[0-9]+[hdwy]$")
+
+    def image(self, name: str) -> str:
+        value = getattr(self.images, name)
+        assert value, f"ctfleet:images.{name} was validated as required"
+        return value
+
+
+def strip_namespace(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``ctfleet:*`` keys without their prefix; JSON strings (how Pulumi passes objects) decoded.
+
+    Keys of other namespaces (``kubernetes:*``, ``pulumi:*``) are not ours and are ignored.
+    """
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        ns, sep, name = key.partition(":")
+        if not sep or ns != NAMESPACE:
+            continue
+        if isinstance(value, str) and value[:1] in "[{":
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass  # left as text; the type check names the key
+        out[name] = value
+    return out
+
+
+class StackConfigErrors(InputErrors):
+    """Every problem of one stack config; raised before any resource is declared."""
+
+    def __str__(self) -> str:
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in the stack config, no resource declared:"
+        return "\n".join([head, *("  " + str(p) for p in self.problems)])
+
+
+def validate_config(raw: Mapping[str, Any], stack: str, registry: Registry, source: str,
+                    line_of: Callable[[tuple], int | None] | None = None) -> StackConfig:
+    """Validate the config of ``stack`` (keys with their ``ctfleet:`` prefix).
+
+    Raises one :class:`StackConfigErrors` (an :class:`InputErrors`) listing every bad key, e.g.::
+
+        2 problems in the stack config, no resource declared:
+          infra/stacks/Pulumi.sdr-oriental.yaml: ctfleet:images.collector: required key is missing for tier sdr (valid: ...)
+          infra/stacks/Pulumi.sdr-oriental.yaml: ctfleet:siteCidrs[0]: '10.2.0.0/8' is not a network address ...
+    """
+    data = strip_namespace(raw)
+    problems: list[Problem] = []
+
+    def bad(loc: tuple, message: str, valid: str | None = None) -> None:
+        line = line_of(loc) if line_of else None
+        problems.append(Problem(source, message, line=line, key=f"{NAMESPACE}:{loc_text(loc)}", valid=valid))
+
+    # Unknown keys are reported and dropped first, so the rest is still checked in the same pass.
+    for key in list(data):
+        if key not in StackConfig.model_fields:
+            bad((key,), "unknown key", one_of(sorted(f"{NAMESPACE}:{k}" for k in StackConfig.model_fields)))
+            del data[key]
+    for key, model in (("kubernetes", KubernetesTarget), ("images", Images)):
+        if isinstance(data.get(key), dict):
+            data[key] = dict(data[key])
+            for sub in list(data[key]):
+                if sub not in model.model_fields:
+                    bad((key, sub), "unknown key", one_of(sorted(model.model_fields)))
+                    del data[key][sub]
+    try:
+        cfg = StackConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            if err["type"] == "missing":
+                bad(loc, "required key is missing", _VALID.get(loc[0]))
+            elif err["type"] == "literal_error":
+                bad(loc, f"{err['input']!r} is not a tier", one_of(TIERS))
+            else:
+                bad(loc, f"{err['msg']}, got {err.get('input')!r}", _VALID.get(loc[0]))
+        raise StackConfigErrors(problems) from None
+
+    refs = stack_index(registry)
+    tier = cfg.tier
+    # the unit must exist and match the stack being run
+    expected = None
+    if tier == "national":
+        if cfg.unit is not None:
+            bad(("unit",), "the national stack provisions no region, grouping or commune; remove this key")
+        else:
+            expected = "national"
+    elif cfg.unit is None:
+        bad(("unit",), f"required key is missing for tier {tier}", _UNIT_VALID[tier])
+    else:
+        match = next((r for r in refs.values() if r.tier == tier and r.unit == cfg.unit), None)
+        if match is None:
+            bad(("unit",), f"{cfg.unit!r} is not a {_UNIT_WHAT[tier]} of the registry", _unit_choices(tier, registry, refs))
+        else:
+            expected = match.name
+    if expected is not None and expected != stack:
+        bad(("unit",) if tier != "national" else ("tier",),
+            f"this config provisions stack {expected!r}, but the stack being run is {stack!r}",
+            f"select stack {expected} (pulumi stack select {expected}), or regenerate with `ctfleet stacks generate`")
+
+    # where the provider deploys
+    k = cfg.kubernetes
+    if k.renderYamlToDirectory and (k.context or k.kubeconfig):
+        bad(("kubernetes",), "renderYamlToDirectory cannot be combined with context or kubeconfig: one provider either renders manifests or deploys them",
+            "either {context: NAME[, kubeconfig: PATH]} or {renderYamlToDirectory: DIR}")
+    elif not k.renderYamlToDirectory and not k.context:
+        bad(("kubernetes",), "no target cluster: set context (deploy with a kubeconfig context) or renderYamlToDirectory (write manifests for GitOps)",
+            "either {context: NAME[, kubeconfig: PATH]} or {renderYamlToDirectory: DIR}")
+
+    # images: the tier's workloads need theirs, each name:tag
+    for name in Images.model_fields:
+        value = getattr(cfg.images, name)
+        if value is None:
+            if name in IMAGES_BY_TIER[tier]:
+                bad(("images", name), f"required key is missing for tier {tier}", IMAGE_VALID)
+        elif not IMAGE.match(value):
+            bad(("images", name), f"{value!r} is not an image reference with an explicit tag", IMAGE_VALID)
+
+    for i, group in enumerate(cfg.operatorGroups):
+        names = set(re.findall(r"{([^}]*)}", group))
+        unknown = names - PLACEHOLDERS
+        if not group.strip():
+            bad(("operatorGroups", i), "empty group name", "a group name your cluster's authentication asserts")
+        elif unknown:
+            bad(("operatorGroups", i), f"unknown placeholder(s) {', '.join('{' + n + '}' for n in sorted(unknown))} in {group!r}",
+                one_of("{" + p + "}" for p in sorted(PLACEHOLDERS)))
+    if not is_dns_label(cfg.ingressNamespace):
+        bad(("ingressNamespace",), f"{cfg.ingressNamespace!r} is not a namespace name", "a DNS-1123 label, e.g. ingress-nginx")
+    for key in ("siteCidrs", "federationCidrs"):
+        for i, cidr in enumerate(getattr(cfg, key)):
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                bad((key, i), f"{cidr!r} is not a network address ({exc})", "a CIDR such as 10.4.0.0/16")
+    if cfg.federate:
+        if tier != "national":
+            bad(("federate",), f"only the national stack federates regional Prometheus servers, not tier {tier}")
+        else:
+            slugs = {ascii_slug(r.name_fr) for r in registry.regions.values()}
+            for region, target in cfg.federate.items():
+                if region not in slugs:
+                    bad(("federate", region), f"{region!r} is not a region slug", one_of(sorted(slugs)))
+                elif not HOST_PORT.match(target):
+                    bad(("federate", region), f"{target!r} is not host:port", "e.g. 10.4.255.10:9090 or prometheus.sdr.example.ma:9090")
+    if cfg.storageClass is not None and not is_dns_label(cfg.storageClass.replace(".", "-")):
+        bad(("storageClass",), f"{cfg.storageClass!r} is not a storage class name", "a DNS-1123 subdomain such as standard")
+    if problems:
+        raise StackConfigErrors(problems)
+    return cfg
+
+
+_UNIT_WHAT = {"sdr": "region code", "eci": "grouping code", "sdl": "commune code with an SDL"}
+_UNIT_VALID = {"sdr": "an HCP region code such as \"04\"", "eci": "a grouping code from inventory/groupings.yaml",
+               "sdl": "the HCP code of a commune with arrondissements, e.g. 04.441.01.0"}
+_VALID = {
+    "tier": one_of(TIERS),
+    "kubernetes": "either {context: NAME[, kubeconfig: PATH]} or {renderYamlToDirectory: DIR}",
+    "images": IMAGE_VALID,
+    "operatorGroups": "a list of one or more group names",
+    "prometheusRetention": "a duration such as 30d, 12w or 1y",
+}
+
+
+def _unit_choices(tier: str, registry: Registry, refs) -> str:
+    units = sorted(r.unit for r in refs.values() if r.tier == tier and r.unit)
+    return one_of(units) if len(units) <= 20 else _UNIT_VALID[tier]
+

@@ -1,0 +1,457 @@
+"""What a stack declares, computed from the registry, the norms and the stack config (pure).
+
+``plan_stack`` is the one place that decides which tenants a cloud hosts, how much each
+gets, which network flows it allows and which workloads run; the Pulumi components, the
+operators' read-out (``ctfleet stacks plan``) and the tests all start from its result.
+
+A tenant (see :class:`TenantPlan`) is a namespace with Pod Security Admission at the
+norm's level (HST-5), a ResourceQuota and LimitRange from the norm's capacity
+(HST-1..HST-4), a default-deny NetworkPolicy (HST-6) plus ``allow-*`` policies
+holding the flows the tier needs, and a RoleBinding of its operator groups.
+
+Which tenants each tier hosts:
+
+- national: one per shared national platform (``infra/hosting.yaml``) + national monitoring
+- sdr: one per CT of the region hosted by its SDR + the region's monitoring and package cache
+- eci: one for the grouping, sized by the sum of its hosted members' norms
+- sdl: one for the commune with arrondissements, sized by its norm
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ruamel.yaml import YAML
+
+from ctfleet.core.models import CT, Tier
+from ctfleet.core.norms import NormSet, Resolved
+from ctfleet.core.registry import Registry
+from ctfleet.stacks.config import StackConfig
+from ctfleet.stacks.hosting import AppSpec, HostingCatalogue, Quota, QuotaSpec
+from ctfleet.stacks.names import (
+    MONITORING_NAMESPACE,
+    PKGCACHE_NAMESPACE,
+    StackRef,
+    ascii_slug,
+    ct_namespace,
+    grouping_namespace,
+    label,
+    platform_namespace,
+    region_stack,
+)
+
+Kind = Literal["ct", "grouping", "platform", "system"]
+
+PSA = "pod-security.kubernetes.io"
+NAME = "app.kubernetes.io/name"
+RUN_AS = 65532  # the unprivileged uid/gid system workloads run as ("nonroot" in distroless images)
+COLLECTOR_PORT = 9160  # ctfleet.monitors.collector's /metrics
+COLLECTOR_SECRET = "collector-snmp"  # optional Secret with the collector's SNMP credentials
+PROMETHEUS_PORT = 9090
+APT_CACHER_PORT = 3142
+HST_QUOTA = ("HST-1", "HST-2", "HST-3", "HST-4")
+
+
+# ------------------------------------------------------------------ plan types
+@dataclass(frozen=True)
+class Peer:
+    """One side of a flow: a namespace (by name or labels), pods in it, or an address block."""
+
+    namespace: str | None = None
+    namespace_labels: tuple[tuple[str, str], ...] = ()
+    pods: tuple[tuple[str, str], ...] = ()  # pods with these labels (in `namespace`, or the tenant's own)
+    cidr: str | None = None
+
+    def show(self) -> str:
+        if self.cidr:
+            return self.cidr
+        if self.namespace:
+            where = self.namespace
+        elif self.namespace_labels:
+            where = "namespaces " + ",".join(f"{k}={v}" for k, v in self.namespace_labels)
+        else:
+            where = "this namespace"
+        pods = ",".join(f"{k}={v}" for k, v in self.pods)
+        return f"{where} pods {pods}" if pods else where
+
+
+@dataclass(frozen=True)
+class Flow:
+    """An allowed flow: one rule of the NetworkPolicy :attr:`policy`. No ports = all ports."""
+
+    name: str
+    direction: Literal["ingress", "egress"]
+    peers: tuple[Peer, ...]
+    why: str
+    ports: tuple[tuple[str, int], ...] = ()
+    pods: tuple[tuple[str, str], ...] = ()  # the tenant's pods it applies to; () = all
+
+    @property
+    def policy(self) -> str:
+        """The NetworkPolicy holding this flow: one per set of pods (manifests.network_policies)."""
+        app = dict(self.pods).get(NAME)
+        return f"allow-{app}" if app else ("allow-tenant-flows" if not self.pods else
+                                           "allow-" + "-".join(v for _, v in self.pods))
+
+    def show(self) -> str:
+        arrow = "<-" if self.direction == "ingress" else "->"
+        ports = ",".join(f"{p}/{proto.lower()}" for proto, p in self.ports) or "all ports"
+        who = ",".join(f"{k}={v}" for k, v in self.pods) or "all pods"
+        return f"{who} {arrow} {'; '.join(p.show() for p in self.peers)} ({ports})"
+
+
+@dataclass(frozen=True)
+class TenantPlan:
+    namespace: str
+    kind: Kind
+    title: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    quota: Quota
+    quota_source: str  # where the numbers come from, file:line
+    psa_level: str  # HST-5
+    default_deny: bool  # HST-6
+    flows: tuple[Flow, ...]
+    operator_groups: tuple[str, ...]
+    members: tuple[str, ...] = ()  # CT codes the tenant serves
+
+
+@dataclass(frozen=True)
+class AppPlan:
+    """A system workload: Deployment + ServiceAccount + ConfigMap + Service (+ PVC)."""
+
+    name: str
+    namespace: str
+    image: str
+    port: int
+    spec: AppSpec
+    config: dict[str, str]  # ConfigMap data, mounted at config_mount
+    config_mount: str
+    args: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    config_sub_path: str | None = None  # mount one key as a file instead of the directory
+    data_mount: str | None = None  # where the PVC goes (when spec.dataGiB)
+    scratch: tuple[str, ...] = ("/tmp",)  # emptyDir mounts (the root filesystem is read-only)
+    probe: dict[str, Any] = field(default_factory=dict)
+    storage_class: str | None = None
+    sysctls: tuple[tuple[str, str], ...] = ()  # namespaced "safe" sysctls only (allowed under PSA restricted)
+    env_from_secret: str | None = None  # an optional Secret whose keys become environment variables
+
+
+@dataclass
+class StackPlan:
+    ref: StackRef
+    config: StackConfig
+    tenants: list[TenantPlan]
+    apps: list[AppPlan]
+    notes: list[str]
+
+    @property
+    def cluster_role(self) -> str:
+        return f"ctfleet-tenant-operator-{self.ref.name}"
+
+    def tenant(self, namespace: str) -> TenantPlan:
+        return next(t for t in self.tenants if t.namespace == namespace)
+
+
+# ------------------------------------------------------------------ capacity from the norms
+def norm_quota(norms: NormSet, ct: CT) -> tuple[Quota, str]:
+    """The CT's tenant capacity (HST-1..HST-4) and where each number comes from."""
+    r = norms.resolve(ct)
+    q = Quota(cpu=float(r["HST-1"].value), memory_gib=float(r["HST-2"].value),
+              storage_gib=float(r["HST-3"].value), pods=int(r["HST-4"].value))
+    return q, _sources(r[c] for c in HST_QUOTA)
+
+
+def _sources(resolved) -> str:
+    """Where the numbers come from: ``standards/norms/segments/region.yaml:11-14``."""
+    by_file: dict[str, list[int]] = {}
+    for res in resolved:
+        path, _, line = res.source.rpartition(":")
+        by_file.setdefault(path, []).append(int(line) if line.isdigit() else 0)
+    parts = []
+    for path, lines in by_file.items():
+        lines = sorted(set(lines))
+        contiguous = lines == list(range(lines[0], lines[-1] + 1))
+        span = f"{lines[0]}-{lines[-1]}" if contiguous and len(lines) > 1 else ",".join(map(str, lines))
+        parts.append(f"{path}:{span}")
+    return "; ".join(parts)
+
+
+def _security(norms: NormSet, ct: CT | None) -> tuple[str, bool]:
+    """HST-5 (Pod Security level) and HST-6 (default deny) for a CT, or the baseline."""
+    if ct is None:
+        vals = {cid: norms.baseline.layer.values[cid] for cid in ("HST-5", "HST-6")}
+        return str(vals["HST-5"]), bool(vals["HST-6"])
+    r: dict[str, Resolved] = norms.resolve(ct)
+    return str(r["HST-5"].value), bool(r["HST-6"].value)
+
+
+# ------------------------------------------------------------------ flows
+def _pods(**labels: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
+
+
+DNS = Flow("dns", "egress", (Peer(namespace="kube-system", pods=_pods(**{"k8s-app": "kube-dns"})),),
+           "name resolution through the cluster DNS", ports=(("UDP", 53), ("TCP", 53)))
+
+
+def _from_ingress(cfg: StackConfig, port: int | None = None, pods=()) -> Flow:
+    return Flow("from-ingress", "ingress", (Peer(namespace=cfg.ingressNamespace),),
+                "published services are reached through the ingress controller",
+                ports=(("TCP", port),) if port else (), pods=pods)
+
+
+FROM_MONITORING = Flow("from-monitoring", "ingress",
+                       (Peer(namespace=MONITORING_NAMESPACE, pods=_pods(**{NAME: "prometheus"})),),
+                       "the cloud's Prometheus scrapes the tenant's metrics")
+TO_PKGCACHE = Flow("to-pkgcache", "egress",
+                   (Peer(namespace=PKGCACHE_NAMESPACE, pods=_pods(**{NAME: "apt-cacher-ng"})),),
+                   "Debian/Ubuntu packages through the region's cache (low-bandwidth communes)",
+                   ports=(("TCP", APT_CACHER_PORT),))
+
+
+def _cidr_peers(cidrs: list[str]) -> tuple[Peer, ...]:
+    return tuple(Peer(cidr=c) for c in cidrs)
+
+
+# ------------------------------------------------------------------ tenants
+def _groups(cfg: StackConfig, namespace: str, stack: str) -> tuple[str, ...]:
+    return tuple(g.replace("{namespace}", namespace).replace("{stack}", stack) for g in cfg.operatorGroups)
+
+
+def _base_labels(ref: StackRef, kind: Kind, psa: str) -> dict[str, str]:
+    return {
+        label("stack"): ref.name,
+        label("tier"): ref.tier,
+        label("kind"): kind,
+        f"{PSA}/enforce": psa,
+        f"{PSA}/audit": psa,
+        f"{PSA}/warn": psa,
+    }
+
+
+def ct_tenant(ref: StackRef, cfg: StackConfig, ct: CT, norms: NormSet, flows: tuple[Flow, ...],
+              extra_annotations: dict[str, str] | None = None) -> TenantPlan:
+    ns = ct_namespace(ct.code)
+    quota, source = norm_quota(norms, ct)
+    psa, deny = _security(norms, ct)
+    labels = _base_labels(ref, "ct", psa) | {
+        label("ct-code"): ct.code,
+        label("region"): ct.region_code,
+        label("segment"): ct.segment.value,
+        label("lot"): str(ct.lot),
+    }
+    annotations = {label("name"): ct.name_fr, label("quota-source"): source} | (extra_annotations or {})
+    return TenantPlan(ns, "ct", f"{ct.name_fr} ({ct.code})", labels, annotations, quota, source, psa, deny,
+                      flows, _groups(cfg, ns, ref.name), (ct.code,))
+
+
+def _system_tenant(ref: StackRef, cfg: StackConfig, namespace: str, system: str, title: str, spec: QuotaSpec,
+                   norms: NormSet, flows: tuple[Flow, ...], region: str | None) -> TenantPlan:
+    psa, _ = _security(norms, None)
+    labels = _base_labels(ref, "system", psa) | {label("system"): system}
+    if region:
+        labels[label("region")] = region
+    source = f"infra/hosting.yaml (system.{system})"
+    return TenantPlan(namespace, "system", title, labels, {label("quota-source"): source}, spec.quota(), source,
+                      psa, True, flows, _groups(cfg, namespace, ref.name))
+
+
+def plan_stack(ref: StackRef, cfg: StackConfig, registry: Registry, norms: NormSet, hosting: HostingCatalogue,
+               rules: dict[str, str] | None = None) -> StackPlan:
+    """Everything ``ref``'s stack declares. ``rules``: Prometheus rule files by name (regional only)."""
+    planner = {"national": _plan_national, "sdr": _plan_regional, "eci": _plan_grouping, "sdl": _plan_sdl}[ref.tier]
+    return planner(ref, cfg, registry, norms, hosting, rules or {})
+
+
+def _plan_national(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting: HostingCatalogue, rules) -> StackPlan:
+    tenants = []
+    psa, deny = _security(norms, None)
+    for p in hosting.platforms:
+        ns = platform_namespace(p.slug)
+        labels = _base_labels(ref, "platform", psa) | {label("platform"): p.slug}
+        source = f"infra/hosting.yaml (platforms: {p.slug})"
+        tenants.append(TenantPlan(ns, "platform", p.name, labels,
+                                  {label("name"): p.name, label("purpose"): p.purpose, label("quota-source"): source},
+                                  p.quota.quota(), source, psa, deny, (DNS, _from_ingress(cfg), FROM_MONITORING),
+                                  _groups(cfg, ns, ref.name)))
+    prom = _pods(**{NAME: "prometheus"})
+    mon_flows = [DNS, _from_ingress(cfg, PROMETHEUS_PORT, prom),
+                 Flow("prometheus-to-platforms", "egress", (Peer(namespace_labels=((label("kind"), "platform"),)),),
+                      "scrape the national platforms", pods=prom)]
+    if cfg.federationCidrs:
+        mon_flows.append(Flow("prometheus-to-regions", "egress", _cidr_peers(cfg.federationCidrs),
+                              "federate the regional Prometheus servers", ports=(("TCP", PROMETHEUS_PORT),), pods=prom))
+    tenants.append(_system_tenant(ref, cfg, MONITORING_NAMESPACE, "nationalMonitoring", "National monitoring",
+                                  hosting.system.nationalMonitoring, norms, tuple(mon_flows), None))
+    notes = []
+    slugs = {ascii_slug(r.name_fr): code for code, r in registry.regions.items()}
+    missing = sorted(set(slugs) - set(cfg.federate))
+    if missing:
+        notes.append(f"federating {len(slugs) - len(missing)} of {len(slugs)} regions; set ctfleet:federate for: {', '.join(missing)}")
+    if cfg.federate and not cfg.federationCidrs:
+        notes.append("ctfleet:federationCidrs is empty: the default-deny policy blocks federation until it names the regions' networks")
+    federate = [{"targets": [target], "labels": {"region": slugs[slug], "shard": region_stack(registry.regions[slugs[slug]].name_fr)}}
+                for slug, target in sorted(cfg.federate.items())]
+    prom_config = {
+        "global": {"scrape_interval": "60s", "evaluation_interval": "60s", "external_labels": {"cloud": "national"}},
+        "scrape_configs": [
+            {"job_name": "federate-regions", "honor_labels": True, "metrics_path": "/federate",
+             "params": {"match[]": ['{__name__=~"ctfleet_.*"}', '{__name__=~"ALERTS|up"}']},
+             "static_configs": federate},
+            {"job_name": "prometheus", "static_configs": [{"targets": [f"localhost:{PROMETHEUS_PORT}"]}]},
+        ],
+    }
+    apps = [_prometheus_app("prometheus", cfg, hosting.apps.nationalPrometheus, prom_config, {})]
+    return StackPlan(ref, cfg, tenants, apps, notes)
+
+
+def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting: HostingCatalogue, rules) -> StackPlan:
+    region = ref.unit
+    cts = sorted((ct for ct in registry.cts.values() if ct.region_code == region and Tier.SDR in ct.tiers), key=lambda c: c.code)
+    flows = (DNS, _from_ingress(cfg), FROM_MONITORING, TO_PKGCACHE)
+    tenants = [ct_tenant(ref, cfg, ct, norms, flows) for ct in cts]
+
+    prom, coll, acng = (_pods(**{NAME: n}) for n in ("prometheus", "collector", "apt-cacher-ng"))
+    mon_flows = [
+        DNS,
+        Flow("collector-from-prometheus", "ingress", (Peer(pods=prom),), "Prometheus scrapes the collector shard",
+             ports=(("TCP", COLLECTOR_PORT),), pods=coll),
+        Flow("prometheus-to-collector", "egress", (Peer(pods=coll),), "Prometheus scrapes the collector shard",
+             ports=(("TCP", COLLECTOR_PORT),), pods=prom),
+        Flow("prometheus-to-tenants", "egress", (Peer(namespace_labels=((label("kind"), "ct"),)),),
+             "Prometheus scrapes the CT tenants", pods=prom),
+        _from_ingress(cfg, PROMETHEUS_PORT, prom),
+    ]
+    if cfg.siteCidrs:
+        # All ports: SNMP (161/udp) and SSH, and ICMP, which NetworkPolicy cannot name by port.
+        mon_flows.append(Flow("collector-to-sites", "egress", _cidr_peers(cfg.siteCidrs),
+                              "the collector polls the region's routers and servers (SNMP, ICMP, SSH)", pods=coll))
+    if cfg.federationCidrs:
+        mon_flows.append(Flow("prometheus-from-federation", "ingress", _cidr_peers(cfg.federationCidrs),
+                              "the national Prometheus federates this region", ports=(("TCP", PROMETHEUS_PORT),), pods=prom))
+    cache_flows = [
+        DNS,
+        Flow("from-tenants", "ingress", (Peer(namespace_labels=((label("kind"), "ct"),)),), "CT tenants fetch packages",
+             ports=(("TCP", APT_CACHER_PORT),), pods=acng),
+        _from_ingress(cfg, APT_CACHER_PORT, acng),
+        Flow("to-mirrors", "egress", (Peer(cidr="0.0.0.0/0"),), "the cache fetches from the Debian/Ubuntu mirrors (HTTP/HTTPS)",
+             ports=(("TCP", 80), ("TCP", 443)), pods=acng),
+    ]
+    if cfg.siteCidrs:
+        cache_flows.insert(2, Flow("from-sites", "ingress", _cidr_peers(cfg.siteCidrs), "commune machines fetch packages",
+                                   ports=(("TCP", APT_CACHER_PORT),), pods=acng))
+    tenants.append(_system_tenant(ref, cfg, MONITORING_NAMESPACE, "monitoring", "Regional monitoring (collector shard, Prometheus)",
+                                  hosting.system.monitoring, norms, tuple(mon_flows), region))
+    tenants.append(_system_tenant(ref, cfg, PKGCACHE_NAMESPACE, "pkgcache", "Package cache (apt-cacher-ng)",
+                                  hosting.system.pkgcache, norms, tuple(cache_flows), region))
+
+    # ctfleet.monitors.collector's config: this region's shard; the collector selects its
+    # targets (the region's routers and SNMP servers) from the registry it ships with.
+    collector_config = {
+        "shard": f"region:{region}",
+        "interval_seconds": 60,
+        "listen": f"0.0.0.0:{COLLECTOR_PORT}",
+        "probe": {"method": "icmp"},
+        "results_dir": "/var/lib/ctfleet/results",
+    }
+    prom_config: dict[str, Any] = {
+        "global": {"scrape_interval": "60s", "evaluation_interval": "60s",
+                   "external_labels": {"region": region, "shard": ref.name}},
+        "scrape_configs": [
+            {"job_name": "ctfleet-collector",
+             "static_configs": [{"targets": [f"collector.{MONITORING_NAMESPACE}.svc:{COLLECTOR_PORT}"], "labels": {"region": region}}]},
+            {"job_name": "prometheus", "static_configs": [{"targets": [f"localhost:{PROMETHEUS_PORT}"]}]},
+        ],
+    }
+    rule_files = {f"rules-{ascii_slug(name.rsplit('.', 1)[0])}.yml": text for name, text in sorted(rules.items())}
+    if rule_files:
+        prom_config["rule_files"] = [f"/etc/prometheus/{name}" for name in rule_files]
+    apps = [
+        AppPlan("collector", MONITORING_NAMESPACE, cfg.image("collector"), COLLECTOR_PORT, hosting.apps.collector,
+                {"collector.yaml": _yaml(collector_config)}, "/etc/ctfleet",
+                args=("--config", "/etc/ctfleet/collector.yaml"),
+                # SNMP credentials (env:CTFLEET_SNMP_<region> references), from a Secret the SDR
+                # team creates out of band, so no credential passes through Pulumi state
+                env_from_secret=COLLECTOR_SECRET,
+                scratch=("/tmp", "/var/lib/ctfleet"), probe={"tcpSocket": {"port": "http"}},
+                # unprivileged ICMP echo (no CAP_NET_RAW) for the pod's group; a "safe" sysctl
+                sysctls=(("net.ipv4.ping_group_range", f"{RUN_AS} {RUN_AS}"),)),
+        _prometheus_app("prometheus", cfg, hosting.apps.prometheus, prom_config, rule_files),
+        AppPlan("apt-cacher-ng", PKGCACHE_NAMESPACE, cfg.image("aptCacherNg"), APT_CACHER_PORT, hosting.apps.aptCacherNg,
+                {"acng.conf": ACNG_CONF}, "/etc/apt-cacher-ng/acng.conf", config_sub_path="acng.conf",
+                command=("apt-cacher-ng",), args=("-c", "/etc/apt-cacher-ng", "ForeGround=1"),
+                data_mount="/var/cache/apt-cacher-ng", scratch=("/tmp", "/run/apt-cacher-ng", "/var/log/apt-cacher-ng"),
+                probe={"tcpSocket": {"port": "http"}}, storage_class=cfg.storageClass),
+    ]
+    notes = []
+    if not cfg.siteCidrs:
+        notes.append("ctfleet:siteCidrs is empty: the collector cannot reach the communes and the package cache serves only tenants")
+    if not rule_files:
+        notes.append("no rule files in monitors/rules/: the regional Prometheus runs without alert rules")
+    return StackPlan(ref, cfg, tenants, apps, notes)
+
+
+def _plan_grouping(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting, rules) -> StackPlan:
+    g = registry.groupings[ref.unit]
+    members = [registry.cts[m] for m in g.members if m in registry.cts and Tier.ECI in registry.cts[m].tiers]
+    quota = Quota(0, 0, 0, 0)
+    for ct in members:
+        quota = quota + norm_quota(norms, ct)[0]
+    sources = sorted({norm_quota(norms, ct)[1] for ct in members})
+    psa_deny = {_security(norms, ct) for ct in members}
+    # the strictest member wins: one namespace cannot be less strict than any CT it serves
+    psa = min((p for p, _ in psa_deny), key=["restricted", "baseline", "privileged"].index)
+    deny = any(d for _, d in psa_deny)
+    ns = grouping_namespace(g.code)
+    labels = _base_labels(ref, "grouping", psa) | {label("grouping"): g.code, label("region"): g.region_code}
+    source = "sum of members' norms: " + " | ".join(sources)
+    annotations = {label("name"): g.name, label("members"): ",".join(ct.code for ct in members),
+                   label("quota-source"): source}
+    tenant = TenantPlan(ns, "grouping", g.name, labels, annotations, quota, source, psa, deny,
+                        (DNS, _from_ingress(cfg)), _groups(cfg, ns, ref.name), tuple(ct.code for ct in members))
+    notes = [f"grouping {g.code} is illustrative (inventory/groupings.yaml): not a real membership"] if g.illustrative else []
+    return StackPlan(ref, cfg, [tenant], [], notes)
+
+
+def _plan_sdl(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting, rules) -> StackPlan:
+    ct = registry.cts[ref.unit]
+    arr = ",".join(ct.arrondissements)
+    tenant = ct_tenant(ref, cfg, ct, norms, (DNS, _from_ingress(cfg)), {label("arrondissements"): arr})
+    return StackPlan(ref, cfg, [tenant], [], [])
+
+
+# ------------------------------------------------------------------ workloads
+ACNG_CONF = """\
+# apt-cacher-ng for the communes of the region (written by the ctfleet regional stack)
+CacheDir: /var/cache/apt-cacher-ng
+LogDir: /var/log/apt-cacher-ng
+SupportDir: /usr/lib/apt-cacher-ng
+Port: 3142
+ReportPage: acng-report.html
+ExThreshold: 14
+# HTTPS repositories are tunnelled, not cached
+PassThroughPattern: .*:443$
+"""
+
+
+def _prometheus_app(name: str, cfg: StackConfig, spec: AppSpec, prom_config: dict, rule_files: dict[str, str]) -> AppPlan:
+    return AppPlan(name, MONITORING_NAMESPACE, cfg.image("prometheus"), PROMETHEUS_PORT, spec,
+                   {"prometheus.yml": _yaml(prom_config)} | rule_files, "/etc/prometheus",
+                   args=("--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",
+                         f"--storage.tsdb.retention.time={cfg.prometheusRetention}"),
+                   data_mount="/prometheus", probe={"httpGet": {"path": "/-/ready", "port": "http"}},
+                   storage_class=cfg.storageClass)
+
+
+def _yaml(data: Any) -> str:
+    import io
+
+    y = YAML(typ="safe", pure=True)
+    y.default_flow_style = False
+    y.width = 4096
+    buf = io.StringIO()
+    y.dump(data, buf)
+    return buf.getvalue()

@@ -1,0 +1,108 @@
+"""The Pulumi program: read config, validate it, plan, create the tier's component, export.
+
+``infra/__main__.py`` calls :func:`main`. Order matters: the config is validated (pure,
+every bad key named at once) before the provider or any resource is declared, so a bad
+``Pulumi.<stack>.yaml`` fails without touching a cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ctfleet.core.norms import NormSet
+from ctfleet.core.registry import Registry
+from ctfleet.stacks.config import StackConfig, validate_config
+from ctfleet.stacks.hosting import HostingCatalogue, load_hosting
+from ctfleet.stacks.names import StackRef, stack_index
+from ctfleet.stacks.plan import StackPlan, plan_stack
+
+STACKS_DIR = Path("infra") / "stacks"  # stackConfigDir in Pulumi.yaml
+RULES_DIR = Path("monitors") / "rules"
+
+
+@dataclass
+class Inputs:
+    """What every stack reads: the whole registry (no fleet), the norms, the hosting catalogue, the rules."""
+
+    root: Path
+    registry: Registry
+    norms: NormSet
+    hosting: HostingCatalogue
+    rules: dict[str, str]
+
+    @property
+    def stacks(self) -> dict[str, StackRef]:
+        return stack_index(self.registry)
+
+
+def load_inputs(root: Path | None = None) -> Inputs:
+    from ctfleet.project import load_project
+
+    project = load_project(root=root, with_fleet=False)
+    return Inputs(project.root, project.national, project.norms, load_hosting(project.root), load_rule_files(project.root))
+
+
+def load_rule_files(root: Path) -> dict[str, str]:
+    """Prometheus rule files shipped in ``monitors/rules/`` (none yet is fine)."""
+    d = root / RULES_DIR
+    if not d.is_dir():
+        return {}
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(d.iterdir()) if p.suffix in (".yml", ".yaml") and p.is_file()}
+
+
+def config_source(stack: str) -> str:
+    return str(STACKS_DIR / f"Pulumi.{stack}.yaml")
+
+
+def plan_for(inputs: Inputs, stack: str, raw_config: dict[str, Any], line_of=None) -> StackPlan:
+    """Validate ``stack``'s config and plan it (pure after the inputs are loaded)."""
+    cfg: StackConfig = validate_config(raw_config, stack, inputs.registry, config_source(stack), line_of)
+    ref = inputs.stacks[stack]
+    return plan_stack(ref, cfg, inputs.registry, inputs.norms, inputs.hosting, inputs.rules if ref.tier == "sdr" else {})
+
+
+def provider_args(cfg: StackConfig) -> dict[str, Any]:
+    """Keyword arguments of the Kubernetes provider: deploy through a context, or render YAML."""
+    k = cfg.kubernetes
+    if k.renderYamlToDirectory:
+        return {"render_yaml_to_directory": k.renderYamlToDirectory}
+    args: dict[str, Any] = {"context": k.context}
+    if k.kubeconfig:
+        args["kubeconfig"] = k.kubeconfig
+    return args
+
+
+def pulumi_config() -> dict[str, Any]:
+    """Every config key of the running stack (the engine's, then any set in-process, e.g. by tests)."""
+    from pulumi.runtime import config as runtime_config
+
+    raw = dict(runtime_config.get_config_env())
+    raw.update(runtime_config.CONFIG.get())
+    return raw
+
+
+def main(inputs: Inputs | None = None) -> None:
+    import pulumi
+    import pulumi_kubernetes as k8s
+
+    from ctfleet.stacks.components import COMPONENTS
+
+    stack = pulumi.get_stack()
+    inputs = inputs or load_inputs()
+    if stack not in inputs.stacks:
+        from ctfleet.core.errors import InputError, Problem, one_of
+
+        raise InputError(Problem(config_source(stack), f"no hosting unit is called {stack!r}", key="stack name",
+                                 valid=one_of(inputs.stacks)))
+    plan = plan_for(inputs, stack, pulumi_config())
+    provider = k8s.Provider(f"k8s-{stack}", **provider_args(plan.config))
+    cloud = COMPONENTS[plan.ref.tier](plan, pulumi.ResourceOptions(providers=[provider]))
+    pulumi.export("stack", plan.ref.name)
+    pulumi.export("tier", plan.ref.tier)
+    pulumi.export("unit", plan.ref.unit)
+    pulumi.export("tenantNamespaces", cloud.tenant_namespaces)
+    pulumi.export("tenantCount", cloud.tenant_count)
+    pulumi.export("quotaTotal", cloud.quota_total)
+    pulumi.export("notes", plan.notes)

@@ -1,0 +1,374 @@
+"""What each stack declares, computed in pure code from the registry and the norms.
+
+These run without Pulumi: the planner and renderer are the same code the Pulumi program
+runs (tests/test_stacks_mocks.py checks that the program declares exactly these objects).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+from typer.testing import CliRunner
+
+from ctfleet.core.models import Tier
+from ctfleet.stacks.generate import default_config, generate, read_stack_file
+from ctfleet.stacks.hosting import Quota, cpu_quantity, parse_quantity
+from ctfleet.stacks.manifests import render
+from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, ascii_slug, ct_namespace, is_dns_label
+from ctfleet.stacks.plan import plan_stack
+from ctfleet.stacks.policies import NormOracle, check
+from ctfleet.stacks.program import STACKS_DIR, load_inputs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+REGION_STACKS = [
+    "sdr-tanger-tetouan-al-hoceima", "sdr-oriental", "sdr-fes-meknes", "sdr-rabat-sale-kenitra", "sdr-beni-mellal-khenifra",
+    "sdr-casablanca-settat", "sdr-marrakech-safi", "sdr-draa-tafilalet", "sdr-souss-massa", "sdr-guelmim-oued-noun",
+    "sdr-laayoune-sakia-el-hamra", "sdr-dakhla-oued-ed-dahab",
+]
+SDL_STACKS = ["sdl-tanger", "sdl-fes", "sdl-rabat", "sdl-sale", "sdl-casablanca", "sdl-marrakech"]
+PLATFORMS = ["Rokhas", "Watiqa", "Chikaya", "Chafafiya", "Majaliss", "Alhalalmadania", "Bureau d'Ordre Digital", "Idarati",
+             "ERP support", "ERP métier"]
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return load_inputs()
+
+
+@pytest.fixture(scope="module")
+def plans(inputs):
+    """Every stack planned from its generated default config."""
+    return {name: plan_stack(ref, _cfg(inputs, name), inputs.registry, inputs.norms, inputs.hosting,
+                             inputs.rules if ref.tier == "sdr" else {})
+            for name, ref in inputs.stacks.items()}
+
+
+def _cfg(inputs, name):
+    from ctfleet.stacks.config import validate_config
+
+    return validate_config(default_config(inputs.stacks[name]), name, inputs.registry, name)
+
+
+@pytest.fixture(scope="module")
+def rendered(plans):
+    return {name: render(plan) for name, plan in plans.items()}
+
+
+def expected_quota(inputs, ct) -> dict[str, str]:
+    """spec.hard written out from the resolved norm values, independently of the planner."""
+    r = inputs.norms.resolve(ct)
+    cpu = cpu_quantity(r["HST-1"].value)
+    mem, disk = f"{r['HST-2'].value}Gi", f"{r['HST-3'].value}Gi"
+    return {"requests.cpu": cpu, "limits.cpu": cpu, "requests.memory": mem, "limits.memory": mem,
+            "requests.storage": disk, "pods": str(r["HST-4"].value)}
+
+
+# ------------------------------------------------------------------ the stacks
+def test_one_stack_per_hosting_unit(inputs):
+    stacks = inputs.stacks
+    assert [n for n, r in stacks.items() if r.tier == "sdr"] == REGION_STACKS
+    assert [n for n, r in stacks.items() if r.tier == "sdl"] == SDL_STACKS
+    eci = [r for r in stacks.values() if r.tier == "eci"]
+    assert sorted(r.unit for r in eci) == sorted(inputs.registry.groupings)
+    assert all(r.name == "eci-" + r.unit.lower() for r in eci)
+    assert len(stacks) == 1 + 12 + len(inputs.registry.groupings) + 6
+    assert ascii_slug("Laâyoune-Sakia El Hamra") == "laayoune-sakia-el-hamra"
+
+
+def test_regional_tenants_are_the_regions_cts(inputs, plans):
+    total = 0
+    for name in REGION_STACKS:
+        plan = plans[name]
+        region = plan.ref.unit
+        hosted = sorted(c for c, ct in inputs.registry.cts.items() if ct.region_code == region and Tier.SDR in ct.tiers)
+        assert [t.namespace for t in plan.tenants] == [ct_namespace(c) for c in hosted] + [MONITORING_NAMESPACE, PKGCACHE_NAMESPACE]
+        assert [t.members[0] for t in plan.tenants if t.kind == "ct"] == hosted
+        total += len(hosted)
+    assert total == len(inputs.registry.cts) == 1590  # every CT uses its region's SDR cloud
+
+
+def test_ct_tenant_names_and_labels(plans):
+    tenant = plans["sdr-tanger-tetouan-al-hoceima"].tenant("ct-01-511-01-0")
+    assert tenant.labels == {
+        "ctfleet.ma/stack": "sdr-tanger-tetouan-al-hoceima", "ctfleet.ma/tier": "sdr", "ctfleet.ma/kind": "ct",
+        "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "ctfleet.ma/ct-code": "01.511.01.0", "ctfleet.ma/region": "01", "ctfleet.ma/segment": "commune_arrondissements",
+        "ctfleet.ma/lot": "1",
+    }
+    assert tenant.annotations["ctfleet.ma/name"] == "Tanger"
+    assert tenant.quota_source == "standards/norms/segments/commune_arrondissements.yaml:10-13"
+    for plan in plans.values():
+        names = [t.namespace for t in plan.tenants]
+        assert len(names) == len(set(names))
+        assert all(is_dns_label(n) for n in names)
+
+
+def test_quotas_equal_the_norms_for_every_ct(inputs, rendered):
+    seen = 0
+    for name in REGION_STACKS + SDL_STACKS:
+        quotas = {o["metadata"]["namespace"]: o["spec"]["hard"] for o in rendered[name] if o["kind"] == "ResourceQuota"}
+        for ns_obj in (o for o in rendered[name] if o["kind"] == "Namespace"):
+            code = ns_obj["metadata"]["labels"].get("ctfleet.ma/ct-code")
+            if code:
+                assert quotas[ns_obj["metadata"]["name"]] == expected_quota(inputs, inputs.registry.cts[code]), code
+                seen += 1
+    assert seen == 1590 + 6
+
+
+def test_segment_capacity_examples(inputs, plans):
+    """Spot values, written out: a commune < 15,000 gets 1 core, 4 GiB, 100 GiB, 20 pods (segment file)."""
+    small = next(t for t in plans["sdr-dakhla-oued-ed-dahab"].tenants if t.labels.get("ctfleet.ma/segment") == "commune_under_15k")
+    assert small.quota == Quota(1.0, 4.0, 100.0, 20)
+    assert plans["sdl-casablanca"].tenants[0].quota == Quota(32.0, 128.0, 4000.0, 400)
+
+
+def test_national_hosts_the_shared_platforms(plans):
+    plan = plans["national"]
+    assert [t.title for t in plan.tenants if t.kind == "platform"] == PLATFORMS
+    assert [t.namespace for t in plan.tenants] == [
+        "nat-rokhas", "nat-watiqa", "nat-chikaya", "nat-chafafiya", "nat-majaliss", "nat-alhalalmadania",
+        "nat-bureau-ordre-digital", "nat-idarati", "nat-erp-support", "nat-erp-metier", MONITORING_NAMESPACE]
+    assert [a.name for a in plan.apps] == ["prometheus"]
+    prom = next(o for o in render(plan) if o["kind"] == "ConfigMap")
+    config = YAML(typ="safe").load(prom["data"]["prometheus.yml"])
+    assert config["scrape_configs"][0]["job_name"] == "federate-regions"
+    assert "federating 0 of 12 regions" in plan.notes[0]
+
+
+def test_national_federates_configured_regions(inputs):
+    from ctfleet.stacks.config import validate_config
+
+    raw = default_config(inputs.stacks["national"]) | {"ctfleet:federate": {"oriental": "10.2.255.10:9090"},
+                                                       "ctfleet:federationCidrs": ["10.2.255.0/24"]}
+    cfg = validate_config(raw, "national", inputs.registry, "x")
+    plan = plan_stack(inputs.stacks["national"], cfg, inputs.registry, inputs.norms, inputs.hosting)
+    prom = next(o for o in render(plan) if o["kind"] == "ConfigMap")
+    job = YAML(typ="safe").load(prom["data"]["prometheus.yml"])["scrape_configs"][0]
+    assert job["static_configs"] == [{"targets": ["10.2.255.10:9090"], "labels": {"region": "02", "shard": "sdr-oriental"}}]
+    assert any(f.name == "prometheus-to-regions" for f in plan.tenant(MONITORING_NAMESPACE).flows)
+
+
+def test_grouping_tenant_is_sized_by_its_members(inputs, plans):
+    for name, plan in plans.items():
+        if plan.ref.tier != "eci":
+            continue
+        g = inputs.registry.groupings[plan.ref.unit]
+        [tenant] = plan.tenants
+        assert tenant.namespace == g.code.lower()
+        assert tenant.annotations["ctfleet.ma/members"] == ",".join(g.members)
+        total = Quota(0, 0, 0, 0)
+        for m in g.members:
+            r = inputs.norms.resolve(inputs.registry.cts[m])
+            total = total + Quota(r["HST-1"].value, r["HST-2"].value, r["HST-3"].value, r["HST-4"].value)
+        assert tenant.quota == total
+        assert "illustrative" in plan.notes[0]
+
+
+def test_sdl_tenant_is_the_commune(inputs, plans):
+    plan = plans["sdl-sale"]
+    [tenant] = plan.tenants
+    assert tenant.namespace == "ct-04-441-01-0"
+    assert tenant.annotations["ctfleet.ma/arrondissements"] == ",".join(inputs.registry.cts["04.441.01.0"].arrondissements)
+    assert tenant.labels["ctfleet.ma/tier"] == "sdl"
+
+
+# ------------------------------------------------------------------ objects
+def test_tenant_objects_and_counts(rendered, plans):
+    objs = rendered["sdr-rabat-sale-kenitra"]
+    kinds = Counter(o["kind"] for o in objs)
+    n = len(plans["sdr-rabat-sale-kenitra"].tenants)
+    cts = n - 2
+    assert kinds == {"ClusterRole": 1, "Namespace": n, "ResourceQuota": n, "LimitRange": n, "RoleBinding": n,
+                     # CT tenants: default-deny + allow-tenant-flows; monitoring: default-deny + allow-tenant-flows (dns),
+                     # allow-collector, allow-prometheus; package cache: default-deny + allow-tenant-flows, allow-apt-cacher-ng
+                     "NetworkPolicy": cts * 2 + 4 + 3,
+                     "ServiceAccount": 3, "ConfigMap": 3, "Service": 3, "Deployment": 3, "PersistentVolumeClaim": 2}
+    ns = "ct-04-421-01-0"
+    assert sorted(o["metadata"]["name"] for o in objs if o["metadata"].get("namespace") == ns) == [
+        "allow-tenant-flows", "default-deny", "tenant-limits", "tenant-operators", "tenant-quota"]
+    flows = next(o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"] == {**o["metadata"], "namespace": ns,
+                                                                                       "name": "allow-tenant-flows"})
+    assert flows["metadata"]["annotations"]["ctfleet.ma/flows"].split("; ") == [
+        "ingress[0] from-ingress: published services are reached through the ingress controller",
+        "ingress[1] from-monitoring: the cloud's Prometheus scrapes the tenant's metrics",
+        "egress[0] dns: name resolution through the cluster DNS",
+        "egress[1] to-pkgcache: Debian/Ubuntu packages through the region's cache (low-bandwidth communes)",
+    ]
+    assert flows["spec"]["egress"][1] == {
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ctfleet-pkgcache"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "apt-cacher-ng"}}}],
+        "ports": [{"protocol": "TCP", "port": 3142}]}
+    assert sorted(o["metadata"]["name"] for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] == MONITORING_NAMESPACE) \
+        == ["allow-collector", "allow-prometheus", "allow-tenant-flows", "default-deny"]
+    binding = next(o for o in objs if o["kind"] == "RoleBinding" and o["metadata"]["namespace"] == ns)
+    assert binding["roleRef"]["name"] == "ctfleet-tenant-operator-sdr-rabat-sale-kenitra"
+    assert [s["name"] for s in binding["subjects"]] == ["sdr-rabat-sale-kenitra:operators", f"{ns}:admins"]
+
+
+def test_every_object_passes_the_kubernetes_schema(rendered):
+    from ctfleet.stacks.schema import validator
+
+    v = validator()
+    results = {(name, o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): v.errors(o)
+               for name, objs in rendered.items() for o in objs}
+    assert {k: e for k, e in results.items() if e} == {}
+    assert sum(len(objs) for objs in rendered.values()) > 9_000
+
+
+def test_every_stack_satisfies_the_policies(inputs, rendered):
+    oracle = NormOracle(inputs.registry, inputs.norms, inputs.hosting)
+    assert {name: [str(v) for v in check(objs, oracle)] for name, objs in rendered.items()} == {name: [] for name in rendered}
+
+
+def test_workloads_are_unprivileged_and_fit_their_tenant(plans, rendered):
+    for name in ["national"] + REGION_STACKS:
+        plan = plans[name]
+        for ns in {a.namespace for a in plan.apps}:
+            quota = plan.tenant(ns).quota
+            apps = [a for a in plan.apps if a.namespace == ns]
+            # limits of every pod plus one rolling-update surge of the largest stay within the quota
+            surge = max(a.spec.limits.cpu for a in apps if a.spec.dataGiB is None) if any(a.spec.dataGiB is None for a in apps) else 0
+            assert sum(a.spec.limits.cpu for a in apps) + surge <= quota.cpu, (name, ns)
+            assert sum(a.spec.limits.memoryMiB for a in apps) / 1024 <= quota.memory_gib, (name, ns)
+            assert sum(a.spec.dataGiB or 0 for a in apps) <= quota.storage_gib, (name, ns)
+        for dep in (o for o in rendered[name] if o["kind"] == "Deployment"):
+            pod = dep["spec"]["template"]["spec"]
+            [c] = pod["containers"]
+            assert c["securityContext"] == {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "privileged": False, "capabilities": {"drop": ["ALL"]},
+                                            "seccompProfile": {"type": "RuntimeDefault"}}
+            assert pod["automountServiceAccountToken"] is False
+            assert c["image"].rsplit(":", 1)[1] not in ("", "latest")
+
+
+def test_limit_range_defaults_fit_the_quota(rendered):
+    for objs in rendered.values():
+        for lr in (o for o in objs if o["kind"] == "LimitRange"):
+            c = lr["spec"]["limits"][0]
+            for res in ("cpu", "memory"):
+                assert parse_quantity(c["defaultRequest"][res]) <= parse_quantity(c["default"][res]) <= parse_quantity(c["max"][res])
+
+
+def test_collector_config_names_its_shard(rendered):
+    cm = next(o for o in rendered["sdr-oriental"] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "collector")
+    config = YAML(typ="safe").load(cm["data"]["collector.yaml"])
+    assert config == {"shard": "region:02", "interval_seconds": 60, "listen": "0.0.0.0:9160", "probe": {"method": "icmp"},
+                      "results_dir": "/var/lib/ctfleet/results"}
+    dep = next(o for o in rendered["sdr-oriental"] if o["kind"] == "Deployment" and o["metadata"]["name"] == "collector")
+    [container] = dep["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["--config", "/etc/ctfleet/collector.yaml"]
+    assert container["envFrom"] == [{"secretRef": {"name": "collector-snmp", "optional": True}}]
+    prom = next(o for o in rendered["sdr-oriental"] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "prometheus")
+    job = YAML(typ="safe").load(prom["data"]["prometheus.yml"])["scrape_configs"][0]
+    assert job["static_configs"][0]["targets"] == ["collector.ctfleet-monitoring.svc:9160"]
+
+
+def test_collector_config_is_valid_for_the_collector(rendered):
+    """The ConfigMap the regional stack writes is a valid ctfleet.monitors.collector config."""
+    collector = pytest.importorskip("ctfleet.monitors.collector")
+    for i, name in enumerate(REGION_STACKS, start=1):  # in region-code order
+        cm = next(o for o in rendered[name] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "collector")
+        config = collector.CollectorConfig.model_validate(YAML(typ="safe").load(cm["data"]["collector.yaml"]))
+        assert config.shard == f"region:{i:02d}"
+
+
+def test_regional_prometheus_carries_the_rule_files(inputs):
+    from ctfleet.stacks.config import validate_config
+
+    ref = inputs.stacks["sdr-oriental"]
+    cfg = validate_config(default_config(ref), ref.name, inputs.registry, "x")
+    rules = {"connectivity.yml": "groups: []\n"}
+    plan = plan_stack(ref, cfg, inputs.registry, inputs.norms, inputs.hosting, rules)
+    cm = next(o for o in render(plan) if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "prometheus")
+    assert cm["data"]["rules-connectivity.yml"] == "groups: []\n"
+    assert YAML(typ="safe").load(cm["data"]["prometheus.yml"])["rule_files"] == ["/etc/prometheus/rules-connectivity.yml"]
+
+
+# ------------------------------------------------------------------ generated config files
+def test_checked_in_stack_configs_are_up_to_date(inputs, tmp_path: Path):
+    copy = tmp_path / "stacks"
+    shutil.copytree(ROOT / STACKS_DIR, copy)
+    result = generate(inputs.stacks, copy)
+    assert result.written == [] and result.stale == []
+    assert len(result.unchanged) == len(inputs.stacks)
+
+
+def test_regenerating_keeps_operators_values(inputs, tmp_path: Path):
+    result = generate(inputs.stacks, tmp_path)
+    assert len(result.written) == len(inputs.stacks)
+    path = tmp_path / "Pulumi.sdr-oriental.yaml"
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("context: sdr-oriental", "context: oujda-prod").replace("ctfleet:siteCidrs: []", "ctfleet:siteCidrs: [10.2.0.0/16]")
+    text = text.replace("ctfleet:unit: '02'", "ctfleet:unit: '04'")  # derived: recomputed
+    path.write_text("encryptionsalt: v1:abc\n" + text, encoding="utf-8")
+    (tmp_path / "Pulumi.sdr-gone.yaml").write_text("config: {}\n", encoding="utf-8")
+    again = generate(inputs.stacks, tmp_path)
+    assert again.written == [path]
+    assert [p.name for p in again.stale] == ["Pulumi.sdr-gone.yaml"]
+    raw, _ = read_stack_file(path)
+    assert raw["ctfleet:unit"] == "02"
+    assert raw["ctfleet:kubernetes"] == {"context": "oujda-prod"}
+    assert raw["ctfleet:siteCidrs"] == ["10.2.0.0/16"]
+    assert "encryptionsalt: v1:abc" in path.read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ CLI
+@pytest.fixture(scope="module")
+def cli():
+    from ctfleet.cli.stacks import app
+
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, list(args))
+
+
+def test_cli_plan(cli):
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab")
+    assert r.exit_code == 0, r.output
+    assert "ct-12-391-01-01" in r.output and "Dakhla" in r.output
+    assert "allow-tenant-flows: to-pkgcache" in r.output and "quay.io/prometheus/prometheus:v3.5.0" in r.output
+    assert r.output.count("pass") >= 6
+    r = cli("plan", "national", "--json")
+    assert r.exit_code == 0
+    summary = json.loads(r.output)
+    assert [t["title"] for t in summary["tenants"]][:10] == PLATFORMS
+    assert summary["policies"] == {pid: [] for pid in summary["policies"]}
+
+
+def test_cli_plan_manifests_are_yaml(cli):
+    r = cli("plan", "sdl-sale", "--manifests")
+    assert r.exit_code == 0
+    docs = list(YAML(typ="safe").load_all(r.output))
+    assert [d["kind"] for d in docs] == ["ClusterRole", "Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy",
+                                        "NetworkPolicy", "RoleBinding"]
+
+
+def test_cli_errors(cli, tmp_path: Path):
+    r = cli("plan", "sdr-atlantis")
+    assert r.exit_code == 1
+    assert "no hosting unit is called 'sdr-atlantis'" in r.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("config:\n  ctfleet:tier: sdr\n  ctfleet:unit: '12'\n  ctfleet:kubernetes: {context: x}\n"
+                   "  ctfleet:operatorGroups: [g]\n", encoding="utf-8")
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--config", str(bad))
+    assert r.exit_code == 1
+    # the key is absent: the error points at the deepest line that exists (config:)
+    assert f"{bad}:1: ctfleet:images.collector: required key is missing for tier sdr" in r.output.replace("\n", "")
+
+
+def test_cli_list_and_generate(cli, tmp_path: Path):
+    r = cli("list", "--json")
+    assert r.exit_code == 0
+    rows = json.loads(r.output)
+    assert len(rows) == 27 and all(row["config"] == "ok" for row in rows)
+    assert next(row for row in rows if row["stack"] == "sdr-marrakech-safi")["tenants"] == "262"
+    r = cli("generate", "--dir", str(tmp_path))
+    assert r.exit_code == 0
+    assert "27 stacks: 27 written" in r.output
+    assert len(list(tmp_path.glob("Pulumi.*.yaml"))) == 27
