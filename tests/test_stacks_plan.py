@@ -76,7 +76,8 @@ def test_one_stack_per_hosting_unit(inputs):
     assert [n for n, r in stacks.items() if r.tier == "sdl"] == SDL_STACKS
     eci = [r for r in stacks.values() if r.tier == "eci"]
     assert sorted(r.unit for r in eci) == sorted(inputs.registry.groupings)
-    assert all(r.name == "eci-" + r.unit.lower() for r in eci)
+    assert all(r.name.startswith("eci-") and r.name.removeprefix("eci-") in r.unit.lower() for r in eci)
+    assert not [r.name for r in eci if r.name.startswith("eci-eci-")]
     assert len(stacks) == 1 + 12 + len(inputs.registry.groupings) + 6
     assert ascii_slug("Laâyoune-Sakia El Hamra") == "laayoune-sakia-el-hamra"
 

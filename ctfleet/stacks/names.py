@@ -4,7 +4,7 @@ Stacks are named after the hosting unit they provision::
 
     national                          the DGCT national cloud
     sdr-<region slug>                 a region's SDR cloud, e.g. sdr-rabat-sale-kenitra
-    eci-<grouping code, lower-case>   an ECI/GCT grouping, e.g. eci-gct-figuig-hauts-plateaux
+    eci-<grouping code, lower-case>   an ECI/GCT grouping, e.g. eci-gct-figuig-hauts-plateaux (no eci-eci-)
     sdl-<commune slug>                the SDL of a commune with arrondissements, e.g. sdl-sale
 
 Tenant namespaces are derived from codes, never from names, so that renaming a commune
@@ -51,7 +51,13 @@ def region_stack(region_name_fr: str) -> str:
 
 
 def grouping_stack(grouping_code: str) -> str:
-    return f"eci-{grouping_code.lower()}"
+    """``eci-…`` for every grouping; a code that already says ECI/GCT is not prefixed twice.
+
+    >>> grouping_stack("ECI-AL-HAOUZ-OURIKA"), grouping_stack("GCT-ZAGORA-DRAA"), grouping_stack("TIZNIT-SUD")
+    ('eci-al-haouz-ourika', 'eci-gct-zagora-draa', 'eci-tiznit-sud')
+    """
+    code = grouping_code.lower()
+    return code if code.startswith("eci-") else f"eci-{code}"
 
 
 def sdl_stack(commune_name_fr: str) -> str:

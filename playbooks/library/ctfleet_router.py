@@ -1,0 +1,110 @@
+#!/usr/bin/python
+"""Ansible module: ctfleet's router operations (backup, diff, audit, push) on the play's routers.
+
+It calls the same code as ``ctfleet routers ...`` (:mod:`ctfleet.routers.ops`): one
+call runs the whole selection with ctfleet's bounded parallel runner, makes one backup
+commit per run and writes the control results to the results store. Run it once per
+play on the controller (``run_once``, ``delegate_to: localhost``) with the play's hosts.
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: ctfleet_router
+short_description: Backup, diff, audit or push routers from the ctfleet norms
+description:
+  - Renders each router's intended configuration from the registry and its CT's norms,
+    then backs up (git, secrets masked), diffs, audits (pass/fail/unknown per control,
+    written to the results store) or pushes it with the revert armed on the router.
+  - Runs on the controller, once for all the play's routers (bounded, in parallel).
+options:
+  action: {type: str, required: true, choices: [backup, diff, audit, push]}
+  hostnames: {type: list, elements: str, required: true, description: Router hostnames (inventory names).}
+  profile: {type: path, description: ctfleet profile (default CTFLEET_PROFILE or the project's ctfleet.yaml).}
+  project_root: {type: path, description: ctfleet project root (default CTFLEET_ROOT or the installed package's).}
+  settings: {type: path, description: Router settings YAML (default CTFLEET_ROUTER_SETTINGS).}
+  backup_repo: {type: path, description: Backup git repository, outside the project.}
+  revert_after: {type: int, description: Seconds before an unconfirmed push reverts by itself.}
+  concurrency: {type: int, description: Routers at once.}
+  allow_disruptive: {type: bool, default: false, description: Also push disruptive controls (RTR-5).}
+notes:
+  - In check mode, push only diffs.
+"""
+
+EXAMPLES = r"""
+- name: RTR | AUDIT | the play's routers
+  ctfleet_router:
+    action: audit
+    hostnames: "{{ ansible_play_hosts }}"
+  run_once: true
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+outcomes:
+  description: Per router, what happened.
+  returned: always
+  type: dict
+  sample: {"r-01-511-01-0": {"status": "changed", "ct": "01.511.01.0", "summary": "pushed RTR-1, RTR-4 ...", "ok": true}}
+counts: {description: Routers per status., returned: always, type: dict}
+commit: {description: The backup commit of this run, if any., returned: when action is backup, type: str}
+"""
+
+import os
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def run(module: AnsibleModule) -> dict:
+    from ctfleet.core.errors import CtfleetError
+    from ctfleet.project import load_project
+    from ctfleet.results import ResultsStore
+    from ctfleet.routers.backups import BackupStore
+    from ctfleet.routers.ops import RouterOps, select_routers
+    from ctfleet.routers.settings import check_backup_path, load_settings
+
+    p = module.params
+    try:
+        root = Path(p["project_root"]) if p["project_root"] else None
+        project = load_project(p["profile"], root=root)
+        settings = load_settings(p["settings"])
+        repo = check_backup_path(Path(p["backup_repo"]), project.root) if p["backup_repo"] else settings.backup_path(project.root)
+        jobs, bad = select_routers(project.registry, project.norms, hostnames=p["hostnames"])
+        unknown = sorted(set(p["hostnames"]) - {j.device.hostname for j in jobs} - {o.hostname for o in bad})
+        ops = RouterOps(project.root, settings, results=ResultsStore(project.results_dir), backups=BackupStore(repo, project.root))
+        action = "diff" if (module.check_mode and p["action"] == "push") else p["action"]
+        report = ops.run(action, jobs, concurrency=p["concurrency"], revert_after=p["revert_after"], pre_failed=bad,
+                         allow_disruptive=p["allow_disruptive"])
+    except CtfleetError as exc:
+        module.fail_json(msg=str(exc))
+    outcomes = {o.hostname: {"status": o.status, "ct": o.ct, "summary": o.summary, "ok": o.ok, "error_kind": o.error_kind,
+                             **({"diff": o.data["diff"]} if o.data.get("diff") else {})} for o in report.outcomes}
+    for h in unknown:
+        outcomes[h] = {"status": "failed", "ct": None, "summary": f"{h} is not a router of this profile's registry",
+                       "ok": False, "error_kind": "platform"}
+    changed = bool(report.commit) or any(o.status in ("changed", "reverted") for o in report.outcomes)
+    return dict(changed=changed, action=action, outcomes=outcomes, counts=report.counts(), commit=report.commit,
+                results_written=report.results_written)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            action=dict(type="str", required=True, choices=["backup", "diff", "audit", "push"]),
+            hostnames=dict(type="list", elements="str", required=True),
+            profile=dict(type="path"),
+            project_root=dict(type="path", default=os.environ.get("CTFLEET_ROOT")),
+            settings=dict(type="path"),
+            backup_repo=dict(type="path"),
+            revert_after=dict(type="int"),
+            concurrency=dict(type="int"),
+            allow_disruptive=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    module.exit_json(**run(module))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""Routers against real FRRouting (Debian frr: zebra, staticd, vtysh) behind a real sshd,
+each router in its own network, mount and PID namespaces (ctfleet.routers.lab), reached
+by netmiko over a private link-local veth: backup, diff, audit, push, a push that cuts
+management and comes back by itself, bad input per router, the CLI and the playbook.
+
+In CI (CI=true) a missing FRR, sshd or root is a failure, never a skip."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ctfleet.core.compliance import Status
+from ctfleet.core.models import Device, Platform, Role
+from ctfleet.results import ResultsStore
+from ctfleet.routers.backups import BackupStore
+from ctfleet.routers.drivers import Target, VtyshSession, Login
+from ctfleet.routers.lab import FrrLab, LabError, require_frr_lab
+from ctfleet.routers.labfleet import LOGIN_ENV, SNMP_ENV, lab_env, write_lab_project
+from ctfleet.routers.ops import RouterJob, RouterOps
+from ctfleet.routers.platforms import platform_spec
+from ctfleet.routers.render import TEMPLATES, router_norms
+from ctfleet.routers.settings import RouterSettings
+
+pytestmark = pytest.mark.component
+
+# Two communes of region 01 and one of region 02: logins are per region, so region 02's
+# reference can hold a wrong password while region 01 carries on.
+CTS = ["01.511.01.0", "01.511.01.01"]
+CT_OTHER_REGION = "02.411.01.11"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    try:
+        require_frr_lab()
+    except LabError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    lab = FrrLab(tmp_path_factory.mktemp("frr-lab"), ["r-lab-1", "r-lab-2", "r-lab-3", "r-lab-expired"],
+                 sessions={"r-lab-expired": "expired-password"})
+    lab.start()
+    yield lab
+    lab.stop()
+
+
+def _job(p, code: str, router, platform=Platform.FRR, address: str | None = None) -> RouterJob:
+    ct = p.registry.cts[code]
+    d = Device(hostname=router if isinstance(router, str) else router.name, site_code="S-" + ct.slug, role=Role.ROUTER,
+               platform=platform, mgmt_address=ipaddress.ip_address(address or router.address),
+               credentials=f"env:{SNMP_ENV}", snmp_version="v3")
+    return RouterJob(d, ct, None, platform_spec(platform), router_norms(p.norms.resolve(ct)))
+
+
+def _ops(p, lab, tmp: Path, **kw) -> RouterOps:
+    env = dict(os.environ, **lab_env(lab))
+    env["CTFLEET_RTR_LOGIN_01"] = env[LOGIN_ENV]
+    env["CTFLEET_RTR_LOGIN_02"] = json.dumps({"username": "netops", "password": "not-the-password"})
+    settings = RouterSettings(connect_timeout_seconds=3, device_timeout_seconds=60)
+    return RouterOps(p.root, settings, results=ResultsStore(tmp / "results"), backups=BackupStore(tmp / "backups", p.root),
+                     env=env, revert_grace_seconds=3, **kw)
+
+
+def _strip(cfg: str) -> str:
+    return "\n".join(l for l in cfg.splitlines() if not l.startswith(("Building", "Current")))
+
+
+def test_backup_audit_diff_push_audit_on_frr(lab, registry_only, tmp_path) -> None:
+    p = registry_only
+    ops = _ops(p, lab, tmp_path)
+    jobs = [_job(p, code, r) for code, r in zip(CTS, lab.routers[:2])]
+
+    backup = ops.run("backup", jobs)
+    assert [o.status for o in backup.outcomes] == ["ok", "ok"], [o.summary for o in backup.outcomes]
+    log = ops.backups.log()
+    assert "2 of 2 routers changed" in log and all(code in log for code in CTS)
+
+    before = ops.run("audit", jobs)
+    for o in before.outcomes:
+        st = {r.control: r.status for r in o.data["results"]}
+        assert st["RTR-1"] == Status.FAIL and st["RTR-4"] == Status.FAIL and st["RTR-7"] == Status.PASS
+        assert st["RTR-2"] == Status.UNKNOWN and "snmpd" in {r.control: r for r in o.data["results"]}["RTR-2"].evidence
+
+    diff = ops.run("diff", jobs[:1]).outcomes[0]
+    assert "+access-list CTFLEET-NO-VTY seq 5 deny any" in diff.data["diff"] and "+log syslog informational" in diff.data["diff"]
+    assert lab.routers[0].guard("status").startswith("idle never-armed")  # diff and audit change nothing
+
+    push = ops.run("push", jobs, revert_after=30)
+    assert [o.status for o in push.outcomes] == ["changed", "changed"], [o.summary for o in push.outcomes]
+    assert push.outcomes[0].data["controls"] == ["RTR-1", "RTR-4"]
+    running = lab.routers[0].vtysh("show running-config")
+    assert "access-list CTFLEET-NO-VTY seq 5 deny any" in running and " access-class CTFLEET-NO-VTY" in running
+    assert lab.routers[0].guard("status").startswith("idle confirmed")  # the timer was cancelled, not left to fire
+    assert "log syslog informational" in (lab.routers[0].dir / "etc-frr" / "frr.conf").read_text()  # saved once confirmed
+
+    after = ops.run("audit", jobs)
+    for o in after.outcomes:
+        st = {r.control: r.status for r in o.data["results"]}
+        assert Status.FAIL not in st.values(), o.summary
+        assert st["RTR-1"] == Status.PASS and st["RTR-4"] == Status.UNKNOWN  # syslog forwarding is the host's
+    assert {o.status for o in ops.run("push", jobs).outcomes} == {"in-norm"}  # idempotent
+
+    again = ops.run("backup", jobs)
+    assert again.commit and "2 of 2 routers changed" in ops.backups.log()
+    history = subprocess.run(["git", "-C", str(ops.backups.path), "log", "-p", "-1"], capture_output=True, text=True).stdout
+    assert "+access-list CTFLEET-NO-VTY seq 5 deny any" in history
+    assert ops.run("backup", jobs).commit is None  # nothing changed: no commit
+    stored = ResultsStore(tmp_path / "results").latest()
+    assert stored[(CTS[0], "r-lab-1", "RTR-7")].status == Status.PASS
+
+
+def test_push_that_cuts_management_reverts_by_itself(lab, registry_only, tmp_path) -> None:
+    """A technician's template adds a route that blackholes the controller: the change is
+    applied, the controller loses the router, never confirms; the router restores its
+    saved configuration by itself, and management works again."""
+    p = registry_only
+    r = lab.routers[2]
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "frr.j2").write_text((TEMPLATES / "frr.j2").read_text()
+                                      + '{% call control("base") -%}\nip route ' + r.host_address + '/32 blackhole\n{%- endcall %}\n')
+    ops = _ops(p, lab, tmp_path, template_dir=templates)
+    saved = _strip(r.vtysh("show running-config"))
+    t = time.monotonic()
+    o = ops.push(_job(p, CTS[0], r), revert_after=10)
+    assert o.status == "reverted", o.summary
+    assert "management was lost" in o.summary and "restored its saved configuration by itself" in o.summary
+    assert o.data["last"].startswith(f"reverted {o.data['token']}")
+    assert _strip(r.vtysh("show running-config")) == saved  # exactly the saved configuration
+    assert "blackhole" not in (r.dir / "etc-frr" / "frr.conf").read_text().split("192.0.2.0/24 blackhole")[-1]
+    assert time.monotonic() - t < 40
+    s = VtyshSession(Target(r.name, r.address, login=Login("netops", _secret(lab)), connect_timeout=3))
+    try:
+        assert "hostname" in s.get_config()  # and management works
+    finally:
+        s.close()
+
+
+def _secret(lab):
+    from ctfleet.core.secrets import Secret
+
+    return Secret(lab.password)
+
+
+@pytest.fixture()
+def tarpit():
+    """A TCP port that accepts and never speaks: a router whose SSH is stuck."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                continue
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    th.join(2)
+    for c in held:
+        c.close()
+    srv.close()
+
+
+def test_bad_input_is_a_clear_error_per_router_and_the_others_carry_on(lab, registry_only, tmp_path, tarpit) -> None:
+    p = registry_only
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()  # nothing listens there any more
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "frr.j2").write_text((TEMPLATES / "frr.j2").read_text() + '! host NTP servers: {{ norm("RTR-3") }}\n')
+    ops = _ops(p, lab, tmp_path, template_dir=templates, ports={"r-closed": closed_port, "r-tarpit": tarpit})
+    no_ntp_norm = _job(p, CTS[1], lab.routers[1])
+    no_ntp_norm = RouterJob(no_ntp_norm.device.model_copy(update={"hostname": "r-lab-2"}), no_ntp_norm.ct, None,
+                            no_ntp_norm.spec, {k: v for k, v in no_ntp_norm.norms.items() if k != "RTR-3"})
+    jobs = [
+        _job(p, CTS[0], lab.routers[0]),                                   # fine
+        _job(p, CT_OTHER_REGION, lab.routers[2]),                          # region 02: wrong password
+        _job(p, CTS[0], "r-closed", address="127.0.0.1"),                 # nothing listens
+        _job(p, CTS[0], "r-tarpit", address="127.0.0.1"),                 # TCP yes, SSH never
+        _job(p, CTS[0], lab.routers[3]),                                   # answers with a password-expired prompt
+        no_ntp_norm,                                                       # its CT's norms lack RTR-3, the template needs it
+    ]
+    t = time.monotonic()
+    report = ops.run("audit", jobs, concurrency=6)
+    by = {o.hostname: o for o in report.outcomes}
+    assert time.monotonic() - t < 45
+    assert by["r-lab-1"].status == "ok"
+    assert (by["r-lab-3"].error_kind, by["r-closed"].error_kind, by["r-tarpit"].error_kind) == ("auth", "unreachable", "unreachable")
+    assert "refused the login of 'netops'" in by["r-lab-3"].summary and "not-the-password" not in by["r-lab-3"].summary
+    assert "refused the connection" in by["r-closed"].summary and "never spoke SSH" in by["r-tarpit"].summary
+    assert by["r-lab-expired"].error_kind == "prompt" and "password has expired" in by["r-lab-expired"].summary.lower()
+    assert by["r-lab-2"].error_kind == "norms" and "frr.j2" in by["r-lab-2"].summary and "'RTR-3'" in by["r-lab-2"].summary
+    # An audit that could not look leaves unknowns (coverage drops), never passes.
+    unk = {r.status for r in by["r-closed"].data["results"] if r.control != "RTR-7"}
+    assert unk == {Status.UNKNOWN}
+    assert lab.password not in json.dumps([o.summary for o in report.outcomes])
+
+
+def test_conformance_vtysh_live(lab) -> None:
+    from test_routers_ios_mock import check_conformance
+
+    r = lab.routers[0]
+    s = VtyshSession(Target(r.name, r.address, login=Login("netops", _secret(lab)), connect_timeout=3))
+    try:
+        check_conformance(s, ["show ip route summary", "show no-such-thing"])
+        assert s.get_state(["show no-such-thing"]) == {"show no-such-thing": None}
+    finally:
+        s.close()
+
+
+def test_cli_and_playbook_on_the_lab(lab, registry_only, tmp_path) -> None:
+    """The technician's entry points: ``ctfleet routers`` and ``playbooks/routers.yml``."""
+    root = registry_only.root
+    env_file = write_lab_project(tmp_path / "walk", registry_only, lab, CTS)
+    env = dict(os.environ)
+    for line in env_file.read_text().splitlines():
+        k, _, v = shlex.split(line)[1].partition("=")
+        env[k] = v
+    ctfleet = [sys.executable, "-m", "ctfleet.cli.main"]
+    r = subprocess.run([*ctfleet, "routers", "backup", "--json"], capture_output=True, text=True, env=env, cwd=root, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["counts"] == {"ok": 2}
+    r = subprocess.run([*ctfleet, "routers", "push"], capture_output=True, text=True, env=env, cwd=root, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and "--yes" in r.stderr  # never changes routers without being told
+    playbook = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(root / "inventory" / "ctfleet_inventory.py"),
+                str(root / "playbooks" / "routers.yml"), "-e", "ctfleet_router_action=audit"]
+    r = subprocess.run(playbook, capture_output=True, text=True, env=dict(env, ANSIBLE_NOCOLOR="1"), cwd=root, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    # Each router reports its own outcome; controls failing is the audit's answer, not a failed play.
+    assert r.stdout.count('"msg": "ok: ') == 2 and " pass, " in r.stdout
+    assert "failed=0" in r.stdout and "r-lab-1" in r.stdout and "r-lab-2" in r.stdout
+    stored = ResultsStore(tmp_path / "walk" / "results").latest()
+    assert {(k[1], k[2]) for k in stored} >= {("r-lab-1", "RTR-1"), ("r-lab-2", "RTR-7")}
