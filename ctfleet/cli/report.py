@@ -1,0 +1,65 @@
+"""``ctfleet report``: the programme KPI report (HTML, CSV, JSON) from Prometheus, and
+``ctfleet report dashboards``: the Grafana dashboards' JSON.
+
+Thin: loads the names (HCP registry, norms catalogue), queries Prometheus's HTTP API
+through :mod:`ctfleet.reports.report` and prints where the files are.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from ctfleet.core.errors import CtfleetError
+
+app = typer.Typer(help="The programme KPI report (HTML, CSV, JSON) from Prometheus; the Grafana dashboards.",
+                  invoke_without_command=True)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+
+
+def _project(with_fleet: bool = True):
+    from ctfleet.cli.main import project  # the --profile given to the main command
+
+    return project(with_fleet=with_fleet)
+
+
+@app.callback()
+def report(ctx: typer.Context,
+           prometheus: str = typer.Option("http://127.0.0.1:9090", "--prometheus", envvar="CTFLEET_PROMETHEUS",
+                                          help="Prometheus base URL (the one that loads monitors/rules/kpi.rules.yml)."),
+           out_dir: Path = typer.Option(Path("var/report"), "--out", help="Directory for report-<lang>.html, kpis-<lang>.csv, kpis.json."),
+           lang: str = typer.Option("fr", "--lang", help="fr (default) or ar (Arabic, right to left)."),
+           range_: str = typer.Option("7d", "--range", help="Trend window, e.g. 1h, 24h, 7d, 30d."),
+           at: Optional[float] = typer.Option(None, "--at", help="Evaluate at this Unix time instead of now (reproducible reports)."),
+           ) -> None:
+    """Write the KPI report: table per lot, segment and region with trend, map of the 12 regions, failing CTs per control."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ctfleet.reports.report import Names, PrometheusAPI, make_report
+
+    try:
+        if lang not in ("fr", "ar"):
+            raise CtfleetError(f"--lang: {lang!r} is not a report language (valid: fr, ar)")
+        p = _project()
+        files = make_report(PrometheusAPI(prometheus), Names.from_project(p), out_dir if out_dir.is_absolute() else Path.cwd() / out_dir,
+                            lang=lang, range_text=range_, at=at)
+    except CtfleetError as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+        raise typer.Exit(1) from None
+    for kind, path in files.items():
+        out.print(f"{kind}: {path}")
+
+
+@app.command("dashboards")
+def dashboards(out_dir: Path = typer.Option(None, "--out", help="Default: monitors/dashboards of the project.")) -> None:
+    """Write the Grafana dashboards (national, region, CT) and provisioning files, generated from code."""
+    from ctfleet.reports.dashboards import regions_from_project, write
+
+    p = _project(with_fleet=False)
+    for path in write(out_dir or p.root / "monitors/dashboards", regions_from_project(p)):
+        out.print(str(path))

@@ -1,0 +1,157 @@
+"""A real Prometheus with some history, fed by the real exporter: for tests and previews.
+
+The collectors' demo (:mod:`ctfleet.monitors.demo`) sweeps a simulated fleet over SNMP,
+which takes minutes for the nation. The report and the dashboards only need what
+Prometheus stores, so here the *sweeps* are made up (deterministically, per device,
+with a roll-out that improves step after step and regions that differ), while
+everything after them is the production path: :func:`build_snapshot` judges them
+against each CT's norms, :class:`CtfleetCollector` serves them on loopback, a real
+Prometheus scrapes them and evaluates ``monitors/rules/*.yml``. Each step is held for a
+few scrapes, so range queries see a trend.
+
+    >>> # with feed_prometheus(project, workdir, steps=5) as fed:
+    >>> #     fed.prometheus.url  -> "http://127.0.0.1:PORT"; fed.prometheus.query("ctfleet:cts:count")
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+from prometheus_client import CollectorRegistry
+
+from ctfleet.core.compliance import ControlResult, Source, Status
+from ctfleet.core.evaluate import expected_pairs
+from ctfleet.core.models import Role
+from ctfleet.core.registry import Registry
+from ctfleet.monitors.exporter import CtfleetCollector, build_snapshot
+from ctfleet.monitors.http import serve
+from ctfleet.monitors.sweep import DevicePoll, Interface, Probe, Sweep
+from ctfleet.procs.prometheus import Prometheus, prometheus_config
+
+# Typical round trips per uplink type (seconds): VSAT is geostationary.
+RTT_BY_LINK = {"fibre": 0.012, "adsl": 0.035, "4g": 0.06, "vsat": 0.62, "none": 0.9}
+
+
+def synthetic_sweep(registry: Registry, step: int, steps: int, seed: int = 7, started: datetime | None = None,
+                    interval: float = 60.0) -> Sweep:
+    """What a collector could have seen at roll-out ``step`` of ``steps`` (made up, reproducible).
+
+    Each router draws a fixed quality; its region shifts it (so the map differs by
+    region); as steps advance, more routers answer, fewer links lose packets and
+    some v2c agents are moved to v3.
+    """
+    started = started or datetime.now(timezone.utc)
+    progress = step / max(steps - 1, 1)  # 0 .. 1
+    sweep = Sweep(started=started, ended=started + timedelta(seconds=5), interval_seconds=interval, shard="all")
+    for d in registry.devices.values():
+        if d.role != Role.ROUTER or d.snmp_version == "none":
+            continue
+        site = registry.sites[d.site_code]
+        ct = registry.cts[site.ct_code]
+        rnd = random.Random(f"{seed}:{d.hostname}")
+        region_shift = (int(ct.region_code) * 7 % 12) / 12 * 0.35  # 0 .. 0.35, fixed per region
+        quality = rnd.random() * 0.75 + 0.25 - region_shift + 0.25 * progress
+        link = site.uplink.type.value
+        if quality < 0.18 or link == "none":
+            sweep.polls[d.hostname] = DevicePoll(d.hostname, ok=False, error="timeout", detail="no answer")
+            sweep.probes[d.hostname] = Probe(d.hostname, sent=3, rtts=(), method="snmp")
+            continue
+        version = d.snmp_version
+        if version == "v2c" and rnd.random() < progress * 0.5:
+            version = "v3"  # the roll-out fixes some agents
+        uplink_up = quality >= 0.24
+        speed = max(int(site.uplink.bandwidth_mbps), 1)
+        octets = int(speed * 125_000 * interval * (0.2 + 0.3 * rnd.random()) * (step + 1))
+        iface = Interface(index=2, name="Dialer0" if link in ("adsl", "4g") else "GigabitEthernet0/0/0", admin_up=True,
+                          oper_up=uplink_up, speed_mbps=speed, in_octets=octets, out_octets=octets // 4, alias="uplink")
+        sweep.polls[d.hostname] = DevicePoll(d.hostname, ok=True, version="v3-authpriv" if version == "v3" else "v2c",
+                                             sys_name=d.hostname, sys_descr=f"{d.platform.value} (simulated)",
+                                             uptime_seconds=86400.0 * (1 + step), interfaces=(iface,), uplink_index=2)
+        base = RTT_BY_LINK.get(link, 0.05)
+        lossy = quality < 0.45
+        rtts = tuple(base * (1 + 0.3 * rnd.random() + (1.5 if quality < 0.35 else 0)) for _ in range(3 if not lossy else 2))
+        sweep.probes[d.hostname] = Probe(d.hostname, sent=3, rtts=rtts if uplink_up else (), method="snmp")
+    return sweep
+
+
+def synthetic_audits(registry: Registry, norms, step: int, steps: int, seed: int = 7,
+                     at: datetime | None = None) -> list[ControlResult]:
+    """Host audits (playbooks in audit mode) that reached a growing share of CTs: every
+    (device, control) pair of an audited CT gets a result, a few of them failing."""
+    at = at or datetime.now(timezone.utc)
+    progress = step / max(steps - 1, 1)
+    out: list[ControlResult] = []
+    for ct in registry.cts.values():
+        rnd = random.Random(f"{seed}:audit:{ct.code}")
+        region_shift = (int(ct.region_code) * 5 % 12) / 12 * 0.4
+        if rnd.random() > 0.1 + 0.6 * progress - region_shift:
+            continue
+        # Most audited CTs are clean; the others fail one to three of their checks, and
+        # the roll-out fixes more of them at each step.
+        clean = rnd.random() < 0.45 + 0.45 * progress
+        pairs = [(dev, cid) for dev, cid in expected_pairs(ct, registry, norms) if dev is not None]
+        failing = set() if clean or not pairs else set(rnd.sample(range(len(pairs)), min(len(pairs), rnd.randint(1, 3))))
+        for i, (device, control) in enumerate(pairs):
+            # model_construct: made-up results of a known shape; re-validating 100k of them costs seconds.
+            out.append(ControlResult.model_construct(
+                ct=ct.code, device=device, control=control, status=Status.FAIL if i in failing else Status.PASS,
+                source=Source.AUDIT, evidence="synthetic audit", observed=None, expected=None, waiver_reason=None,
+                observed_at=at))
+    return out
+
+
+def _snapshot(registry: Registry, norms, step: int, steps: int, seed: int, interval: float):
+    sweep = synthetic_sweep(registry, step, steps, seed=seed, interval=interval)
+    audits = synthetic_audits(registry, norms, step, steps, seed=seed)
+    return build_snapshot(registry, norms, sweep, stored=audits, sweeps_total=step + 1)
+
+
+@dataclass
+class Fed:
+    prometheus: Prometheus
+    exporter_url: str
+    steps: int
+    started: float  # unix time when the first step had been scraped
+    ended: float  # unix time after the last step was scraped and its rules evaluated
+
+
+@contextmanager
+def feed_prometheus(registry: Registry, norms, root: Path, workdir: Path, steps: int = 5, hold_seconds: float = 4.0,
+                    scrape_interval: str = "2s", seed: int = 7) -> Iterator[Fed]:
+    """Start exporter + Prometheus (rules of ``root/monitors/rules``), feed ``steps``
+    snapshots, yield while both still run; both are stopped on exit, also on failure."""
+    exporter = CtfleetCollector()
+    reg = CollectorRegistry()
+    reg.register(exporter)
+    httpd, _ = serve(reg, "127.0.0.1", 0, version=exporter.version)
+    exporter_url = f"http://127.0.0.1:{httpd.server_address[1]}/metrics"
+    rules = sorted(str(f) for f in (root / "monitors/rules").glob("*.yml"))
+    prom = Prometheus(workdir / "prometheus", prometheus_config(exporter_url.split("/")[2], rules, scrape_interval=scrape_interval))
+    try:
+        prom.start()
+        t0 = time.time()
+        snapshot = _snapshot(registry, norms, 0, steps, seed, hold_seconds)
+        for step in range(steps):
+            exporter.update(snapshot)
+            urllib.request.urlopen(exporter_url, timeout=30).read()  # render now, not inside a scrape
+            prom.wait_for(f"ctfleet_sweeps_total >= {step + 1}", 60)
+            if step == 0:
+                t0 = time.time()  # history starts with the first scraped step
+            hold_until = time.monotonic() + hold_seconds
+            if step + 1 < steps:  # computing the next step is part of the hold
+                snapshot = _snapshot(registry, norms, step + 1, steps, seed, hold_seconds)
+            time.sleep(max(0.0, hold_until - time.monotonic()))
+        # The last step's recording rules are evaluated by now (hold >= evaluation interval).
+        prom.wait_for(f"ctfleet:cts:count and on() (max(ctfleet_sweeps_total) >= {steps})", 30)
+        yield Fed(prometheus=prom, exporter_url=exporter_url, steps=steps, started=t0, ended=time.time())
+    finally:
+        prom.stop()
+        httpd.shutdown()
+        httpd.server_close()
