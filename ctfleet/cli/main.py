@@ -315,7 +315,8 @@ def _mount_optional() -> None:
     import importlib
     import importlib.util
 
-    for module, name in (("ctfleet.cli.stacks", "stacks"), ("ctfleet.cli.routers", "routers")):
+    for module, name in (("ctfleet.cli.stacks", "stacks"), ("ctfleet.cli.routers", "routers"), ("ctfleet.cli.report", "report"),
+                         ("ctfleet.cli.rollout", "rollout")):
         if importlib.util.find_spec(module) is None:
             continue
         app.add_typer(importlib.import_module(module).app, name=name)  # an import error in it must show
