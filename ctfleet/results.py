@@ -10,7 +10,6 @@ SNMP collector writes ``snmp/sweep.jsonl`` every sweep; an audit writes
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile

@@ -7,17 +7,14 @@ the command exits non-zero.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from ctfleet.core.errors import CtfleetError
 from ctfleet.core.models import Level, Segment
 from ctfleet.project import Project, load_project
 
@@ -28,9 +25,7 @@ norms_app = typer.Typer(help="Norms as code: the control catalogue and resolved 
 app.add_typer(registry_app, name="registry")
 app.add_typer(norms_app, name="norms")
 
-# Wide enough for the tables when piped (rich falls back to 80 columns without a terminal).
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+from ctfleet.cli.common import out, reports_errors  # noqa: E402
 
 _state: dict = {"profile": None}
 
@@ -39,20 +34,6 @@ _state: dict = {"profile": None}
 def _main(profile: Optional[Path] = typer.Option(None, "--profile", envvar="CTFLEET_PROFILE",
                                                  help="Profile file (default: ctfleet.yaml at the project root).")) -> None:
     _state["profile"] = profile
-
-
-def reports_errors(fn):
-    """Print input errors once, without a traceback, and exit 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except CtfleetError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 def project(with_fleet: bool = True) -> Project:

@@ -7,24 +7,22 @@ bar, and prints the summary. Exit 1 when any router failed, timed out or reverte
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ctfleet.core.errors import CtfleetError, InputError, Problem
+from ctfleet.core.errors import InputError, Problem
 
 app = typer.Typer(help="Routers: intended configuration from the norms; backup, diff, audit and safe push over SSH.",
                   no_args_is_help=True)
 
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+from ctfleet.cli.common import err, out  # noqa: E402
+from ctfleet.cli.common import reports_errors as _errors  # noqa: E402
 
 CtOpt = typer.Option(None, "--ct", help="Only the routers of this CT (HCP code); repeatable.")
 HostOpt = typer.Option(None, "--host", help="Only this router (hostname); repeatable.")
@@ -32,18 +30,6 @@ ConcOpt = typer.Option(None, "--concurrency", "-j", min=1, max=1000, help="Route
 SettingsOpt = typer.Option(None, "--settings", envvar="CTFLEET_ROUTER_SETTINGS", help="Router settings YAML.")
 RepoOpt = typer.Option(None, "--backup-repo", help="Git repository of backups (outside the project).")
 JsonOpt = typer.Option(False, "--json", help="Print the outcomes as JSON.")
-
-
-def _errors(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except CtfleetError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 def _setup(settings_file, backup_repo, cts, hosts):

@@ -7,34 +7,20 @@ team reads exactly what ``pulumi up`` would declare before running it.
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ctfleet.core.errors import CtfleetError, InputError, Problem, one_of
 
 app = typer.Typer(help="Pulumi stacks: national, regional (SDR), ECI/GCT and SDL clouds.", no_args_is_help=True)
 
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
-
-
-def _reports_errors(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except CtfleetError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
-            raise typer.Exit(1) from None
-    return wrapper
+from ctfleet.cli.common import out  # noqa: E402
+from ctfleet.cli.common import reports_errors as _reports_errors  # noqa: E402
 
 
 def _inputs():

@@ -21,7 +21,7 @@ from typing import Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ctfleet.core.classify import SegmentRules
-from ctfleet.core.errors import InputError, InputErrors, Problem, one_of
+from ctfleet.core.errors import InputError, Problem, one_of
 from ctfleet.core.models import (
     CT,
     Arrondissement,
@@ -35,7 +35,7 @@ from ctfleet.core.models import (
     Site,
     Tier,
 )
-from ctfleet.core.yamlio import Doc, load_yaml, validate
+from ctfleet.core.yamlio import load_yaml, validate
 
 
 # ---------------------------------------------------------------- data-file schemas

@@ -187,7 +187,7 @@ def national_overview(regions: dict[str, str]) -> db.Dashboard:
 
 def region_view(regions: dict[str, str]) -> db.Dashboard:
     r = 'region="$region"'
-    rr = f'region="$region", role="router"'
+    rr = 'region="$region", role="router"'
     d = _base(UIDS["region"], "ctfleet — Région", "One region's CTs: link status, RTT and loss against the segment norm, compliance per control.")
     d = d.with_variable(_region_var(regions))
     d = d.with_row(db.Row("Synthèse"))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
