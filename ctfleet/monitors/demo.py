@@ -95,7 +95,7 @@ def run(p: Project, opts: DemoOptions, out: Console) -> dict:
                               # loopback ICMP has no latency, and SNMP probes would load the agents.
                               probe=ProbeConfig(method="udp_echo", echo_port=echo_port, count=4, interval_seconds=0.1,
                                                 timeout_seconds=3.0, concurrency=200),
-                              snmp=SnmpConfig(timeout_seconds=4.0, retries=1, concurrency=48, port=port))
+                              snmp=SnmpConfig(timeout_seconds=2.5, retries=1, concurrency=96, port=port))
         exporter = CtfleetCollector()
         store = ResultsStore(work / "results")
         collector = Collector(cfg, registry, p.norms, store=store, credentials=credentials, exporter=exporter, repo_root=p.root)
