@@ -269,6 +269,17 @@ def inventory(list_: bool = typer.Option(False, "--list", help="Ansible dynamic 
 
 
 @app.command()
+def collect(config: Path = typer.Option(..., "--config", help="Collector YAML configuration (see ctfleet/monitors/collector.py)."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="Validate the configuration and the registry, then exit."),
+            once: bool = typer.Option(False, "--once", help="One sweep, a summary, and exit (no server).")) -> None:
+    """Run the SNMP and reachability collector on its shard and serve /metrics (SIGHUP reloads)."""
+    from ctfleet.monitors.collector import main as collector_main
+
+    argv = ["--config", str(config)] + (["--dry-run"] if dry_run else []) + (["--once"] if once else [])
+    raise typer.Exit(collector_main(argv))
+
+
+@app.command()
 @reports_errors
 def demo(region: Optional[str] = typer.Option(None, help="Limit the simulated fleet to one region (HCP code, e.g. 12)."),
          limit: Optional[int] = typer.Option(None, min=1, help="Only the first N routers (hostname order)."),
