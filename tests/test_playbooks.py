@@ -1,0 +1,179 @@
+"""The roles without hosts: generated inputs up to date, every control present with its id
+in task names and tags, the audit filter agreeing with the core judge, syntax, and
+ansible-lint at the production profile.
+
+In CI (CI=true) a missing tool (ansible-lint, ansible-playbook, promtool) is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ctfleet.core.compliance import judge
+from ctfleet.rollout.generate import ROLES, controls_by_role, render_roles, read_sources, role_of, slug, stale_files
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOKS = ROOT / "playbooks"
+VENV_BIN = Path(sys.executable).parent
+OUR_PLAYBOOKS = ["site.yml", "workstations.yml", "servers.yml", "collect_audits.yml", "collect_ack.yml", "pull.yml", "pull_setup.yml"]
+NAME = re.compile(r"^(?P<cid>[A-Z]{2,4}-\d+(\.\d+)?) \| (?P<mode>AUDIT|PATCH) \| [A-Z]")
+
+sys.path.insert(0, str(PLAYBOOKS / "filter_plugins"))
+import ctfleet_audit  # noqa: E402  the filter plugin, as Ansible loads it
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool, path=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{tool} is required in CI (scripts/setup installs it)")
+        pytest.skip(f"{tool} not installed")
+    return path
+
+
+def _tasks(path: Path) -> list[dict]:
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or []
+
+
+# ---------------------------------------------------------------------- generation
+def test_generated_files_are_up_to_date(project):
+    stale = stale_files(project.norms, PLAYBOOKS)
+    assert stale == [], f"run `ctfleet playbooks generate`: out of date: {stale}"
+
+
+def test_every_host_control_of_the_catalogue_is_in_a_role(project):
+    by_role = controls_by_role(project.norms)
+    host_controls = [c.id for c in project.norms.controls.values() if {"workstation", "server"} & set(c.applies_to)]
+    assert sorted(sum(by_role.values(), [])) == sorted(host_controls)
+    assert role_of(project.norms.control("SYS-9")) == "baseline"  # also applies to routers
+    assert "WS-2" in by_role["workstation"] and "SRV-6" in by_role["reference_server"]
+
+
+def test_a_control_without_an_audit_file_fails_generation_naming_the_file(project):
+    from ctfleet.core.errors import CtfleetError
+
+    sources = read_sources(PLAYBOOKS)
+    broken = dict(sources)
+    broken["baseline"] = type(sources["baseline"])(audit_tasks=sources["baseline"].audit_tasks - {"sys_5"},
+                                                   remediate_tasks=sources["baseline"].remediate_tasks, inputs=sources["baseline"].inputs)
+    with pytest.raises(CtfleetError, match=r"roles/baseline/tasks/audit/sys_5\.yml"):
+        render_roles(project.norms, broken)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_task_names_carry_the_control_id_and_mode(role, project):
+    base = PLAYBOOKS / "roles" / role / "tasks"
+    for mode, folder in (("AUDIT", "audit"), ("PATCH", "remediate")):
+        for f in sorted((base / folder).glob("*.yml")):
+            for task in _tasks(f):
+                m = NAME.match(task.get("name", ""))
+                assert m, f"{f.relative_to(ROOT)}: task name {task.get('name')!r} must be '<ID> | {mode} | <What>'"
+                assert slug(m["cid"]) == f.stem and m["mode"] == mode, f"{f.relative_to(ROOT)}: {task['name']!r}"
+                project.norms.control(m["cid"])  # a real control id
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_control_has_a_switch_tags_and_typed_inputs(role, project):
+    audit = _tasks(PLAYBOOKS / "roles" / role / "tasks" / "audit.yml")
+    specs = yaml.safe_load((PLAYBOOKS / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    defaults = yaml.safe_load((PLAYBOOKS / "roles" / role / "defaults" / "main.yml").read_text())
+    for cid in controls_by_role(project.norms)[role]:
+        c = project.norms.control(cid)
+        imp = next(t for t in audit if t["name"].startswith(f"{cid} |"))
+        assert imp["tags"][:3] == [cid, c.topic, f"level{c.level}"]
+        assert f"{role}_{slug(cid)} | bool" in imp["when"]
+        assert specs[f"{role}_{slug(cid)}"]["type"] == "bool" and defaults[f"{role}_{slug(cid)}"] is True
+        assert specs[f"{role}_{slug(cid)}_value"]["type"] in ("bool", "int", "float", "str", "list")
+    for name, spec in specs.items():
+        assert spec.get("description"), f"{role}: input {name} is not documented"
+
+
+def test_disruptive_controls_need_the_explicit_flag(project):
+    for role in ROLES:
+        for task in _tasks(PLAYBOOKS / "roles" / role / "tasks" / "remediate.yml"):
+            cid = task["name"].split(" |")[0]
+            flagged = "ctfleet_allow_disruptive | default(false) | bool" in task["when"]
+            assert flagged == project.norms.control(cid).disruptive, task["name"]
+
+
+# ---------------------------------------------------------------------- the audit filter
+_VALUES = st.one_of(st.integers(-5, 50), st.floats(-5, 50, allow_nan=False), st.booleans(), st.none(),
+                    st.lists(st.sampled_from(["22", "445", "9100", "fibre", "vsat", 22, 445]), max_size=4),
+                    st.sampled_from(["debian-12", "small", "v2c"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(compare=st.sampled_from(["min", "max", "equal", "subset", "superset", "member"]), expected=_VALUES, observed=_VALUES)
+def test_filter_judges_like_the_core(compare, expected, observed):
+    from ctfleet.core.norms import Control
+
+    c = Control(id="SYS-5", title="t", applies_to=["server"], topic="ssh", severity="low", type="int", compare=compare,
+                sources=[{"source": "x"}])
+    assert ctfleet_audit._judge(compare, expected, observed) == judge(c, expected, observed).value
+
+
+def test_filter_reports_only_enabled_controls_of_its_role():
+    controls = {"SYS-5": {"compare": "max", "title": "t", "severity": "medium", "topic": "ssh"},
+                "SYS-3": {"compare": "equal", "title": "t", "severity": "high", "topic": "ssh"}}
+    observed = {"SYS-5": {"observed": 6, "evidence": "sshd -T: maxauthtries 6"}, "SYS-3": {"observed": True},
+                "WS-2": {"observed": 5}}
+    out = ctfleet_audit.ctfleet_judge(observed, controls, {"SYS-5": 4, "SYS-3": True}, {"SYS-5": True, "SYS-3": "False"})
+    assert set(out) == {"SYS-5"} and out["SYS-5"]["status"] == "fail" and out["SYS-5"]["expected"] == 4
+    forced = ctfleet_audit.ctfleet_judge({"SYS-5": {"observed": None, "status": "fail"}}, controls, {"SYS-5": 4})
+    assert forced["SYS-5"]["status"] == "fail"
+
+
+def test_textfile_metrics_are_valid(tmp_path):
+    text = ctfleet_audit.ctfleet_textfile({"observed_at": "2026-11-27T08:00:00Z", "results": {
+        "SYS-3": {"status": "pass", "severity": "high"}, "WS-2": {"status": "fail", "severity": 'me"d'}}})
+    assert 'ctfleet_audit_control_status{control="SYS-3",severity="high",status="pass"} 1' in text
+    assert 'ctfleet_audit_control_status{control="WS-2",severity="me\\"d",status="fail"} 1' in text
+    promtool = need("promtool")
+    p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+# ---------------------------------------------------------------------- Ansible's own checks
+def _ansible_env() -> dict:
+    return {**os.environ, "ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"), "ANSIBLE_FILTER_PLUGINS": str(PLAYBOOKS / "filter_plugins"),
+            "ANSIBLE_NOCOLOR": "1", "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+@pytest.mark.component
+@pytest.mark.parametrize("playbook", OUR_PLAYBOOKS)
+def test_playbook_syntax(playbook, tmp_path):
+    exe = need("ansible-playbook")
+    inv = tmp_path / "inv.yml"
+    inv.write_text("all:\n  children:\n    role_workstation: {hosts: {}}\n    role_server: {hosts: {}}\n    platform_windows: {hosts: {}}\n")
+    p = subprocess.run([exe, "--syntax-check", "-i", str(inv), str(PLAYBOOKS / playbook)], capture_output=True, text=True,
+                       env=_ansible_env(), cwd=PLAYBOOKS)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.mark.component
+def test_ansible_lint_production_profile_passes():
+    exe = need("ansible-lint")
+    targets = OUR_PLAYBOOKS + [f"roles/{r}" for r in ROLES]
+    p = subprocess.run([exe, "--offline", "--profile", "production", "--nocolor", "-f", "pep8", *targets], capture_output=True,
+                       text=True, env=_ansible_env(), cwd=PLAYBOOKS, timeout=600)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    assert "it passed" in p.stderr + p.stdout
+
+
+def test_cli_check_and_generate_agree(tmp_path):
+    from typer.testing import CliRunner
+
+    from ctfleet.cli.rollout import playbooks_app
+
+    r = CliRunner().invoke(playbooks_app, ["check"])
+    assert r.exit_code == 0 and "ok: generated role files match" in r.output, r.output
