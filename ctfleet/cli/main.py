@@ -311,7 +311,10 @@ def _mount_optional() -> None:
                          ("ctfleet.cli.rollout", "rollout")):
         if importlib.util.find_spec(module) is None:
             continue
-        app.add_typer(importlib.import_module(module).app, name=name)  # an import error in it must show
+        mod = importlib.import_module(module)  # an import error in it must show
+        app.add_typer(mod.app, name=name)
+        if hasattr(mod, "playbooks_app"):  # ctfleet playbooks generate|check, beside rollout
+            app.add_typer(mod.playbooks_app, name="playbooks")
 
 
 _mount_optional()
