@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Iterable, Iterator
 
 from ctfleet.core.compliance import ControlResult, Source, Status, judge
-from ctfleet.core.models import CT, Device, Platform, Role
+from ctfleet.core.models import CT, Platform, Role
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
 
@@ -88,9 +88,6 @@ def platform_unknowns(registry: Registry, norms: NormSet, at: datetime, cts: Ite
                                         source=Source.AUDIT, evidence=f"no ctfleet check for {d.role.value}s on {d.platform.value} yet",
                                         observed_at=at)
 
-
-def device_role_count(devices: Iterable[Device], role: Role) -> int:
-    return sum(1 for d in devices if d.role == role)
 
 
 class Applicability:

@@ -30,7 +30,6 @@ from ctfleet.core.models import (
     Level,
     Province,
     Region,
-    Role,
     Segment,
     Site,
     Tier,
@@ -433,7 +432,3 @@ def hosting_tiers(segment: Segment, grouping: str | None, override: HostingOverr
 def _unique(table: dict, code: str, display: str, line: int, what: str) -> None:
     if code in table:
         raise InputError(Problem(display, f"duplicate {what} code {code!r}", line=line, column="code"))
-
-
-def role_count(devices: Iterable[Device], role: Role) -> int:
-    return sum(1 for d in devices if d.role == role)
