@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ctfleet.project import load_project  # noqa: E402
-from ctfleet.rollout import testfleet  # noqa: E402
+from ctfleet.lab import testhosts as testfleet  # noqa: E402
 from ctfleet.rollout.config import RolloutPaths, RolloutRequest, Tuning  # noqa: E402
 from ctfleet.rollout.runner import mitogen_strategy_dir, run_rollout  # noqa: E402
 

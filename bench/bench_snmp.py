@@ -187,7 +187,7 @@ def bench_exporter(endpoints, creds, workdir: Path, rounds: int, concurrency: in
     dry = subprocess.run([binary, f"--config.file={conf}", "--dry-run"], capture_output=True, text=True)
     if dry.returncode != 0:
         raise SystemExit(f"snmp_exporter rejected snmp.yml: {dry.stderr}")
-    from ctfleet.procs.service import free_port
+    from ctfleet.lab.procs.service import free_port
     port = free_port()
     log = (workdir / "exporter.log").open("ab")
     proc = subprocess.Popen([binary, f"--config.file={conf}", f"--web.listen-address=127.0.0.1:{port}",

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from ctfleet.core.models import Level, Tier  # noqa: E402
 from ctfleet.stacks.generate import read_stack_file  # noqa: E402
 from ctfleet.stacks.manifests import render  # noqa: E402
-from ctfleet.stacks.mockrun import run_stack  # noqa: E402
+from ctfleet.lab.pulumi_mocks import run_stack  # noqa: E402
 from ctfleet.stacks.program import STACKS_DIR, Inputs, load_inputs, main, plan_for  # noqa: E402
 from ctfleet.stacks.schema import validator  # noqa: E402
 

@@ -4,7 +4,7 @@
   ``agentaddress`` list silently after ~2.5 KB), each with ``-f -Lo -C -c CONF -I -smux``
   and its own ``SNMP_PERSISTENT_DIR``; every address answers v2c (a community) and
   SNMPv3 authPriv (an SHA/AES user);
-* the agents are the simulated fleet's :class:`~ctfleet.monitors.simfleet.snmpd.SnmpdAgent`
+* the agents are the simulated fleet's :class:`~ctfleet.lab.simfleet.snmpd.SnmpdAgent`
   when that module is there (started in parallel here), else a minimal starter below;
 * :func:`make_netns` makes a network namespace with a fixed set of 8 links (``lo``, three
   veth pairs, a bridge; this kernel has no ``dummy`` links), so every agent's ifTable has
@@ -177,8 +177,8 @@ class AgentFarm:
     def _make(self, k: int, addrs: list[str]):
         wd = self.workdir / f"snmpd-{k:03d}"
         try:
-            from ctfleet.monitors.simfleet.data import SnmpCredentials
-            from ctfleet.monitors.simfleet.snmpd import SnmpdAgent
+            from ctfleet.lab.simfleet.data import SnmpCredentials
+            from ctfleet.lab.simfleet.snmpd import SnmpdAgent
         except ImportError:
             return _MiniAgent(addrs, wd, self.port, self.creds)
         c = self.creds

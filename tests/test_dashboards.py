@@ -158,7 +158,7 @@ REGION = "10"  # a region of the synthetic roll-out with CTs down and controls f
 
 @pytest.fixture(scope="module")
 def fed(project, tmp_path_factory):
-    from ctfleet.reports.report.feed import feed_prometheus
+    from ctfleet.lab.report_feed import feed_prometheus
 
     registry = project.national.scoped(REGION)
     with feed_prometheus(registry, project.norms, ROOT, tmp_path_factory.mktemp("dash-prom"), steps=3, hold_seconds=4.0) as f:

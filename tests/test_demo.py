@@ -9,7 +9,7 @@ from rich.console import Console
 
 from conftest import ROOT
 from ctfleet.core.models import Role
-from ctfleet.monitors.demo import DemoOptions, run
+from ctfleet.lab.monitoring_demo import DemoOptions, run
 from ctfleet.monitors.sweep import connected
 from ctfleet.project import load_project
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from ctfleet.results import ResultsStore
-from ctfleet.rollout import testfleet
+from ctfleet.lab import testhosts as testfleet
 from ctfleet.rollout.audit import read_batch
 from ctfleet.rollout.collect import collect_queued
 from ctfleet.rollout.config import RolloutPaths, RolloutRequest

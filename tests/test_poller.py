@@ -32,7 +32,7 @@ from ctfleet.monitors.poller import (
     shard_of,
 )
 from ctfleet.monitors.probe import packet_round
-from ctfleet.procs.service import Service
+from ctfleet.lab.procs.service import Service
 
 USER, AUTH_PW, PRIV_PW, COMMUNITY = "ctfpoll", "poller-auth-pw-1", "poller-priv-pw-1", "ctf-ro-test"
 V2C = SnmpCreds("v2c", community=COMMUNITY)
@@ -83,8 +83,8 @@ def snmpd(tmp_path_factory):
     host = "127.31.0.1"
     port = free_udp_port(host)
     try:
-        from ctfleet.monitors.simfleet.snmpd import SnmpdAgent
-        from ctfleet.monitors.simfleet.data import SnmpCredentials
+        from ctfleet.lab.simfleet.snmpd import SnmpdAgent
+        from ctfleet.lab.simfleet.data import SnmpCredentials
     except ImportError:
         SnmpdAgent = None
     if SnmpdAgent is not None:
@@ -707,7 +707,7 @@ def test_collector_main_dry_run_serve_and_sighup(tmp_path):
     import subprocess
     import sys
 
-    from ctfleet.procs.service import free_port
+    from ctfleet.lab.procs.service import free_port
 
     port = free_port()
     conf = tmp_path / "collector.yml"

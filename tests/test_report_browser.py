@@ -70,7 +70,7 @@ def browser(tmp_path_factory):
 def reports(project, tmp_path_factory):
     """A Prometheus with a few minutes of the synthetic roll-out, and the report in both languages."""
     from ctfleet.cli.main import app
-    from ctfleet.reports.report.feed import feed_prometheus
+    from ctfleet.lab.report_feed import feed_prometheus
 
     out = tmp_path_factory.mktemp("report")
     with feed_prometheus(project.registry, project.norms, ROOT, tmp_path_factory.mktemp("report-prom"), steps=4) as fed:

@@ -19,7 +19,7 @@ from ctfleet.core.secrets import Secret
 from ctfleet.results import ResultsStore
 from ctfleet.routers.backups import BackupStore
 from ctfleet.routers.drivers import Login, NapalmSession, Target
-from ctfleet.routers.lab import FakeIos, LabError, require_fake_switches
+from ctfleet.lab.frr_lab import FakeIos, LabError, require_fake_switches
 from ctfleet.routers.ops import RouterJob, RouterOps
 from ctfleet.routers.platforms import platform_spec
 from ctfleet.routers.render import router_norms

@@ -1,5 +1,5 @@
 """Routers against real FRRouting (Debian frr: zebra, staticd, vtysh) behind a real sshd,
-each router in its own network, mount and PID namespaces (ctfleet.routers.lab), reached
+each router in its own network, mount and PID namespaces (ctfleet.lab.frr_lab), reached
 by netmiko over a private link-local veth: backup, diff, audit, push, a push that cuts
 management and comes back by itself, bad input per router, the CLI and the playbook.
 
@@ -25,8 +25,8 @@ from ctfleet.core.models import Device, Platform, Role
 from ctfleet.results import ResultsStore
 from ctfleet.routers.backups import BackupStore
 from ctfleet.routers.drivers import Target, VtyshSession, Login
-from ctfleet.routers.lab import FrrLab, LabError, require_frr_lab
-from ctfleet.routers.labfleet import LOGIN_ENV, SNMP_ENV, lab_env, write_lab_project
+from ctfleet.lab.frr_lab import FrrLab, LabError, require_frr_lab
+from ctfleet.lab.router_fleet import LOGIN_ENV, SNMP_ENV, lab_env, write_lab_project
 from ctfleet.routers.ops import RouterJob, RouterOps
 from ctfleet.routers.platforms import platform_spec
 from ctfleet.routers.render import TEMPLATES, router_norms

@@ -15,7 +15,7 @@ from ctfleet.core.models import Device, Platform, Role
 from ctfleet.results import ResultsStore
 from ctfleet.routers.backups import BackupStore
 from ctfleet.routers.drivers import NapalmSession, RouterSession, Target
-from ctfleet.routers.mock import RecordedConnector
+from ctfleet.lab.napalm_mock import RecordedConnector
 from ctfleet.routers.ops import RouterJob, RouterOps
 from ctfleet.routers.platforms import platform_spec
 from ctfleet.routers.render import router_norms

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from ctfleet.monitors.simfleet._proc import processes_mentioning
-from ctfleet.monitors.simfleet.data import (
+from ctfleet.lab.simfleet._proc import processes_mentioning
+from ctfleet.lab.simfleet.data import (
     IF_DESCR,
     IF_HC_IN,
     IF_HIGH_SPEED,
@@ -29,9 +29,9 @@ from ctfleet.monitors.simfleet.data import (
     make_credentials,
     snmprec_records,
 )
-from ctfleet.monitors.simfleet.relay import community, snmp_version
-from ctfleet.monitors.simfleet.run import SimFleet, SimFleetError, free_port
-from ctfleet.monitors.simfleet.snmpd import SnmpdAgent
+from ctfleet.lab.simfleet.relay import community, snmp_version
+from ctfleet.lab.simfleet.run import SimFleet, SimFleetError, free_port
+from ctfleet.lab.simfleet.snmpd import SnmpdAgent
 
 pytestmark = pytest.mark.component
 

@@ -155,7 +155,7 @@ def test_provider_args(inputs):
 
 
 def test_pulumi_passes_objects_as_json_text(inputs):
-    from ctfleet.stacks.mockrun import engine_config
+    from ctfleet.lab.pulumi_mocks import engine_config
 
     cfg = validate_config(engine_config(good_sdr()), "sdr-oriental", inputs.registry, SRC)
     assert cfg.images.collector == "localhost:5000/ctfleet/collector:0.1.0"

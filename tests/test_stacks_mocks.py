@@ -6,7 +6,7 @@ integers restored) and checked: exactly the planned objects, names and counts fr
 registry, quotas from the norms, the policies, and the Kubernetes OpenAPI schema.
 
 The Pulumi runtime is process-global, so the stacks run one after another, split over two
-fresh worker processes (``ctfleet.stacks.mockrun.run_stacks``) to keep the suite quick.
+fresh worker processes (``ctfleet.lab.pulumi_mocks.run_stacks``) to keep the suite quick.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from ctfleet.core.models import Tier
 from ctfleet.stacks.generate import read_stack_file
 from ctfleet.stacks.manifests import render, sort_key
-from ctfleet.stacks.mockrun import CaptureMocks, run_stack, run_stacks
+from ctfleet.lab.pulumi_mocks import CaptureMocks, run_stack, run_stacks
 from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, ct_namespace
 from ctfleet.stacks.policies import NormOracle, check
 from ctfleet.stacks.program import STACKS_DIR, load_inputs, main, plan_for

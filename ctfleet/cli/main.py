@@ -289,13 +289,13 @@ def demo(region: Optional[str] = typer.Option(None, help="Limit the simulated fl
          registry_only: bool = typer.Option(False, "--registry-only", help="Only load the registry and print its figures."),
          workdir: Path = typer.Option(Path("var/demo"), help="Where the demo keeps its agents' data, Prometheus data and logs.")) -> None:
     """The main job on this machine: simulated fleet -> collectors -> real Prometheus -> programme KPIs."""
-    from ctfleet.reports.demo import run_demo
+    from ctfleet.lab.registry_demo import run_demo
 
     p = project()
     run_demo(p, out)
     if registry_only:
         return
-    from ctfleet.monitors.demo import DemoOptions, run
+    from ctfleet.lab.monitoring_demo import DemoOptions, run
 
     wd = workdir if workdir.is_absolute() else p.root / workdir
     run(p, DemoOptions(workdir=wd, region=region or p.profile.region, limit=limit, sweeps=sweeps, interval=interval,

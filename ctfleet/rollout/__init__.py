@@ -8,5 +8,4 @@
     collect.py    collect_queued(): deliver pull-mode audits exactly once (I/O edge)
     progress.py   Rich progress per host and the summary table (display only)
     generate.py   role defaults / argument specs / task imports from the control catalogue
-    testfleet.py  the booted test fleet (scripts/testhosts) for tests and the benchmark
 """

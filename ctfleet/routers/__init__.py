@@ -6,6 +6,6 @@ Pure: :mod:`~ctfleet.routers.platforms` (the platform registry), :mod:`~ctfleet.
 plan), :mod:`~ctfleet.routers.audit` (observe and judge), :mod:`~ctfleet.routers.settings`.
 Edges: :mod:`~ctfleet.routers.drivers` (napalm, netmiko), :mod:`~ctfleet.routers.backups`
 (git), :mod:`~ctfleet.routers.runner` (bounded threads), :mod:`~ctfleet.routers.ops` (the
-operations). Labs for tests and the walk-through: :mod:`~ctfleet.routers.lab`. On FRR
+operations). The FRR lab for tests and the walk-through lives in :mod:`ctfleet.lab.frr_lab`. On FRR
 routers, ``host/ctfleet-guard`` is the on-router revert timer. See README.md here.
 """

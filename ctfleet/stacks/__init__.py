@@ -11,7 +11,6 @@ Layout (pure first, Pulumi at the edge):
     generate.py    Pulumi.<stack>.yaml files compiled from the registry
     components.py  one ComponentResource per tier (pulumi-kubernetes; the only Pulumi code)
     program.py     the Pulumi program body that infra/__main__.py runs
-    mockrun.py     run a stack's program under pulumi.runtime mocks and capture its objects
     schema.py      cached Kubernetes OpenAPI (JSON schema) validation of captured objects
 
 The CLI (``ctfleet stacks plan``), the Pulumi program and the tests all go through

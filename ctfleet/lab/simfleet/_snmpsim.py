@@ -17,7 +17,7 @@ with the same probing logic (snmpsim's own :func:`snmpsim.datafile.probe_context
 then runs snmpsim's unmodified ``main()``. If a future snmpsim defines the snake_case
 method itself, nothing is patched.
 
-Usage: ``python -m ctfleet.monitors.simfleet._snmpsim [snmpsim options...]``
+Usage: ``python -m ctfleet.lab.simfleet._snmpsim [snmpsim options...]``
 """
 
 from __future__ import annotations

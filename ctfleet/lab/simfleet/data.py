@@ -21,7 +21,7 @@ derived from the (public) fleet seed: :func:`make_credentials` takes a separate 
 seed, random per run unless a caller passes one, and the files holding them are only
 ever written under the runtime work directory (mode 0600).
 
-Nothing here does network I/O; :mod:`ctfleet.monitors.simfleet.run` starts the agents.
+Nothing here does network I/O; :mod:`ctfleet.lab.simfleet.run` starts the agents.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ also on Ctrl-C or failure):
 
 1. the simulated fleet: snmpsim agents per router behind a relay that emulates each
    link's latency and loss (VSAT ~650 ms, also on a UDP echo port for the probes), with dead, slow and non-compliant devices
-   (:mod:`ctfleet.monitors.simfleet`), secrets generated for this run only;
+   (:mod:`ctfleet.lab.simfleet`), secrets generated for this run only;
 2. the collector sweeps it (SNMP v3 authPriv / v2c, smokeping-style UDP echo probe rounds)
    and serves /metrics on loopback;
 3. a real Prometheus (Debian package) on loopback with its own data dir scrapes it and
@@ -31,8 +31,8 @@ from ctfleet.monitors.collector import Collector, CollectorConfig, ProbeConfig, 
 from ctfleet.monitors.exporter import CtfleetCollector
 from ctfleet.monitors.http import serve
 from ctfleet.monitors.poller import SnmpCreds
-from ctfleet.procs.prometheus import Prometheus, prometheus_config
-from ctfleet.procs.service import Service, free_port, require
+from ctfleet.lab.procs.prometheus import Prometheus, prometheus_config
+from ctfleet.lab.procs.service import Service, free_port, require
 from ctfleet.project import Project
 from ctfleet.reports.kpi import kpi_rows, national_row
 from ctfleet.results import ResultsStore
@@ -63,7 +63,7 @@ def start_alertmanager(root: Path, workdir: Path) -> tuple[Service, str]:
 
 
 def run(p: Project, opts: DemoOptions, out: Console) -> dict:
-    from ctfleet.monitors.simfleet import start_simfleet
+    from ctfleet.lab.simfleet import start_simfleet
 
     work = opts.workdir
     if work.exists():

@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ctfleet.monitors.simfleet._proc import ManagedProcess, wait_until
-from ctfleet.monitors.simfleet.data import (
+from ctfleet.lab.simfleet._proc import ManagedProcess, wait_until
+from ctfleet.lab.simfleet.data import (
     SYS_NAME,
     DeviceProfile,
     SnmpCredentials,
@@ -56,7 +56,7 @@ from ctfleet.monitors.simfleet.data import (
     write_secret_file,
     write_snmprec,
 )
-from ctfleet.monitors.simfleet.probe import ProbeError, snmp_get
+from ctfleet.lab.simfleet.probe import ProbeError, snmp_get
 
 DEFAULT_BACKEND_NET = "127.77.0.0/16"
 TRANSPORT_DOMAIN = "1.3.6.1.6.1.1"  # snmpUDPDomain; snmpsim appends the endpoint number
@@ -119,7 +119,7 @@ def free_port(address: str = "127.0.0.1") -> int:
 class SimFleet:
     """The simulated fleet as a context manager (or :meth:`start` / :meth:`stop`).
 
-    ``devices``: the profiles to serve (:func:`~ctfleet.monitors.simfleet.data.build_profiles`).
+    ``devices``: the profiles to serve (:func:`~ctfleet.lab.simfleet.data.build_profiles`).
     ``port``: the port every management address answers on (161 needs root).
     ``echo_port``: optional UDP echo on every address with the link's latency and loss.
     ``processes``: snmpsim processes (default: up to the CPU count, ~200 devices each).
@@ -313,11 +313,11 @@ class SimFleet:
         env = dict(os.environ, SNMPSIM_ALLOW_ROOT="true")
         for k in range(self.n_processes):
             root = self.workdir / "snmpsim" / f"p{k}"
-            argv = [self.python, "-m", "ctfleet.monitors.simfleet._snmpsim", f"--cache-dir={root / 'cache'}",
+            argv = [self.python, "-m", "ctfleet.lab.simfleet._snmpsim", f"--cache-dir={root / 'cache'}",
                     "--log-level=error", f"--args-from-file={self.workdir / 'secrets' / f'snmpsim-p{k}.args'}"]
             self._procs.append(ManagedProcess(f"snmpsim-p{k}", argv, self.workdir / "logs" / f"snmpsim-p{k}.log",
                                               env=env, cwd=self.workdir))
-        self._relay = ManagedProcess("relay", [self.python, "-m", "ctfleet.monitors.simfleet.relay",
+        self._relay = ManagedProcess("relay", [self.python, "-m", "ctfleet.lab.simfleet.relay",
                                                str(self.workdir / "secrets" / "relay.json")],
                                      self.workdir / "logs" / "relay.log", cwd=self.workdir)
         self.timings["spawn"] = time.monotonic() - t

@@ -11,7 +11,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from ctfleet.procs.service import Service, ServiceError, free_port, require
+from ctfleet.lab.procs.service import Service, ServiceError, free_port, require
 
 
 def prometheus_config(exporter: str, rule_files: list[str], scrape_interval: str = "5s",

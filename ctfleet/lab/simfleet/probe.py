@@ -9,7 +9,7 @@ import os
 import threading
 from typing import Any
 
-from ctfleet.monitors.simfleet.data import SnmpCredentials
+from ctfleet.lab.simfleet.data import SnmpCredentials
 
 
 class ProbeError(Exception):

@@ -25,7 +25,7 @@ Optionally (``echo_port``) each address also answers UDP echo with the same late
 loss, so a reachability prober can measure satellite round trips on loopback, where
 ICMP answers in microseconds.
 
-Run as ``python -m ctfleet.monitors.simfleet.relay CONFIG.json``; it writes
+Run as ``python -m ctfleet.lab.simfleet.relay CONFIG.json``; it writes
 ``ready_file`` once every socket is bound, the counters to ``stats_file`` every few
 seconds and at exit, and stops on SIGTERM/SIGINT.
 """
@@ -359,7 +359,7 @@ async def serve(cfg: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m ctfleet.monitors.simfleet.relay CONFIG.json", file=sys.stderr)
+        print("usage: python -m ctfleet.lab.simfleet.relay CONFIG.json", file=sys.stderr)
         return 2
     cfg = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     try:

@@ -8,7 +8,7 @@
   emulates latency, loss and dead/slow/truncated agents (the kernel here has no netem);
 * :mod:`.snmpd` -- :class:`SnmpdAgent`: a real net-snmp ``snmpd`` with an SNMPv3
   authPriv user, optionally in a network namespace with a fixed interface table;
-* ``python -m ctfleet.monitors.simfleet --workdir DIR [--region R] [--limit N]`` runs
+* ``python -m ctfleet.lab.simfleet --workdir DIR [--region R] [--limit N]`` runs
   the fleet until SIGTERM/SIGINT.
 
 Traffic stays on loopback (127.0.0.0/8) or inside namespaces these modules create;
@@ -16,9 +16,9 @@ every process started here dies with its context manager, at interpreter exit, o
 (``PR_SET_PDEATHSIG``) when its parent dies.
 """
 
-from ctfleet.monitors.simfleet.data import DeviceProfile, SnmpCredentials, build_profiles
-from ctfleet.monitors.simfleet.run import SimFleet, SimFleetError, free_port, start_simfleet
-from ctfleet.monitors.simfleet.snmpd import SnmpdAgent, start_snmpd_agents
+from ctfleet.lab.simfleet.data import DeviceProfile, SnmpCredentials, build_profiles
+from ctfleet.lab.simfleet.run import SimFleet, SimFleetError, free_port, start_simfleet
+from ctfleet.lab.simfleet.snmpd import SnmpdAgent, start_snmpd_agents
 
 __all__ = ["DeviceProfile", "SnmpCredentials", "build_profiles", "SimFleet", "SimFleetError", "free_port",
            "start_simfleet", "SnmpdAgent", "start_snmpd_agents"]

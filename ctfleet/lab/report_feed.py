@@ -1,6 +1,6 @@
 """A real Prometheus with some history, fed by the real exporter: for tests and previews.
 
-The collectors' demo (:mod:`ctfleet.monitors.demo`) sweeps a simulated fleet over SNMP,
+The collectors' demo (:mod:`ctfleet.lab.monitoring_demo`) sweeps a simulated fleet over SNMP,
 which takes minutes for the nation. The report and the dashboards only need what
 Prometheus stores, so here the *sweeps* are made up (deterministically, per device,
 with a roll-out that improves step after step and regions that differ), while
@@ -33,7 +33,7 @@ from ctfleet.core.registry import Registry
 from ctfleet.monitors.exporter import CtfleetCollector, build_snapshot
 from ctfleet.monitors.http import serve
 from ctfleet.monitors.sweep import DevicePoll, Interface, Probe, Sweep
-from ctfleet.procs.prometheus import Prometheus, prometheus_config
+from ctfleet.lab.procs.prometheus import Prometheus, prometheus_config
 
 # Typical round trips per uplink type (seconds): VSAT is geostationary.
 RTT_BY_LINK = {"fibre": 0.012, "adsl": 0.035, "4g": 0.06, "vsat": 0.62, "none": 0.9}

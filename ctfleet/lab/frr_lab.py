@@ -23,7 +23,7 @@ the launcher fixed for Python 3 (the enable password is compared as text).
 
 Run the FRR lab for the README walk-through::
 
-    python -m ctfleet.routers.lab frr --dir /tmp/rtr-lab --routers 2
+    python -m ctfleet.lab.frr_lab frr --dir /tmp/rtr-lab --routers 2
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ctfleet.procs.service import Service, ServiceError, free_port, require
+from ctfleet.lab.procs.service import Service, ServiceError, free_port, require
 
-HOST_DIR = Path(__file__).resolve().parent / "host"
+HOST_DIR = Path(__file__).resolve().parent.parent / "routers" / "host"  # the product's on-router scripts
 LOGIN_USER = "netops"
 
 # A starting configuration that misses most of the router norms, as a site's router would.
@@ -343,7 +343,7 @@ class FakeIos(Service):
         self.port = port or free_port()
         self.host = "127.0.0.1"
         env = dict(os.environ, CTFLEET_FAKE_IOS_PASSWORD=password)
-        argv = [sys.executable, "-m", "ctfleet.routers.lab", "fake-ios", "--hostname", hostname,
+        argv = [sys.executable, "-m", "ctfleet.lab.frr_lab", "fake-ios", "--hostname", hostname,
                 "--username", username, "--port", str(self.port)]
         super().__init__(f"fake-ios {hostname}", argv, workdir / f"fake-ios-{hostname}.log", env=env)
 
@@ -375,7 +375,7 @@ def _serve_fake_ios(hostname: str, username: str, port: int) -> None:
 
 # ---------------------------------------------------------------- the walk-through lab
 def _lab_main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ctfleet.routers.lab")
+    ap = argparse.ArgumentParser(prog="python -m ctfleet.lab.frr_lab")
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("frr", help="run N FRR routers for the walk-through until Ctrl-C")
     f.add_argument("--dir", required=True, type=Path)
@@ -390,7 +390,7 @@ def _lab_main(argv: list[str] | None = None) -> int:
         _serve_fake_ios(args.hostname, args.username, args.port)
         return 0
     from ctfleet.project import load_project
-    from ctfleet.routers.labfleet import write_lab_project
+    from ctfleet.lab.router_fleet import write_lab_project
 
     project = load_project(with_fleet=False)
     cts = args.cts or [c.code for c in project.registry.cts.values() if c.level.value == "commune"][: args.routers]

@@ -1,4 +1,4 @@
-"""``python -m ctfleet.monitors.simfleet --workdir DIR [--region R] [--limit N] [--port P]``
+"""``python -m ctfleet.lab.simfleet --workdir DIR [--region R] [--limit N] [--port P]``
 
 Starts the simulated SNMP fleet for the project's registry, prints the endpoints
 summary, and runs until SIGTERM or SIGINT (then stops every process it started).
@@ -16,7 +16,7 @@ import threading
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ctfleet.monitors.simfleet", description=__doc__.splitlines()[2])
+    ap = argparse.ArgumentParser(prog="python -m ctfleet.lab.simfleet", description=__doc__.splitlines()[2])
     ap.add_argument("--workdir", required=True, help="runtime directory (data files, secrets, logs)")
     ap.add_argument("--region", help="only this region's devices (HCP code, e.g. 12)")
     ap.add_argument("--limit", type=int, help="only the first N devices in hostname order")
@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--env-file", help="write the run's credentials as NAME=VALUE lines to this file (0600)")
     args = ap.parse_args(argv)
 
-    from ctfleet.monitors.simfleet.data import write_secret_file
-    from ctfleet.monitors.simfleet.run import SimFleetError, start_simfleet
+    from ctfleet.lab.simfleet.data import write_secret_file
+    from ctfleet.lab.simfleet.run import SimFleetError, start_simfleet
     from ctfleet.project import load_project
 
     stop = threading.Event()
