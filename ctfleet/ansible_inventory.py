@@ -45,10 +45,10 @@ Example host (``--host``, after Ansible merged the groups)::
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from ctfleet.core.conventions import group_name, norms_group_name
 from ctfleet.core.errors import InputError, Problem
 from ctfleet.core.models import CT, Device, Level, Platform, Role, Segment, Site
 from ctfleet.core.norms import NormSet, Resolved
@@ -66,29 +66,6 @@ NETWORK_OS: dict[Platform, str] = {
 }
 NETWORK_CONNECTION = "ansible.netcommon.network_cli"
 
-_UNSAFE = re.compile(r"[^a-z0-9_]")
-
-
-def group_name(prefix: str, text: str) -> str:
-    """A valid Ansible group name: letters, digits and underscores, starting with a letter.
-
-    >>> group_name("ct", "01.511.01.0")
-    'ct_01_511_01_0'
-    >>> group_name("grouping", "ECI-AL-HAOUZ-OURIKA")
-    'grouping_eci_al_haouz_ourika'
-    """
-    return f"{prefix}_{_UNSAFE.sub('_', str(text).lower())}"
-
-
-def norms_group_name(ct: CT) -> str:
-    """The shared norms group of a CT's (segment, lot).
-
-    >>> from ctfleet.core.models import Segment
-    >>> norms_group_name(CT(code="01", level="region", name_fr="x", name_ar="x", region_code="01",
-    ...     segment=Segment.REGION, lot=1, lot_from_rules=1, lot_reason="r", tiers=()))
-    'norms_region_lot1'
-    """
-    return f"norms_{ct.segment.value}_lot{ct.lot}"
 
 
 def _plain(value: Any) -> Any:
@@ -116,14 +93,7 @@ def norm_layers(norms: NormSet, ct_or_segment: CT | Segment, lot: int | None = N
         segment, lot, code = ct_or_segment.segment, ct_or_segment.lot, ct_or_segment.code
     else:
         segment, code = ct_or_segment, None
-    layers = [norms.baseline.name]
-    if lot in norms.lots:
-        layers.append(norms.lots[lot].name)
-    if segment in norms.segments:
-        layers.append(norms.segments[segment].name)
-    if code in norms.cts:
-        layers.append(norms.cts[code].name)
-    return layers
+    return [layer.name for layer in norms.layers_for(segment, lot, code)]
 
 
 def norm_vars(resolved: dict[str, Resolved], layers: list[str], sources: bool = False) -> dict[str, Any]:

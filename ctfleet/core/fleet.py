@@ -33,6 +33,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
+from ctfleet.core import conventions
 from ctfleet.core.models import (
     CT,
     Device,
@@ -196,7 +197,7 @@ def make_site(ct: CT, norms: NormSet, plan: Plan, rng: random.Random, province_k
 
 def site_code(ct: CT) -> str:
     """``S-`` and the CT's slug: ``S-01-511-01-0``."""
-    return "S-" + code_slug(ct.code)
+    return conventions.site_code(ct.code)
 
 
 def site_name(ct: CT, province_kind: str = "province") -> str:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ctfleet.core.conventions import to_base_unit
 from ctfleet.core.errors import InputError, InputErrors, Problem, one_of
 from ctfleet.core.models import CT, Segment
 from ctfleet.core.yamlio import Doc, load_yaml, validate
@@ -124,6 +125,10 @@ class Resolved:
     source: str  # "standards/norms/segments/commune_under_15k.yaml:12"
     layer: str  # baseline | lot-3 | segment commune_under_15k | ct 01.511.01.0
 
+    def in_base_unit(self) -> float:
+        """The value converted from the catalogue's unit to the series' base unit (ms -> s, % -> ratio)."""
+        return to_base_unit(self.value, self.control.unit)
+
 
 @dataclass(frozen=True)
 class _LoadedLayer:
@@ -156,15 +161,19 @@ class NormSet:
         override = self.cts.get(ct_code) if ct_code else None
         key = (segment, lot, ct_code if override else None)
         if key not in self._cache:
-            layers = [self.baseline]
-            if lot in self.lots:
-                layers.append(self.lots[lot])
-            if segment in self.segments:
-                layers.append(self.segments[segment])
-            if override:
-                layers.append(override)
-            self._cache[key] = _resolve(self.controls, layers)
+            self._cache[key] = _resolve(self.controls, self.layers_for(segment, lot, ct_code))
         return self._cache[key]
+
+    def layers_for(self, segment: Segment, lot: int | None, ct_code: str | None = None) -> list[_LoadedLayer]:
+        """The layers that apply, in the one order norms are resolved: baseline, lot, segment, CT."""
+        layers = [self.baseline]
+        if lot in self.lots:
+            layers.append(self.lots[lot])
+        if segment in self.segments:
+            layers.append(self.segments[segment])
+        if ct_code in self.cts:
+            layers.append(self.cts[ct_code])
+        return layers
 
     def resolve(self, ct: CT) -> dict[str, Resolved]:
         return self.resolve_for(ct.segment, ct.lot, ct.code)

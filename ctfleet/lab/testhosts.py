@@ -15,7 +15,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ctfleet.ansible_inventory import group_name, norm_layers, norm_vars, norms_group_name
+from ctfleet.ansible_inventory import norm_layers, norm_vars
+from ctfleet.core.conventions import group_name, norms_group_name
 from ctfleet.core.models import CT
 from ctfleet.core.norms import NormSet
 

@@ -43,6 +43,7 @@ from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ctfleet.core.conventions import COLLECTOR_PORT
 from ctfleet.core.compliance import Source
 from ctfleet.core.models import Device, Role
 from ctfleet.core.registry import Registry
@@ -80,7 +81,7 @@ class CollectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     shard: str = "all"
     interval_seconds: float = Field(default=60.0, ge=1.0, le=86400.0)
-    listen: str = "127.0.0.1:9160"
+    listen: str = f"127.0.0.1:{COLLECTOR_PORT}"
     web_config: str | None = None
     probe: ProbeConfig = ProbeConfig()
     snmp: SnmpConfig = SnmpConfig()
@@ -98,7 +99,7 @@ class CollectorConfig(BaseModel):
     def _listen(cls, v: str) -> str:
         host, sep, port = v.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:9160")
+            raise ValueError(f"listen must be HOST:PORT, e.g. 127.0.0.1:{COLLECTOR_PORT}")
         return v
 
 

@@ -25,6 +25,7 @@ from typing import Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ctfleet.core import conventions
 from ctfleet.core.compliance import ControlResult, Status, latest
 from ctfleet.core.evaluate import ct_compliance, registry_results
 from ctfleet.core.models import CT, Role, Tier
@@ -32,14 +33,12 @@ from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
 from ctfleet.monitors.sweep import Sweep, connected, sweep_results
 
-CT_LABELS = ["ct", "region", "province", "segment", "lot", "link"]
-DEVICE_LABELS = CT_LABELS + ["device", "role", "platform"]
+CT_LABELS = list(conventions.CT_LABELS)
+DEVICE_LABELS = list(conventions.DEVICE_LABELS)
 
 
 def ct_label_values(ct: CT, registry: Registry) -> list[str]:
-    sites = registry.sites_of(ct.code)
-    link = sites[0].uplink.type.value if sites else "none"
-    return [ct.code, ct.region_code, ct.province_code or "", ct.segment.value, str(ct.lot), link]
+    return list(conventions.ct_label_values(ct, registry.sites_of(ct.code)))
 
 
 def equipped(ct: CT, registry: Registry, norms: NormSet, seen: set[str]) -> bool:
@@ -115,9 +114,9 @@ def build_snapshot(registry: Registry, norms: NormSet, sweep: Sweep | None, stor
         lv = ct_label_values(ct, registry)
         info.add_metric(lv + [ct.name_fr, ",".join(t.value for t in ct.tiers), ct.grouping or ""], 1)
         resolved = norms.resolve(ct)
-        n_rtt.add_metric(lv, resolved["LNK-2"].value / 1000)
-        n_loss.add_metric(lv, resolved["LNK-3"].value / 100)
-        n_util.add_metric(lv, resolved["LNK-6"].value / 100)
+        n_rtt.add_metric(lv, resolved["LNK-2"].in_base_unit())
+        n_loss.add_metric(lv, resolved["LNK-3"].in_base_unit())
+        n_util.add_metric(lv, resolved["LNK-6"].in_base_unit())
         outage.add_metric(lv, 1 if ct.code in planned_outages else 0)
         comp = ct_compliance(ct, registry, norms, by_ct.get(ct.code, []))
         for status, n in ((Status.PASS, comp.passed), (Status.FAIL, comp.failed), (Status.UNKNOWN, comp.unknown), (Status.WAIVED, comp.waived)):

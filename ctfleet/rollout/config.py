@@ -82,7 +82,7 @@ class RolloutRequest(_Strict):
     @property
     def limit(self) -> str:
         """The inventory pattern of the selection (groups of the ctfleet dynamic inventory)."""
-        from ctfleet.ansible_inventory import group_name
+        from ctfleet.core.conventions import group_name
 
         if self.ct:
             return group_name("ct", self.ct)

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ctfleet.core.conventions import QUOTA_CONTROLS
 from ctfleet.core.errors import InputError, Problem
 from ctfleet.core.yamlio import load_yaml, validate
 
@@ -64,7 +65,7 @@ class Quota:
     pods: int  # HST-4
 
     FIELDS = ("cpu", "memory_gib", "storage_gib", "pods")
-    CONTROLS = {"cpu": "HST-1", "memory_gib": "HST-2", "storage_gib": "HST-3", "pods": "HST-4"}
+    CONTROLS = QUOTA_CONTROLS
 
     def __add__(self, other: "Quota") -> "Quota":
         return Quota(self.cpu + other.cpu, self.memory_gib + other.memory_gib,

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from ruamel.yaml import YAML
 
+from ctfleet.core.conventions import COLLECTOR_JOB, COLLECTOR_PORT, QUOTA_CONTROLS
 from ctfleet.core.models import CT, Tier
 from ctfleet.core.norms import NormSet, Resolved
 from ctfleet.core.registry import Registry
@@ -46,11 +47,10 @@ Kind = Literal["ct", "grouping", "platform", "system"]
 PSA = "pod-security.kubernetes.io"
 NAME = "app.kubernetes.io/name"
 RUN_AS = 65532  # the unprivileged uid/gid system workloads run as ("nonroot" in distroless images)
-COLLECTOR_PORT = 9160  # ctfleet.monitors.collector's /metrics
 COLLECTOR_SECRET = "collector-snmp"  # optional Secret with the collector's SNMP credentials
 PROMETHEUS_PORT = 9090
 APT_CACHER_PORT = 3142
-HST_QUOTA = ("HST-1", "HST-2", "HST-3", "HST-4")
+HST_QUOTA = tuple(QUOTA_CONTROLS.values())
 
 
 # ------------------------------------------------------------------ plan types
@@ -361,7 +361,7 @@ def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
         "global": {"scrape_interval": "60s", "evaluation_interval": "60s",
                    "external_labels": {"region": region, "shard": ref.name}},
         "scrape_configs": [
-            {"job_name": "ctfleet-collector",
+            {"job_name": COLLECTOR_JOB,
              "static_configs": [{"targets": [f"collector.{MONITORING_NAMESPACE}.svc:{COLLECTOR_PORT}"], "labels": {"region": region}}]},
             {"job_name": "prometheus", "static_configs": [{"targets": [f"localhost:{PROMETHEUS_PORT}"]}]},
         ],

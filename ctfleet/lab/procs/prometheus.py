@@ -11,11 +11,12 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from ctfleet.core.conventions import COLLECTOR_JOB
 from ctfleet.lab.procs.service import Service, ServiceError, free_port, require
 
 
 def prometheus_config(exporter: str, rule_files: list[str], scrape_interval: str = "5s",
-                      alertmanager: str | None = None, job: str = "ctfleet", basic_auth: tuple[str, str] | None = None) -> dict:
+                      alertmanager: str | None = None, job: str = COLLECTOR_JOB, basic_auth: tuple[str, str] | None = None) -> dict:
     scrape: dict[str, Any] = {"job_name": job, "scrape_interval": scrape_interval, "scrape_timeout": scrape_interval,
                               "static_configs": [{"targets": [exporter]}]}
     if basic_auth:

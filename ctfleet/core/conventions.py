@@ -1,0 +1,128 @@
+"""Names and mappings that more than one part of ctfleet must agree on — their one home.
+
+Every edge (collector, exporter, rules, stacks, inventory, report, lab) imports these
+instead of typing the string again. A name changed here changes everywhere; a test
+(``tests/test_conventions.py``) checks that the rules' ``job=`` selectors, the stacks'
+scrape jobs and the demo's agree.
+
+Pure: no I/O, imports only :mod:`ctfleet.core.models`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from ctfleet.core.models import code_slug
+
+if TYPE_CHECKING:
+    from ctfleet.core.models import CT, Site
+
+# ---------------------------------------------------------------- Prometheus
+#: The scrape job of every collector's /metrics; the alert and recording rules select
+#: ``up{job="ctfleet"}`` (CollectorDown, CollectorSweepFailing).
+COLLECTOR_JOB = "ctfleet"
+#: The collector's /metrics port (and the container's EXPOSE).
+COLLECTOR_PORT = 9160
+#: The reference servers' node_exporter, scraped by the regional Prometheus.
+NODE_EXPORTER_JOB = "node"
+NODE_EXPORTER_PORT = 9100
+#: Where the project keeps its Prometheus rules and Grafana dashboards, from the repo root.
+RULES_DIR = "monitors/rules"
+DASHBOARDS_DIR = "monitors/dashboards"
+
+#: The labels every per-CT series carries, in this order; per-device series add
+#: :data:`DEVICE_LABELS`. The exporter, the inventory, the stacks and the lab use these.
+CT_LABELS: tuple[str, ...] = ("ct", "region", "province", "segment", "lot", "link")
+DEVICE_LABELS: tuple[str, ...] = CT_LABELS + ("device", "role", "platform")
+#: The link label of a CT that has no site (and so no uplink) in the registry.
+NO_LINK = "none"
+
+
+def ct_label_values(ct: CT, sites: list[Site]) -> tuple[str, ...]:
+    """The values of :data:`CT_LABELS` for a CT, its link being its first site's uplink.
+
+    >>> from ctfleet.core.models import CT, Segment
+    >>> ct = CT(code="01.511.01.01", level="commune", name_fr="x", name_ar="x", region_code="01",
+    ...     province_code="01.511", segment=Segment.COMMUNE_UNDER_15K, lot=3, lot_from_rules=3,
+    ...     lot_reason="r", tiers=())
+    >>> ct_label_values(ct, [])
+    ('01.511.01.01', '01', '01.511', 'commune_under_15k', '3', 'none')
+    """
+    link = sites[0].uplink.type.value if sites else NO_LINK
+    return (ct.code, ct.region_code, ct.province_code or "", ct.segment.value, str(ct.lot), link)
+
+
+# ---------------------------------------------------------------- sites
+SITE_PREFIX = "S-"
+
+
+def site_code(ct_code: str, suffix: str | None = None) -> str:
+    """A CT's site code: ``S-`` and the CT code with dashes, and an optional suffix.
+
+    >>> site_code("01.511.01.01"), site_code("01.511.01.01", "annexe")
+    ('S-01-511-01-01', 'S-01-511-01-01-annexe')
+    """
+    own = SITE_PREFIX + code_slug(ct_code)
+    return f"{own}-{suffix}" if suffix else own
+
+
+# ---------------------------------------------------------------- Ansible groups
+_UNSAFE = re.compile(r"[^a-z0-9_]")
+
+
+def group_name(prefix: str, text: str | int) -> str:
+    """A valid Ansible group name: letters, digits and underscores, starting with a letter.
+
+    >>> group_name("ct", "01.511.01.0"), group_name("lot", 3)
+    ('ct_01_511_01_0', 'lot_3')
+    >>> group_name("grouping", "ECI-AL-HAOUZ-OURIKA")
+    'grouping_eci_al_haouz_ourika'
+    """
+    return f"{prefix}_{_UNSAFE.sub('_', str(text).lower())}"
+
+
+def lot_group(lot: int) -> str:
+    """The inventory group of a roll-out lot (``lot_1`` .. ``lot_3``)."""
+    return group_name("lot", lot)
+
+
+def norms_group_name(ct: CT) -> str:
+    """The shared norms group of a CT's (segment, lot), e.g. ``norms_region_lot1``."""
+    return f"norms_{ct.segment.value}_lot{ct.lot}"
+
+
+# ---------------------------------------------------------------- hosting quotas
+#: Which hosting control sizes which field of a tenant's quota.
+QUOTA_CONTROLS: dict[str, str] = {"cpu": "HST-1", "memory_gib": "HST-2", "storage_gib": "HST-3", "pods": "HST-4"}
+
+
+# ---------------------------------------------------------------- units
+#: Factors to the SI base unit Prometheus series use, for the units ``controls.yaml`` declares.
+UNIT_TO_BASE: dict[str, tuple[str, float]] = {
+    "ms": ("seconds", 0.001),
+    "s": ("seconds", 1.0),
+    "seconds": ("seconds", 1.0),
+    "minutes": ("seconds", 60.0),
+    "hours": ("seconds", 3600.0),
+    "days": ("seconds", 86400.0),
+    "%": ("ratio", 0.01),
+    "percent": ("ratio", 0.01),
+    "ratio": ("ratio", 1.0),
+    "Mbit/s": ("bits_per_second", 1e6),
+    "mbps": ("bits_per_second", 1e6),
+    "GiB": ("bytes", 2.0**30),
+    "MiB": ("bytes", 2.0**20),
+}
+
+
+def to_base_unit(value: float, unit: str) -> float:
+    """A norm value in the unit the catalogue declares, converted to the series' base unit.
+
+    >>> to_base_unit(150, "ms"), to_base_unit(2, "%")
+    (0.15, 0.02)
+    """
+    try:
+        return float(value) * UNIT_TO_BASE[unit][1]
+    except KeyError:
+        raise ValueError(f"unit {unit!r} has no conversion; known: {', '.join(sorted(UNIT_TO_BASE))}") from None
