@@ -39,8 +39,6 @@ NODE_TARGETS_PATH = "/sd/node"
 KPI_RECORD_PREFIX = "ctfleet:"
 REGION_KPI_PREFIX = "ctfleet_region:"
 REGION_EXTERNAL_LABEL = "sdr"
-#: The national Prometheus's rules (generated from the regional KPI rules), from the repo root.
-NATIONAL_RULES_DIR = "monitors/rules/national"
 #: Where the project keeps its Prometheus rules and Grafana dashboards, from the repo root.
 RULES_DIR = "monitors/rules"
 DASHBOARDS_DIR = "monitors/dashboards"
