@@ -6,7 +6,7 @@ stack validation policy (mandatory: a violation blocks the update), so a team ca
 configure them one by one; all of them call the same pure ``check`` the tests use.
 
 The pack builds the norm oracle from the registry and norms of the ctfleet checkout it
-runs from (the pack's virtualenv must have ctfleet installed, see infra/policy/README).
+runs from (the pack's virtualenv must have ctfleet installed, see infra/README.md, "Policies as code").
 """
 
 from __future__ import annotations
