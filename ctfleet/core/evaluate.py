@@ -176,7 +176,10 @@ def assess_ct(ct: CT, registry: Registry, norms: NormSet, results: Iterable[Cont
     counts as unknown (stale); a pass of a connectivity control counts as unknown unless
     the CT is ``connected`` (None: not observed); a pair under a waiver in force
     (``norms.waivers``) counts as waived, with or without a result; a stored result that
-    calls itself waived without such a waiver counts as unknown (waivers are reviewed data).
+    calls itself waived without such a waiver counts as unknown (waivers are reviewed data);
+    a result judged from the registry's declarations (source ``registry``) counts as
+    unknown: what a CT declared is not what was observed, and a CT never meets (nor
+    fails) its norms on paper alone.
     """
     app = Applicability.of(ct, norms)
     devices = registry.devices_of(ct.code)
@@ -191,7 +194,8 @@ def assess_ct(ct: CT, registry: Registry, norms: NormSet, results: Iterable[Cont
     stale: dict[str, int] = {}
     applied: dict[int, object] = {}
     seen: set[tuple[str | None, str]] = set()
-    for r in latest(results).values():
+    observed = (r for r in results if r.source != Source.REGISTRY)  # declared is not observed
+    for r in latest(observed).values():
         if r.device is None:
             ok = r.control in app.ct_level
         else:

@@ -79,8 +79,9 @@ def build_snapshot(registry: Registry, norms: NormSet, sweep: Sweep | None, stor
     newest = latest(results)
     by_ct: dict[str, list[ControlResult]] = defaultdict(list)
     seen: set[str] = set()
-    for r in newest.values():
+    for r in results:  # all of them: assess_ct prefers observations to newer registry declarations
         by_ct[r.ct].append(r)
+    for r in newest.values():
         if r.device and r.status in (Status.PASS, Status.FAIL) and r.source.value not in ("registry",):
             seen.add(r.device)
     if sweep is not None:
