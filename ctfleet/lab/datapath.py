@@ -49,7 +49,9 @@ def fleet_workbook(path: Path, rows_sites: list[list], rows_devices: list[list])
 
 def ctfleet_cli(root: Path, *args: str, profile: Path | None = None) -> subprocess.CompletedProcess:
     """The real ``ctfleet`` command (the same entry point a person types)."""
-    argv = [sys.executable, "-m", "ctfleet.cli.main"] + (["--profile", str(profile)] if profile else []) + list(args)
+    # the installed console script: `python -m ctfleet.cli.main` would load the CLI module
+    # twice (as __main__ and as ctfleet.cli.main), and sub-commands would not see --profile
+    argv = [str(Path(sys.executable).parent / "ctfleet")] + (["--profile", str(profile)] if profile else []) + list(args)
     return subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=300)
 
 
