@@ -162,6 +162,11 @@ def test_two_regions_to_the_nation(tmp_path, root, postgresql):
         _wait(lambda: a["prom"].query(f'ctfleet_ct_control_failing{{ct="{ct}",control="{failing}"}}'), 90,
               "the delivered failing control at region 04's Prometheus")
 
+        # the reference servers' node_exporter targets come from the collector's http_sd, with the CT labels
+        node_up = _wait(lambda: a["prom"].query('up{job="node"}'), 60, "node_exporter targets discovered")
+        assert {s["metric"]["device"] for s in node_up} == {f"srv1-{code_slug(c)}" for c in a["cts"]}
+        assert all(s["metric"]["region"] == "04" and s["metric"]["ct"] in a["cts"] and s["metric"]["lot"] for s in node_up)
+
         # ---- the national Prometheus stopped for 60 s, then restarted
         _wait(lambda: nation.query('ctfleet_region:cts:count{sdr="05"}') and nation.query('ctfleet_region:cts:count{sdr="04"}'),
               90, "both regions at the nation")
