@@ -37,24 +37,7 @@ class Segment(str, Enum):
     COMMUNE_50K_100K = "commune_50k_100k"
     COMMUNE_15K_50K = "commune_15k_50k"
     COMMUNE_UNDER_15K = "commune_under_15k"
-
-    @property
-    def label(self) -> str:
-        return SEGMENT_LABELS[self]
-
-
-SEGMENT_LABELS = {
-    Segment.REGION: "Regions",
-    Segment.COUNCIL: "Prefectural/provincial councils",
-    Segment.COMMUNE_ARRONDISSEMENTS: "Communes with arrondissements",
-    Segment.COMMUNE_250K_PLUS: "Communes > 250,000",
-    Segment.COMMUNE_100K_250K: "Communes 100,000-250,000",
-    Segment.COMMUNE_50K_100K: "Communes 50,000-100,000",
-    Segment.COMMUNE_15K_50K: "Communes 15,000-50,000",
-    Segment.COMMUNE_UNDER_15K: "Communes < 15,000",
-}
-
-COMMUNE_SEGMENTS = [s for s in Segment if s.value.startswith("commune_")]
+    # Limits and labels live only in standards/segments.yaml.
 
 
 class Tier(str, Enum):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterator, Literal
 
-from ctfleet.core.compliance import ControlResult, Source, Status, judge
+from ctfleet.core.compliance import ControlResult, Source, judge
 from ctfleet.core.models import Role
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
@@ -227,10 +227,3 @@ def sweep_results(sweep: Sweep, registry: Registry, norms: NormSet) -> Iterator[
                     yield ControlResult(ct=ct.code, device=None, control=cid, status=status, source=Source.SNMP if probe.method == "snmp" else Source.ICMP,
                                         evidence=f"{len(probe.rtts)}/{probe.sent} answered ({probe.method})",
                                         observed=None if observed is None else round(observed, 3), expected=r.value, observed_at=at)
-
-
-def status_of(results: list[ControlResult]) -> dict[Status, int]:
-    out = {s: 0 for s in Status}
-    for r in results:
-        out[r.status] += 1
-    return out
