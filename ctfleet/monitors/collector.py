@@ -401,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     from ctfleet.monitors.node_sd import node_sd_app
 
     extra = {NODE_TARGETS_PATH: node_sd_app(lambda: collector.registry)}  # the region's node_exporter targets (http_sd)
-    server = {"httpd": serve(registry, host.strip("[]"), int(port), web, extra=extra, version=collector.exporter.version)[0]}
+    server = {"httpd": serve(registry, host.strip("[]"), int(port), web, extra=extra, version=collector.exporter.version,
+                             render=collector.exporter.exposition)[0]}
 
     def reload() -> None:
         new_cfg, new_project, new_store, new_web = _load(args.config)
@@ -411,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
             server["httpd"].shutdown()
             server["httpd"].server_close()
             h, _, p = new_cfg.listen.rpartition(":")
-            server["httpd"] = serve(registry, h.strip("[]"), int(p), new_web, extra=extra, version=collector.exporter.version)[0]
+            server["httpd"] = serve(registry, h.strip("[]"), int(p), new_web, extra=extra, version=collector.exporter.version,
+                                    render=collector.exporter.exposition)[0]
             state.update(listen=new_cfg.listen, web=new_cfg.web_config)
         print(f"collector: reloaded {args.config} (shard {new_cfg.shard}, {len(collector.devices)} devices)", file=sys.stderr)
 
