@@ -15,11 +15,10 @@ import pytest
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
-from ctfleet.core.models import Tier
 from ctfleet.stacks.generate import default_config, generate, read_stack_file
 from ctfleet.stacks.hosting import Quota, cpu_quantity, parse_quantity
 from ctfleet.stacks.manifests import render
-from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, ascii_slug, ct_namespace, is_dns_label
+from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, ascii_slug, ct_namespace, is_dns_label, tenant_home
 from ctfleet.stacks.plan import plan_stack
 from ctfleet.stacks.policies import NormOracle, check
 from ctfleet.stacks.program import STACKS_DIR, load_inputs
@@ -87,17 +86,18 @@ def test_regional_tenants_are_the_regions_cts(inputs, plans):
     for name in REGION_STACKS:
         plan = plans[name]
         region = plan.ref.unit
-        hosted = sorted(c for c, ct in inputs.registry.cts.items() if ct.region_code == region and Tier.SDR in ct.tiers)
+        hosted = sorted(c for c, ct in inputs.registry.cts.items() if ct.region_code == region and tenant_home(ct) == "sdr")
         assert [t.namespace for t in plan.tenants] == [ct_namespace(c) for c in hosted] + [MONITORING_NAMESPACE, PKGCACHE_NAMESPACE]
         assert [t.members[0] for t in plan.tenants if t.kind == "ct"] == hosted
         total += len(hosted)
-    assert total == len(inputs.registry.cts) == 1590  # every CT uses its region's SDR cloud
+    # every CT uses its region's SDR cloud, but the 6 SDL communes and the 37 grouping members live in their SDL/ECI stack
+    assert total == len(inputs.registry.cts) - 6 - 37 == 1547
 
 
 def test_ct_tenant_names_and_labels(plans):
-    tenant = plans["sdr-tanger-tetouan-al-hoceima"].tenant("ct-01-511-01-0")
+    tenant = plans["sdl-tanger"].tenant("ct-01-511-01-0")
     assert tenant.labels == {
-        "ctfleet.ma/stack": "sdr-tanger-tetouan-al-hoceima", "ctfleet.ma/tier": "sdr", "ctfleet.ma/kind": "ct",
+        "ctfleet.ma/stack": "sdl-tanger", "ctfleet.ma/tier": "sdl", "ctfleet.ma/kind": "ct",
         "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/audit": "restricted",
         "pod-security.kubernetes.io/warn": "restricted",
         "ctfleet.ma/ct-code": "01.511.01.0", "ctfleet.ma/region": "01", "ctfleet.ma/segment": "commune_arrondissements",
@@ -120,7 +120,7 @@ def test_quotas_equal_the_norms_for_every_ct(inputs, rendered):
             if code:
                 assert quotas[ns_obj["metadata"]["name"]] == expected_quota(inputs, inputs.registry.cts[code]), code
                 seen += 1
-    assert seen == 1590 + 6
+    assert seen == 1547 + 6
 
 
 def test_segment_capacity_examples(inputs, plans):
@@ -191,7 +191,7 @@ def test_tenant_objects_and_counts(rendered, plans):
                      # allow-collector, allow-prometheus; package cache: default-deny + allow-tenant-flows, allow-apt-cacher-ng
                      "NetworkPolicy": cts * 2 + 4 + 3,
                      "ServiceAccount": 3, "ConfigMap": 3, "Service": 3, "Deployment": 3, "PersistentVolumeClaim": 2}
-    ns = "ct-04-421-01-0"
+    ns = "ct-04-441-01-08"
     assert sorted(o["metadata"]["name"] for o in objs if o["metadata"].get("namespace") == ns) == [
         "allow-tenant-flows", "default-deny", "tenant-limits", "tenant-operators", "tenant-quota"]
     flows = next(o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"] == {**o["metadata"], "namespace": ns,
@@ -368,7 +368,7 @@ def test_cli_list_and_generate(cli, tmp_path: Path):
     assert r.exit_code == 0
     rows = json.loads(r.output)
     assert len(rows) == 27 and all(row["config"] == "ok" for row in rows)
-    assert next(row for row in rows if row["stack"] == "sdr-marrakech-safi")["tenants"] == "262"
+    assert next(row for row in rows if row["stack"] == "sdr-marrakech-safi")["tenants"] == "257"
     r = cli("generate", "--dir", str(tmp_path))
     assert r.exit_code == 0
     assert "27 stacks: 27 written" in r.output
@@ -386,3 +386,31 @@ def test_cli_plan_accepts_a_secret_kubeconfig(cli, tmp_path: Path):
     assert "Y2lwaGVydGV4dA" not in r.output
     r = cli("plan", "sdl-sale")  # the committed file has none yet: said, not refused
     assert r.exit_code == 0 and "(not set yet: pulumi up refuses to run without it)" in r.output
+
+
+def test_one_home_per_tenant_over_all_27_stacks(inputs):
+    """Every stack planned from its committed config: no namespace and no CT in two stacks, every hosted CT in one."""
+    from ctfleet.stacks.names import tenant_home
+    from ctfleet.stacks.program import plan_for
+
+    where: dict[str, list[str]] = {}
+    ct_home: dict[str, list[str]] = {}
+    for name in inputs.stacks:
+        raw, _ = read_stack_file(ROOT / STACKS_DIR / f"Pulumi.{name}.yaml")
+        for t in plan_for(inputs, name, raw).tenants:
+            where.setdefault(t.namespace, []).append(name)
+            for code in t.members:
+                ct_home.setdefault(code, []).append(name)
+    assert len(inputs.stacks) == 27
+    twice = {ns: stacks for ns, stacks in where.items() if len(stacks) > 1}
+    # the two system namespaces exist once per cloud (each stack has its own cluster), never a tenant's
+    assert set(twice) == {MONITORING_NAMESPACE, PKGCACHE_NAMESPACE}
+    assert {ns: len(s) for ns, s in twice.items()} == {MONITORING_NAMESPACE: 13, PKGCACHE_NAMESPACE: 12}
+    assert {code: s for code, s in ct_home.items() if len(s) > 1} == {}
+    hosted = {c for c, ct in inputs.registry.cts.items() if tenant_home(ct)}
+    assert set(ct_home) == hosted
+    sdl = [c for c in hosted if tenant_home(inputs.registry.cts[c]) == "sdl"]
+    eci = [c for c in hosted if tenant_home(inputs.registry.cts[c]) == "eci"]
+    assert len(sdl) == 6 and len(eci) == 37
+    for code in sdl + eci:  # the ones the SDR stacks used to declare too
+        assert not ct_home[code][0].startswith("sdr-"), code

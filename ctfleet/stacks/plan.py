@@ -15,6 +15,9 @@ Which tenants each tier hosts:
 - sdr: one per CT of the region hosted by its SDR + the region's monitoring and package cache
 - eci: one for the grouping, sized by the sum of its hosted members' norms
 - sdl: one for the commune with arrondissements, sized by its norm
+
+Each CT's tenant lives in exactly one stack, the one :func:`~ctfleet.stacks.names.tenant_home`
+names (SDL, else its grouping's ECI/GCT, else its region's SDR).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 
 from ctfleet.core.conventions import COLLECTOR_JOB, COLLECTOR_PORT, QUOTA_CONTROLS
-from ctfleet.core.models import CT, Tier
+from ctfleet.core.models import CT
 from ctfleet.core.norms import NormSet, Resolved
 from ctfleet.core.registry import Registry
 from ctfleet.stacks.config import StackConfig
@@ -40,6 +43,7 @@ from ctfleet.stacks.names import (
     label,
     platform_namespace,
     region_stack,
+    tenant_home,
 )
 
 Kind = Literal["ct", "grouping", "platform", "system"]
@@ -310,7 +314,7 @@ def _plan_national(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
 
 def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting: HostingCatalogue, rules) -> StackPlan:
     region = ref.unit
-    cts = sorted((ct for ct in registry.cts.values() if ct.region_code == region and Tier.SDR in ct.tiers), key=lambda c: c.code)
+    cts = sorted((ct for ct in registry.cts.values() if ct.region_code == region and tenant_home(ct) == "sdr"), key=lambda c: c.code)
     flows = (DNS, _from_ingress(cfg), FROM_MONITORING, TO_PKGCACHE)
     tenants = [ct_tenant(ref, cfg, ct, norms, flows) for ct in cts]
 
@@ -396,7 +400,7 @@ def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
 
 def _plan_grouping(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting, rules) -> StackPlan:
     g = registry.groupings[ref.unit]
-    members = [registry.cts[m] for m in g.members if m in registry.cts and Tier.ECI in registry.cts[m].tiers]
+    members = [registry.cts[m] for m in g.members if m in registry.cts and tenant_home(registry.cts[m]) == "eci"]
     quota = Quota(0, 0, 0, 0)
     for ct in members:
         quota = quota + norm_quota(norms, ct)[0]

@@ -37,11 +37,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
-from ctfleet.core.models import Tier
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
 from ctfleet.stacks.hosting import HostingCatalogue, Quota, parse_quantity
-from ctfleet.stacks.names import is_label_key, is_label_value, label
+from ctfleet.stacks.names import is_label_key, is_label_value, label, tenant_home
 
 POLICIES = {
     "tenant-labels": "tenant namespaces carry the required labels with valid values, and Pod Security Admission at the norm's level (HST-5)",
@@ -148,7 +147,7 @@ class NormOracle:
             g = self.registry.groupings.get(labels.get(label("grouping"), ""))
             if g is None:
                 return f"grouping {labels.get(label('grouping'))!r} is not in inventory/groupings.yaml"
-            parts = [self._ct(m) for m in g.members if m in self.registry.cts and Tier.ECI in self.registry.cts[m].tiers]
+            parts = [self._ct(m) for m in g.members if m in self.registry.cts and tenant_home(self.registry.cts[m]) == "eci"]
             exps = [p for p in parts if isinstance(p, Expectation)]
             total = Quota(0, 0, 0, 0)
             for e in exps:
