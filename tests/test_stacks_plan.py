@@ -414,3 +414,50 @@ def test_one_home_per_tenant_over_all_27_stacks(inputs):
     assert len(sdl) == 6 and len(eci) == 37
     for code in sdl + eci:  # the ones the SDR stacks used to declare too
         assert not ct_home[code][0].startswith("sdr-"), code
+
+
+# ------------------------------------------------------------------ data safety
+def test_destructive_changes_against_the_deployed_inventory(cli, inputs, tmp_path: Path):
+    """A storage-class change and a tenant leaving the stack are shown as destructive and refused unless the config allows it."""
+    from ctfleet.stacks.readout import load_plan
+    from ctfleet.stacks.safety import data_inventory
+
+    deployed = data_inventory(render(load_plan(inputs, "sdr-dakhla-oued-ed-dahab")))
+    assert deployed["volumes"]["ctfleet-monitoring/prometheus-data"]["storageClassName"] is None
+    deployed["namespaces"].append("ct-12-999-01-01")  # a tenant the registry no longer puts in this stack
+    inventory = tmp_path / "deployed.json"
+    inventory.write_text(json.dumps(deployed), encoding="utf-8")
+    text = (ROOT / STACKS_DIR / "Pulumi.sdr-dakhla-oued-ed-dahab.yaml").read_text(encoding="utf-8")
+    changed = tmp_path / "Pulumi.sdr-dakhla-oued-ed-dahab.yaml"
+    changed.write_text(text + "  ctfleet:storageClass: fast-ssd\n", encoding="utf-8")
+
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--deployed", str(inventory), "--json")
+    assert r.exit_code == 1  # the committed config: only the removed tenant, refused
+    assert json.loads(r.output)["destructive_changes"] == [
+        "Namespace/ct-12-999-01-01: the tenant is no longer declared by this stack: deleting the namespace deletes everything "
+        "in it (its CT moved to another tier, or left the registry)"]
+    deployed["namespaces"].remove("ct-12-999-01-01")
+    inventory.write_text(json.dumps(deployed), encoding="utf-8")
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--deployed", str(inventory), "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["destructive_changes"] == []
+    deployed["namespaces"].append("ct-12-999-01-01")
+    inventory.write_text(json.dumps(deployed), encoding="utf-8")
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--config", str(changed), "--deployed", str(inventory), "--json")
+    assert r.exit_code == 1
+    assert json.loads(r.output)["destructive_changes"] == [
+        "Namespace/ct-12-999-01-01: the tenant is no longer declared by this stack: deleting the namespace deletes everything "
+        "in it (its CT moved to another tier, or left the registry)",
+        "PersistentVolumeClaim/ctfleet-monitoring/prometheus-data: storageClassName (cluster default) -> fast-ssd replaces the "
+        "volume and its data",
+        "PersistentVolumeClaim/ctfleet-pkgcache/apt-cacher-ng-data: storageClassName (cluster default) -> fast-ssd replaces the "
+        "volume and its data",
+    ]
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--config", str(changed), "--deployed", str(inventory))
+    assert r.exit_code == 1 and "pulumi up refuses them (protected)" in r.output
+    changed.write_text(text + "  ctfleet:storageClass: fast-ssd\n  ctfleet:allowDestructiveChanges: true\n", encoding="utf-8")
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--config", str(changed), "--deployed", str(inventory))
+    assert r.exit_code == 0, r.output
+    assert "allowed by ctfleet:allowDestructiveChanges" in r.output
+    inventory.write_text("not json", encoding="utf-8")
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--deployed", str(inventory))
+    assert r.exit_code == 1 and f"{inventory}: not JSON" in r.output.replace("\n", "")

@@ -16,7 +16,7 @@ import hashlib
 from typing import Any
 
 from ctfleet.stacks.hosting import cpu_quantity, gib_quantity
-from ctfleet.stacks.names import label
+from ctfleet.stacks.names import DESTRUCTIVE_ALLOWED, label
 from ctfleet.stacks.plan import NAME, RUN_AS, AppPlan, Flow, Peer, StackPlan, TenantPlan
 
 Manifest = dict[str, Any]
@@ -191,7 +191,9 @@ def app_objects(a: AppPlan, stack_labels: dict[str, str]) -> list[Manifest]:
         pvc: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": gib_quantity(a.spec.dataGiB)}}}
         if a.storage_class:
             pvc["storageClassName"] = a.storage_class
-        objs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _md(f"{a.name}-data", ns, labels), "spec": pvc})
+        annotations = {DESTRUCTIVE_ALLOWED: "true"} if a.allow_destructive else None
+        objs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _md(f"{a.name}-data", ns, labels, annotations),
+                     "spec": pvc})
         mounts.append({"name": "data", "mountPath": a.data_mount})
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": f"{a.name}-data"}})
     container: dict[str, Any] = {

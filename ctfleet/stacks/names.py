@@ -81,6 +81,11 @@ def label(name: str) -> str:
     return f"{LABEL_PREFIX}/{name}"
 
 
+#: The annotation on a tenant's Namespace and a workload's PVC when the stack's config allows
+#: this update to delete or replace them (``ctfleet:allowDestructiveChanges: true``).
+DESTRUCTIVE_ALLOWED = label("destructive-changes-allowed")
+
+
 def is_dns_label(name: str) -> bool:
     return len(name) <= 63 and bool(DNS1123_LABEL.match(name))
 

@@ -22,7 +22,7 @@ names (SDL, else its grouping's ECI/GCT, else its region's SDR).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ruamel.yaml import YAML
@@ -34,6 +34,7 @@ from ctfleet.core.registry import Registry
 from ctfleet.stacks.config import StackConfig
 from ctfleet.stacks.hosting import AppSpec, HostingCatalogue, Quota, QuotaSpec
 from ctfleet.stacks.names import (
+    DESTRUCTIVE_ALLOWED,
     MONITORING_NAMESPACE,
     PKGCACHE_NAMESPACE,
     StackRef,
@@ -141,6 +142,7 @@ class AppPlan:
     storage_class: str | None = None
     sysctls: tuple[tuple[str, str], ...] = ()  # namespaced "safe" sysctls only (allowed under PSA restricted)
     env_from_secret: str | None = None  # an optional Secret whose keys become environment variables
+    allow_destructive: bool = False  # the stack's config lets this update replace the volume
 
 
 @dataclass
@@ -157,6 +159,10 @@ class StackPlan:
 
     def tenant(self, namespace: str) -> TenantPlan:
         return next(t for t in self.tenants if t.namespace == namespace)
+
+    def quota_total(self) -> Quota:
+        """The capacity the stack hands out: the sum of its tenants' quotas."""
+        return sum((t.quota for t in self.tenants), Quota(0, 0, 0, 0))
 
 
 # ------------------------------------------------------------------ capacity from the norms
@@ -267,7 +273,14 @@ def plan_stack(ref: StackRef, cfg: StackConfig, registry: Registry, norms: NormS
                rules: dict[str, str] | None = None) -> StackPlan:
     """Everything ``ref``'s stack declares. ``rules``: Prometheus rule files by name (regional only)."""
     planner = {"national": _plan_national, "sdr": _plan_regional, "eci": _plan_grouping, "sdl": _plan_sdl}[ref.tier]
-    return planner(ref, cfg, registry, norms, hosting, rules or {})
+    plan = planner(ref, cfg, registry, norms, hosting, rules or {})
+    if cfg.allowDestructiveChanges:
+        # said on the objects themselves, so the policy pack sees why they are not protected
+        plan.tenants = [replace(t, annotations=t.annotations | {DESTRUCTIVE_ALLOWED: "true"}) for t in plan.tenants]
+        plan.apps = [replace(a, allow_destructive=True) for a in plan.apps]
+        plan.notes.append("ctfleet:allowDestructiveChanges is true: namespaces and volumes are not protected for this update; "
+                          "set it back to false afterwards")
+    return plan
 
 
 def _plan_national(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting: HostingCatalogue, rules) -> StackPlan:
@@ -375,7 +388,7 @@ def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
         prom_config["rule_files"] = [f"/etc/prometheus/{name}" for name in rule_files]
     apps = [
         AppPlan("collector", MONITORING_NAMESPACE, cfg.image("collector"), COLLECTOR_PORT, hosting.apps.collector,
-                {"collector.yaml": _yaml(collector_config)}, "/etc/ctfleet",
+                {"collector.yaml": yaml_text(collector_config)}, "/etc/ctfleet",
                 args=("--config", "/etc/ctfleet/collector.yaml"),
                 # SNMP credentials (env:CTFLEET_SNMP_<region> references), from a Secret the SDR
                 # team creates out of band, so no credential passes through Pulumi state
@@ -401,9 +414,7 @@ def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
 def _plan_grouping(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting, rules) -> StackPlan:
     g = registry.groupings[ref.unit]
     members = [registry.cts[m] for m in g.members if m in registry.cts and tenant_home(registry.cts[m]) == "eci"]
-    quota = Quota(0, 0, 0, 0)
-    for ct in members:
-        quota = quota + norm_quota(norms, ct)[0]
+    quota = sum((norm_quota(norms, ct)[0] for ct in members), Quota(0, 0, 0, 0))
     sources = sorted({norm_quota(norms, ct)[1] for ct in members})
     psa_deny = {_security(norms, ct) for ct in members}
     # the strictest member wins: one namespace cannot be less strict than any CT it serves
@@ -443,14 +454,14 @@ PassThroughPattern: .*:443$
 
 def _prometheus_app(name: str, cfg: StackConfig, spec: AppSpec, prom_config: dict, rule_files: dict[str, str]) -> AppPlan:
     return AppPlan(name, MONITORING_NAMESPACE, cfg.image("prometheus"), PROMETHEUS_PORT, spec,
-                   {"prometheus.yml": _yaml(prom_config)} | rule_files, "/etc/prometheus",
+                   {"prometheus.yml": yaml_text(prom_config)} | rule_files, "/etc/prometheus",
                    args=("--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",
                          f"--storage.tsdb.retention.time={cfg.prometheusRetention}"),
                    data_mount="/prometheus", probe={"httpGet": {"path": "/-/ready", "port": "http"}},
                    storage_class=cfg.storageClass)
 
 
-def _yaml(data: Any) -> str:
+def yaml_text(data: Any) -> str:
     import io
 
     y = YAML(typ="safe", pure=True)
