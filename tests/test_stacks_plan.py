@@ -98,8 +98,10 @@ def test_ct_tenant_names_and_labels(plans):
     tenant = plans["sdl-tanger"].tenant("ct-01-511-01-0")
     assert tenant.labels == {
         "ctfleet.ma/stack": "sdl-tanger", "ctfleet.ma/tier": "sdl", "ctfleet.ma/kind": "ct",
+        "app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "ctfleet", "app.kubernetes.io/component": "tenant",
         "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/audit": "restricted",
-        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/enforce-version": "v1.33",
+        "pod-security.kubernetes.io/audit-version": "v1.33", "pod-security.kubernetes.io/warn-version": "v1.33",
         "ctfleet.ma/ct-code": "01.511.01.0", "ctfleet.ma/region": "01", "ctfleet.ma/segment": "commune_arrondissements",
         "ctfleet.ma/lot": "1",
     }
@@ -118,7 +120,12 @@ def test_quotas_equal_the_norms_for_every_ct(inputs, rendered):
         for ns_obj in (o for o in rendered[name] if o["kind"] == "Namespace"):
             code = ns_obj["metadata"]["labels"].get("ctfleet.ma/ct-code")
             if code:
-                assert quotas[ns_obj["metadata"]["name"]] == expected_quota(inputs, inputs.registry.cts[code]), code
+                hard = quotas[ns_obj["metadata"]["name"]]
+                assert {k: hard[k] for k in expected_quota(inputs, inputs.registry.cts[code])} == \
+                    expected_quota(inputs, inputs.registry.cts[code]), code
+                # Capsule-style object quotas: no LoadBalancer or NodePort Service, claims and ephemeral storage capped
+                assert hard["services.loadbalancers"] == hard["services.nodeports"] == "0", code
+                assert int(hard["persistentvolumeclaims"]) >= 1 and hard["requests.ephemeral-storage"] == f"{2 * int(hard['pods'])}Gi"
                 seen += 1
     assert seen == 1547 + 6
 
@@ -197,12 +204,15 @@ def test_tenant_objects_and_counts(rendered, plans):
     flows = next(o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"] == {**o["metadata"], "namespace": ns,
                                                                                        "name": "allow-tenant-flows"})
     assert flows["metadata"]["annotations"]["ctfleet.ma/flows"].split("; ") == [
-        "ingress[0] from-ingress: published services are reached through the ingress controller",
-        "ingress[1] from-monitoring: the cloud's Prometheus scrapes the tenant's metrics",
-        "egress[0] dns: name resolution through the cluster DNS",
-        "egress[1] to-pkgcache: Debian/Ubuntu packages through the region's cache (low-bandwidth communes)",
+        "ingress[0] same-namespace-in: the tenant's pods reach each other",
+        "ingress[1] from-ingress: published services are reached through the ingress controller",
+        "ingress[2] from-monitoring: the cloud's Prometheus scrapes the tenant's metrics",
+        "egress[0] same-namespace-out: the tenant's pods reach each other",
+        "egress[1] dns: name resolution through the cluster DNS",
+        "egress[2] to-pkgcache: Debian/Ubuntu packages through the region's cache (low-bandwidth communes)",
     ]
-    assert flows["spec"]["egress"][1] == {
+    assert flows["spec"]["ingress"][0] == {"from": [{"podSelector": {}}]}  # its own namespace's pods only
+    assert flows["spec"]["egress"][2] == {
         "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ctfleet-pkgcache"}},
                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "apt-cacher-ng"}}}],
         "ports": [{"protocol": "TCP", "port": 3142}]}
@@ -461,3 +471,38 @@ def test_destructive_changes_against_the_deployed_inventory(cli, inputs, tmp_pat
     inventory.write_text("not json", encoding="utf-8")
     r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--deployed", str(inventory))
     assert r.exit_code == 1 and f"{inventory}: not JSON" in r.output.replace("\n", "")
+
+
+# ------------------------------------------------------------------ tenancy
+def _quota_admits(hard: dict, used: dict, add: dict) -> bool:
+    """Kubernetes ResourceQuota admission: refused when any tracked resource would exceed its hard limit."""
+    return all(parse_quantity(used.get(k, 0)) + parse_quantity(v) <= parse_quantity(hard[k]) + 1e-9
+               for k, v in add.items() if k in hard)
+
+
+def test_a_default_sized_tenant_runs_its_full_pod_quota(rendered):
+    """Pods that state no resources take the LimitRange defaults; every tenant of every stack can start `pods` of them."""
+    checked = 0
+    for name, objs in rendered.items():
+        limits = {o["metadata"]["namespace"]: o["spec"]["limits"][0] for o in objs if o["kind"] == "LimitRange"}
+        for q in (o for o in objs if o["kind"] == "ResourceQuota"):
+            hard, lr = q["spec"]["hard"], limits[q["metadata"]["namespace"]]
+            pod = {"pods": 1} | {f"requests.{r}": v for r, v in lr["defaultRequest"].items()} \
+                | {f"limits.{r}": v for r, v in lr["default"].items()}
+            used: dict = {}
+            for _ in range(int(hard["pods"])):
+                assert _quota_admits(hard, used, pod), (name, q["metadata"]["namespace"], used)
+                used = {k: parse_quantity(used.get(k, 0)) + parse_quantity(v) for k, v in pod.items()}
+            assert not _quota_admits(hard, used, pod)  # and the next one is refused by the pod count, not before
+            checked += 1
+    assert checked == sum(1 for objs in rendered.values() for o in objs if o["kind"] == "Namespace") == 1596
+
+
+def test_a_load_balancer_service_is_refused_by_quota_in_a_ct_tenant(rendered):
+    objs = rendered["sdr-oriental"]
+    ct_quotas = [o["spec"]["hard"] for o in objs if o["kind"] == "ResourceQuota" and o["metadata"]["namespace"].startswith("ct-")]
+    assert len(ct_quotas) > 100
+    for hard in ct_quotas:
+        assert not _quota_admits(hard, {}, {"services": 1, "services.loadbalancers": 1})
+        assert not _quota_admits(hard, {}, {"services": 1, "services.nodeports": 1})
+        assert _quota_admits(hard, {}, {"services": 1})  # a ClusterIP Service behind the ingress is fine

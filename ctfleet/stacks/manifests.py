@@ -78,7 +78,7 @@ def tenant_objects(t: TenantPlan, role: str) -> list[Manifest]:
         {"apiVersion": "v1", "kind": "Namespace",
          "metadata": {"name": ns, "labels": dict(t.labels), "annotations": dict(t.annotations)}},
         {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": _md(QUOTA, ns, owned),
-         "spec": {"hard": t.quota.hard()}},
+         "spec": {"hard": t.quota.hard() | t.objects}},
         {"apiVersion": "v1", "kind": "LimitRange", "metadata": _md(LIMITS, ns, owned), "spec": {"limits": _limits(t)}},
     ]
     if t.default_deny:
@@ -108,6 +108,8 @@ def _limits(t: TenantPlan) -> list[dict]:
     """
     q = t.quota
     share = {"cpu": f"{max(1, int(q.cpu * 1000 // q.pods))}m", "memory": f"{max(1, int(q.memory_gib * 1024 // q.pods))}Mi"}
+    if t.ephemeral_gib_per_pod:
+        share["ephemeral-storage"] = gib_quantity(t.ephemeral_gib_per_pod)
     container = {
         "type": "Container",
         "default": dict(share),

@@ -66,7 +66,8 @@ REQUIRED_LABELS = {
     "system": [label("system")],
 }
 QUOTA_KEYS = (("requests.cpu", "limits.cpu", "cpu"), ("requests.memory", "limits.memory", "memory"),
-              ("requests.storage",), ("pods",))
+              ("requests.storage",), ("pods",), ("services.loadbalancers",), ("services.nodeports",),
+              ("persistentvolumeclaims",), ("requests.ephemeral-storage", "limits.ephemeral-storage"))
 POD_KINDS = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"}
 
 
