@@ -41,7 +41,6 @@ import io
 import ipaddress
 import math
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Literal
