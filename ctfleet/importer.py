@@ -94,6 +94,47 @@ class Row:
         return Problem(self.file, message, line=self.line, column=column, valid=valid)
 
 
+def format_help() -> str:
+    """The import format, column by column, from the importer's own rules (shown by
+    ``ctfleet import --help`` and in the README, which a test keeps equal to this)."""
+    low, high = unit_range("Mbit/s")
+    link = ", ".join(t.value for t in LinkType)
+    backup = ", ".join(t for t in _link_types(False))
+    routers = ", ".join(sorted(p.value for p in PLATFORMS_BY_ROLE[Role.ROUTER]))
+    hosts = ", ".join(sorted(p.value for p in PLATFORMS_BY_ROLE[Role.SERVER]))
+    rows = [
+        ("sites", "site_code", "yes", "S- and the CT code with dashes, optionally -suffix: S-01-511-01-01, S-01-511-01-01-annexe; unique, case ignored"),
+        ("sites", "ct_code", "yes", "HCP code as text: 01 (region), 01.511 (province), 01.511.01.01 (commune)"),
+        ("sites", "name", "yes", "text"),
+        ("sites", "uplink_type", "yes", link),
+        ("sites", "uplink_mbps", "yes", f"number, {low:,} to {high:,} (dot or, in a ;-separated file, comma for decimals)"),
+        ("sites", "backup_type", "no", f"{backup}; empty with backup_mbps for no backup link"),
+        ("sites", "backup_mbps", "no", "as uplink_mbps; given exactly when backup_type is"),
+        ("devices", "hostname", "yes", "letters, digits, '-' (case folded), at most 63; unique"),
+        ("devices", "site_code", "yes", "a site of this import or already in the fleet directory"),
+        ("devices", "role", "yes", ", ".join(r.value for r in Role)),
+        ("devices", "platform", "yes", f"router: {routers}; server, workstation: {hosts}"),
+        ("devices", "os_version", "no", "text, e.g. debian-12"),
+        ("devices", "mgmt_address", "no", "unicast IPv4 or IPv6 address, one device each"),
+        ("devices", "credentials_ref", "no", "env:NAME, file:/absolute/path or vault:FILE#key - never a password"),
+        ("devices", "snmp_version", "no", ", ".join(SNMP_VERSIONS) + " (empty: none)"),
+    ]
+    width = max(len(c) for _, c, _, _ in rows)
+    lines = [f"  {table:<8} {column:<{width}} {req:<4} {what}" for table, column, req, what in rows]
+    return "\n".join([
+        "Files: .csv (UTF-8; comma- or semicolon-separated) or .xlsx with a sheet named sites and/or devices",
+        "(other sheets are ignored; a hidden sites/devices sheet or two sheets for one table are refused).",
+        "Row 1 is the header (column names, any case, any order). Codes are typed as text, never as numbers.",
+        "",
+        f"  {'table':<8} {'column':<{width}} {'req.':<4} valid values",
+        *lines,
+        "",
+        "Every problem of every file is reported at once (file, row, column, what is valid); nothing is",
+        "written unless the whole input is valid. The fleet directory is replaced as one unit: the new",
+        "sites.csv and devices.csv are written beside the old ones and switched in one step.",
+    ])
+
+
 # ---------------------------------------------------------------- reading tables
 def read_table(path: Path | str, kind: Kind | None = None) -> tuple[Kind, list[Row]]:
     """One table: a CSV file, or one sheet of a workbook (``kind`` or its only known sheet).

@@ -239,18 +239,32 @@ def validate() -> None:
               + f" [{r.fleet_label}]")
 
 
-@app.command("import")
+def _import_help() -> str:
+    from ctfleet.importer import format_help
+
+    paragraphs = [*format_help().split("\n\n"), "Example: ctfleet import sites-04.xlsx devices-04.csv --into /srv/ctfleet/fleet-04"]
+    # "\b" before a paragraph keeps Click from re-wrapping it (the column table above all).
+    return "Import sites and devices from regional spreadsheets into a fleet directory.\n\n" + \
+        "\n\n".join("\b\n" + p for p in paragraphs)
+
+
+@app.command("import", help=_import_help())
 @reports_errors
 def import_(files: list[Path] = typer.Argument(..., help="CSV or XLSX files of sites and/or devices."),
             into: Path = typer.Option(..., "--into", help="Fleet directory to merge into (sites.csv, devices.csv)."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Validate only; write nothing.")) -> None:
-    """Import sites and devices from regional spreadsheets; all bad rows are reported at once and nothing is written unless the whole input is valid."""
     from ctfleet.importer import import_files
 
     p = project(with_fleet=False)
     summary = import_files(files, p.national, into, dry_run=dry_run)
     verb = "would write" if dry_run else "wrote"
-    out.print(f"ok: {verb} {summary}")
+    t = Table(title=f"{verb} {summary['out_dir']} from {', '.join(summary['files'])}")
+    for col in ("table", "rows imported", "added", "updated", "total in the fleet"):
+        t.add_column(col, justify="left" if col == "table" else "right")
+    for kind in ("sites", "devices"):
+        c = summary[kind]
+        t.add_row(kind, f"{c['imported']:,}", f"{c['added']:,}", f"{c['updated']:,}", f"{c['total']:,}")
+    out.print(t)
 
 
 @app.command()

@@ -21,7 +21,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from ctfleet.cli.common import err, out
+from ctfleet.cli.common import err, fail, out, styled
 from ctfleet.core.errors import CtfleetError, InputError, Problem
 
 
@@ -54,8 +54,7 @@ def _paths(project):
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
-    raise typer.Exit(1)
+    fail(exc)
 
 
 def _execute(request, paths) -> int:
@@ -64,13 +63,13 @@ def _execute(request, paths) -> int:
     from ctfleet.rollout.runner import expected_tasks, run_rollout
 
     for note in build(request, paths, run_id="-").notes:
-        err.print(f"[dim]{note}[/]", markup=True)
+        err.print(styled(note, "dim"))
     with HostProgress(err, expected=expected_tasks(paths, request)) as progress:
         outcome = run_rollout(request, paths, on_event=progress.on_event)
     mode = "audit" if request.audit else "rollout"
     out.print(summary_table(outcome.state, f"{mode} {Path(request.playbook).name} on {request.selection}: {outcome.runner_status}"))
     if not outcome.state.hosts:
-        err.print(f"[yellow]no host matched {outcome.invocation.limit!r} in the inventory[/]", markup=True)
+        err.print(styled(f"no host matched {outcome.invocation.limit!r} in the inventory", "yellow"))
     out.print(f"run {outcome.run_id}: {outcome.results_written} control result(s) written to {paths.results}; "
               f"record {outcome.record}; artifacts {outcome.artifacts}")
     if outcome.failed_hosts:

@@ -19,7 +19,7 @@ from ctfleet.core.errors import CtfleetError, InputError, Problem, one_of
 
 app = typer.Typer(help="Pulumi stacks: national, regional (SDR), ECI/GCT and SDL clouds.", no_args_is_help=True)
 
-from ctfleet.cli.common import out  # noqa: E402
+from ctfleet.cli.common import out, styled  # noqa: E402
 from ctfleet.cli.common import reports_errors as _reports_errors  # noqa: E402
 
 
@@ -73,7 +73,7 @@ def generate_cmd(
     for p in result.written:
         out.print(f"  wrote {p.name}")
     for p in result.stale:
-        out.print(f"  [yellow]stale:[/] {p.name} names no hosting unit of the registry (not deleted)")
+        out.print("  ", styled("stale:", "yellow"), f" {p.name} names no hosting unit of the registry (not deleted)", sep="")
 
 
 # ------------------------------------------------------------------ list
@@ -124,7 +124,7 @@ def plan_cmd(
     plan = load_plan(inputs, stack, config_file)
     objects = render(plan)
     if manifests:
-        out.print("---\n".join(_yaml(o) for o in objects), markup=False, soft_wrap=True)
+        out.print("---\n".join(_yaml(o) for o in objects), soft_wrap=True)
         return
     violations = check(objects, NormOracle(inputs.registry, inputs.norms, inputs.hosting))
     kinds = Counter(o["kind"] for o in objects)
@@ -153,7 +153,7 @@ def plan_cmd(
 def _print_plan(plan, summary: dict, violations) -> None:
     from ctfleet.stacks.policies import POLICIES
 
-    out.print(f"[bold]{plan.ref.name}[/] — {plan.ref.title}")
+    out.print(styled(plan.ref.name, "bold"), f" — {plan.ref.title}", sep="")
     out.print(f"target: {summary['target']}")
     out.print("declares: " + ", ".join(f"{n} {kind}" for kind, n in summary["objects"].items())
               + f" ({sum(summary['objects'].values())} objects)")
@@ -206,9 +206,9 @@ def _print_plan(plan, summary: dict, violations) -> None:
     p.add_column("result")
     for pid, text in POLICIES.items():
         found = [v for v in violations if v.policy == pid]
-        p.add_row(pid, text, "[green]pass[/]" if not found else f"[red]{len(found)} violation(s)[/]")
+        p.add_row(pid, text, styled("pass", "green") if not found else styled(f"{len(found)} violation(s)", "red"))
     out.print(p)
     for v in violations:
-        out.print(f"  [red]{v}[/]")
+        out.print("  ", styled(v, "red"), sep="")
     for note in plan.notes:
-        out.print(f"[yellow]note:[/] {note}")
+        out.print(styled("note:", "yellow"), f" {note}", sep="")
