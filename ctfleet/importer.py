@@ -6,9 +6,14 @@ first row is the header; column names are matched case-insensitively.
 
 ``sites`` table::
 
-    site_code,ct_code,name,uplink_type,uplink_mbps,backup_type,backup_mbps
-    S-01-511-01-01,01.511.01.01,Hôtel de la commune d'Assilah,adsl,8,4g,20
-    S-01-511-01-01-annexe,01.511.01.01,Annexe administrative,4g,10,,
+    site_code,ct_code,name,uplink_type,uplink_mbps,backup_type,backup_mbps,uplink_interface
+    S-01-511-01-01,01.511.01.01,Hôtel de la commune d'Assilah,adsl,8,4g,20,name:Dialer0
+    S-01-511-01-01-annexe,01.511.01.01,Annexe administrative,4g,10,,,
+
+``uplink_interface`` (optional column) is the router interface of the uplink, for the
+collector: ``index:N`` (ifIndex), ``name:NAME`` (ifName or ifDescr) or
+``description:REGEX`` (searched in the interface description, ifAlias); empty = the
+collector's heuristic chooses.
 
 ``devices`` table::
 
@@ -49,7 +54,8 @@ from pydantic import ValidationError
 
 from ctfleet.core.conventions import unit_range
 from ctfleet.core.errors import InputError, InputErrors, Problem, one_of
-from ctfleet.core.models import PLATFORMS_BY_ROLE, Device, Link, LinkType, Platform, Role, Site, code_slug
+from ctfleet.core.models import (PLATFORMS_BY_ROLE, UPLINK_INTERFACE_FORMS, Device, Link, LinkType, Platform, Role, Site,
+                                 code_slug, interface_ref_problem)
 from ctfleet.core.secrets import CredentialRef
 from ctfleet.edges.dirswap import read_files, replace_dir, write_file
 
@@ -60,6 +66,7 @@ Kind = Literal["sites", "devices"]
 KINDS: tuple[Kind, ...] = ("sites", "devices")
 
 SITE_COLUMNS = ["site_code", "ct_code", "name", "uplink_type", "uplink_mbps", "backup_type", "backup_mbps"]
+OPTIONAL: dict[Kind, list[str]] = {"sites": ["uplink_interface"], "devices": []}  # accepted, written when used
 DEVICE_COLUMNS = ["hostname", "site_code", "role", "platform", "os_version", "mgmt_address", "credentials_ref", "snmp_version"]
 COLUMNS: dict[Kind, list[str]] = {"sites": SITE_COLUMNS, "devices": DEVICE_COLUMNS}
 REQUIRED: dict[Kind, list[str]] = {
@@ -72,7 +79,7 @@ SITE_SUFFIX = r"(-[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*)?"  # a CT's further sites: -
 SITE_CODE = re.compile(r"^S-[0-9]+(-[0-9]+)*" + SITE_SUFFIX + "$")
 _SUFFIX = re.compile(SITE_SUFFIX)
 HOSTNAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-SNMP_VERSIONS = ("v3", "v2c", "none")
+SNMP_VERSIONS = ("v3", "v2c", "v1", "none")
 ROLE_ORDER = {r: i for i, r in enumerate(Role)}
 
 
@@ -399,7 +406,7 @@ def _check_header(display: str, header: list[str], kind: Kind) -> None:
     if missing:
         problems.append(Problem(display, f"missing column(s) {', '.join(missing)} of a {kind} table", line=1,
                                 valid=f"columns {', '.join(COLUMNS[kind])}"))
-    unknown = [c for c in header if c not in COLUMNS[kind]]
+    unknown = [c for c in header if c not in COLUMNS[kind] and c not in OPTIONAL[kind]]
     if unknown:
         problems.append(Problem(display, f"unknown column(s) {', '.join(repr(c) for c in unknown)} in a {kind} table", line=1,
                                 valid=f"columns {', '.join(COLUMNS[kind])}"))
@@ -474,8 +481,14 @@ def _site(row: Row, registry: Registry, problems: list[Problem]) -> Site | None:
         p(row.problem("site_code", f"site code {code!r} does not belong to CT {ct_code}", valid=f"S-{slug} or S-{slug}-<suffix>"))
     uplink = _link(row, "uplink_type", "uplink_mbps", problems, required=True)
     backup = _link(row, "backup_type", "backup_mbps", problems, required=False)
+    interface = row.get("uplink_interface") or None
+    if interface and interface_ref_problem(interface):
+        p(row.problem("uplink_interface", interface_ref_problem(interface), valid=UPLINK_INTERFACE_FORMS))
+        return None
     if not (code and ct_code and name and uplink):
         return None
+    if interface:
+        uplink = uplink.model_copy(update={"interface": interface})
     return Site(code=code, ct_code=ct_code, name=name, uplink=uplink, backup=backup)
 
 
@@ -719,9 +732,11 @@ def write_fleet_dir(directory: Path, sites: list[Site], devices: list[Device]) -
     interruption the previous fleet stays as it was."""
     sites = sorted(sites, key=lambda s: s.code)
     devices = sorted(devices, key=lambda d: (d.site_code, ROLE_ORDER[d.role], d.hostname))
+    # the optional uplink_interface column is written only when a site declares one
+    columns = SITE_COLUMNS + OPTIONAL["sites"] if any(s.uplink.interface for s in sites) else SITE_COLUMNS
 
     def write(staging: Path) -> None:
-        write_file(staging / FILE_NAMES["sites"], _csv_text(SITE_COLUMNS, [_site_record(s) for s in sites]))
+        write_file(staging / FILE_NAMES["sites"], _csv_text(columns, [_site_record(s)[:len(columns)] for s in sites]))
         write_file(staging / FILE_NAMES["devices"], _csv_text(DEVICE_COLUMNS, [_device_record(d) for d in devices]))
 
     try:
@@ -733,7 +748,7 @@ def write_fleet_dir(directory: Path, sites: list[Site], devices: list[Device]) -
 
 def _site_record(s: Site) -> list[str]:
     backup = [s.backup.type.value, _mbps(s.backup.bandwidth_mbps)] if s.backup else ["", ""]
-    return [s.code, s.ct_code, s.name, s.uplink.type.value, _mbps(s.uplink.bandwidth_mbps), *backup]
+    return [s.code, s.ct_code, s.name, s.uplink.type.value, _mbps(s.uplink.bandwidth_mbps), *backup, s.uplink.interface or ""]
 
 
 def _device_record(d: Device) -> list[str]:

@@ -272,12 +272,12 @@ def test_unknown_site_for_a_device(tmp_path, registry):
 
 
 def test_bad_hostname_role_and_snmp(tmp_path, registry):
-    path = devices_csv(tmp_path, {"hostname": "r_01", "role": "switch", "snmp_version": "v1"})
+    path = devices_csv(tmp_path, {"hostname": "r_01", "role": "switch", "snmp_version": "v4"})
     assert problems_of([sites_csv(tmp_path, {}), path], registry, tmp_path / "fleet") == [
         f"{path}:2: column 'hostname': 'r_01' is not a valid hostname "
         "(valid: letters, digits and '-', starting with a letter or digit, at most 63 characters)",
         f"{path}:2: column 'role': unknown role 'switch' (valid: one of router, server, workstation)",
-        f"{path}:2: column 'snmp_version': unknown SNMP version 'v1' (valid: one of v3, v2c, none)",
+        f"{path}:2: column 'snmp_version': unknown SNMP version 'v4' (valid: one of v3, v2c, v1, none)",
     ]
 
 
