@@ -233,3 +233,76 @@ def test_cli_validate_reports_error_and_exits_nonzero(data_copy, root):
     assert run.returncode == 1
     assert "standards/norms/segments/commune_15k_50k.yaml:3: values.LNK-1" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+# ---------------------------------------------------------------- names derived from codes (issue 14)
+def _fleet_with_case_twins(data_copy):
+    """A fleet directory written by hand (the importer refuses this) with two site codes differing only by case."""
+    fleet = data_copy / "fleet-01"
+    fleet.mkdir()
+    (fleet / "sites.csv").write_text(
+        "site_code,ct_code,name,uplink_type,uplink_mbps,backup_type,backup_mbps\n"
+        "S-01-511-01-01-annexe,01.511.01.01,Annexe,adsl,8,,\n"
+        "S-01-511-01-01-ANNEXE,01.511.01.01,Annexe bis,adsl,8,,\n", encoding="utf-8")
+    (fleet / "devices.csv").write_text(
+        "hostname,site_code,role,platform,os_version,mgmt_address,credentials_ref,snmp_version\n"
+        "r-01-511-01-01,S-01-511-01-01-annexe,router,cisco_ios,ios-15.9,10.4.0.1,,\n", encoding="utf-8")
+    profile = data_copy / "regional.yaml"
+    profile.write_text(f"region: '01'\nfleet: {{source: files, dir: {fleet}}}\n", encoding="utf-8")
+    return profile
+
+
+def test_validate_runs_every_name_derivation(data_copy, root):
+    import os
+    import subprocess
+    import sys
+
+    profile = _fleet_with_case_twins(data_copy)
+    env = dict(os.environ, CTFLEET_ROOT=str(data_copy), COLUMNS="300")
+    run = subprocess.run([sys.executable, "-m", "ctfleet.cli.main", "--profile", str(profile), "validate"],
+                         capture_output=True, text=True, env=env, cwd=root)
+    assert run.returncode == 1, run.stdout
+    assert "Traceback" not in run.stderr
+    # the fleet loader refuses the twins before the inventory would find its group names colliding
+    assert run.stderr.strip() == (
+        "error: 1 problem found, nothing written:\n"
+        f"  {profile.parent / 'fleet-01/sites.csv'}:3: column 'site_code': duplicate site code 'S-01-511-01-01-ANNEXE' "
+        "(first at row 2 as 'S-01-511-01-01-annexe'; codes differing only by case name one site)")
+
+
+def test_validate_fails_on_a_stack_name_collision(data_copy, root):
+    import os
+    import subprocess
+    import sys
+
+    edit(data_copy / "inventory/hcp/regions.csv", "02,02,Oriental,", "02,02,Tanger-Tétouan-Al Hoceima,")
+    env = dict(os.environ, CTFLEET_ROOT=str(data_copy), COLUMNS="300")
+    run = subprocess.run([sys.executable, "-m", "ctfleet.cli.main", "validate"], capture_output=True, text=True, env=env, cwd=root)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip() == (
+        "error: stacks: two hosting units share the stack name 'sdr-tanger-tetouan-al-hoceima': SDR cloud of "
+        "Tanger-Tétouan-Al Hoceima (region 01) and SDR cloud of Tanger-Tétouan-Al Hoceima (region 02) "
+        "(valid: names that differ after lower-casing and keeping only letters and digits)")
+
+
+def test_an_unparsed_inventory_fails_ansible(data_copy, root):
+    """ansible.cfg makes an inventory that does not parse a failure (ansible-inventory used to exit 0, empty)."""
+    import os
+    import shutil
+    import subprocess
+
+    profile = _fleet_with_case_twins(data_copy)
+    venv_bin = str(root / ".venv" / "bin")
+    env = dict(os.environ, CTFLEET_ROOT=str(data_copy), CTFLEET_PROFILE=str(profile), PATH=f"{venv_bin}:{os.environ['PATH']}",
+               ANSIBLE_CONFIG=str(root / "ansible.cfg"))
+    tool = shutil.which("ansible-inventory", path=env["PATH"])
+    assert tool, "ansible-inventory (ansible-core) is a dependency"
+    run = subprocess.run([tool, "-i", str(root / "inventory/ctfleet_inventory.py"), "--graph"],
+                         capture_output=True, text=True, env=env, cwd=root, timeout=120)
+    assert run.returncode != 0, run.stdout
+    assert "duplicate site code 'S-01-511-01-01-ANNEXE'" in run.stderr
+    good = data_copy / "good.yaml"  # the same, with a fleet that loads: the inventory parses and lists its hosts
+    good.write_text(f"region: '01'\nfleet: {{source: files, dir: {root / 'tests/fixtures/import/good'}}}\n", encoding="utf-8")
+    ok = subprocess.run([tool, "-i", str(root / "inventory/ctfleet_inventory.py"), "--graph"],
+                        capture_output=True, text=True, env=dict(env, CTFLEET_PROFILE=str(good)), cwd=root, timeout=120)
+    assert ok.returncode == 0 and "r-01-511-01-01" in ok.stdout, ok.stderr

@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ctfleet.core.errors import InputError, Problem
 from ctfleet.core.models import Level, Segment
 from ctfleet.project import Project, load_project
 
@@ -228,15 +229,25 @@ def norms_controls() -> None:
 @app.command()
 @reports_errors
 def validate() -> None:
-    """Load everything (registry, seats, groupings, overrides, norms, fleet); exit 1 naming the first bad file, line or key."""
+    """Load everything (registry, seats, groupings, overrides, norms, fleet) and derive every name other tools get
+    (Ansible groups, stack names, namespaces); exit 1 naming the first bad file, line, key or name collision."""
+    from ctfleet import ansible_inventory
+    from ctfleet.stacks.names import check_namespaces, stack_index
+
     p = project()
+    ansible_inventory.render(p)  # raises when two codes give one group name
+    try:
+        stack_index(p.national)
+        check_namespaces(p.national)
+    except ValueError as exc:
+        raise InputError(Problem("stacks", str(exc), valid="names that differ after lower-casing and keeping only letters and digits")) from None
     r = p.registry
     roles = r.role_counts()
     out.print(f"ok: {len(r.cts):,} CTs ({len(r.regions)} regions, {len(r.provinces)} councils, "
               f"{sum(1 for c in r.cts.values() if c.level == Level.COMMUNE):,} communes, {len(r.arrondissements)} arrondissements), "
               f"{len(p.norms.controls)} controls, {len(r.sites):,} sites, "
               + ", ".join(f"{n:,} {k.value}s" for k, n in sorted(roles.items(), key=lambda kv: kv[0].value))
-              + f" [{r.fleet_label}]")
+              + f" [{r.fleet_label}]", soft_wrap=True)
 
 
 def _import_help() -> str:
