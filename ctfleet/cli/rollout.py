@@ -1,9 +1,9 @@
 """``ctfleet rollout``: run a playbook over communes with ansible-runner; ``ctfleet playbooks``.
 
-    ctfleet rollout workstations.yml --ct 04.161.01.03 --audit     audit a commune (changes nothing)
-    ctfleet rollout site.yml --ct 04.161.01.03 --allow-disruptive  audit, remediate, audit again
+    ctfleet rollout workstations.yml --ct 04.281.07.07 --audit     audit a commune (changes nothing)
+    ctfleet rollout site.yml --ct 04.281.07.07 --allow-disruptive  audit, remediate, audit again
     ctfleet rollout retry                                           only the hosts that failed last time
-    ctfleet rollout collect --ct 04.161.01.03                      deliver audits queued by ansible-pull
+    ctfleet rollout collect --ct 04.281.07.07                      deliver audits queued by ansible-pull
     ctfleet playbooks generate | check                              role inputs from the control catalogue
 
 ``rollout PLAYBOOK`` is the group's default command (:class:`_DefaultRun`), so the usual
