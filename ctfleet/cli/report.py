@@ -44,9 +44,16 @@ def report(ctx: typer.Context,
         raise InputError(Problem("--lang", f"{lang!r} is not a report language", valid="fr, ar"))
     p = _project()
     files = make_report(PrometheusAPI(prometheus), Names.from_project(p), out_dir if out_dir.is_absolute() else Path.cwd() / out_dir,
-                        lang=lang, range_text=range_, at=at)
+                        lang=lang, range_text=range_, at=at, waivers=p.norms.waivers)
     for kind, path in files.items():
         out.print(f"{kind}: {path}")
+    import json
+
+    nat = json.loads(files["json"].read_text(encoding="utf-8"))["national"]
+    pct = lambda k: f"{nat[k]:,} ({nat[k] / nat['cts']:.0%})" if nat["cts"] else "0"  # noqa: E731
+    out.print(f"national: {nat['cts']:,} CTs; connected {pct('cts_connected')}; meeting norms {pct('cts_meeting_norms')}; "
+              f"failing {pct('cts_failing')}; not assessed {pct('cts_not_assessed')}; with waivers {nat['cts_with_waivers']:,}; "
+              f"equipped {pct('cts_equipped')}; coverage {nat['coverage']:.0%}")
 
 
 @app.command("dashboards")

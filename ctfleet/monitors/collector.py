@@ -397,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     registry.register(collector.exporter)
     state = {"listen": cfg.listen, "web": cfg.web_config}
     host, _, port = cfg.listen.rpartition(":")
-    server = {"httpd": serve(registry, host.strip("[]"), int(port), web, version=collector.exporter.version)[0]}
+    server = {"httpd": serve(registry, host.strip("[]"), int(port), web, version=collector.exporter.version,
+                                     render=collector.exporter.exposition)[0]}
 
     def reload() -> None:
         new_cfg, new_project, new_store, new_web = _load(args.config)
@@ -407,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
             server["httpd"].shutdown()
             server["httpd"].server_close()
             h, _, p = new_cfg.listen.rpartition(":")
-            server["httpd"] = serve(registry, h.strip("[]"), int(p), new_web, version=collector.exporter.version)[0]
+            server["httpd"] = serve(registry, h.strip("[]"), int(p), new_web, version=collector.exporter.version,
+                                     render=collector.exporter.exposition)[0]
             state.update(listen=new_cfg.listen, web=new_cfg.web_config)
         print(f"collector: reloaded {args.config} (shard {new_cfg.shard}, {len(collector.devices)} devices)", file=sys.stderr)
 
