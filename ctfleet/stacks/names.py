@@ -165,3 +165,16 @@ def stack_index(registry: "Registry") -> dict[str, StackRef]:
             raise ValueError(f"two hosting units share the stack name {ref.name!r}: {out[ref.name].title} and {ref.title}")
         out[ref.name] = ref
     return out
+
+
+def check_namespaces(registry: "Registry") -> None:
+    """Raise ValueError when two CTs or groupings would share a Kubernetes namespace, or one is not a DNS label."""
+    owner: dict[str, str] = {}
+    names = [(ct_namespace(c), f"CT {c}") for c in sorted(registry.cts)]
+    names += [(grouping_namespace(g), f"grouping {g}") for g in sorted(registry.groupings)]
+    for name, what in names:
+        if not is_dns_label(name):
+            raise ValueError(f"{what} gives the namespace {name!r}, which is not a DNS label")
+        if name in owner:
+            raise ValueError(f"two hosting units share the namespace {name!r}: {owner[name]} and {what}")
+        owner[name] = what
