@@ -126,3 +126,16 @@ def to_base_unit(value: float, unit: str) -> float:
         return float(value) * UNIT_TO_BASE[unit][1]
     except KeyError:
         raise ValueError(f"unit {unit!r} has no conversion; known: {', '.join(sorted(UNIT_TO_BASE))}") from None
+
+
+# ---------------------------------------------------------------- backups (textfile metrics)
+#: Router backups, written by ``ctfleet routers backup`` for node_exporter's textfile
+#: collector on the collector host; the age is recorded by the rules (it grows between runs).
+ROUTER_BACKUP_LAST_SUCCESS = "ctfleet_router_backup_last_success_timestamp_seconds"
+ROUTER_BACKUP_MAX_AGE = "ctfleet_router_backup_max_age_seconds"
+ROUTER_BACKUP_RUN = "ctfleet_router_backup_run_timestamp_seconds"
+ROUTER_BACKUP_AGE = "ctfleet_router_backup_age_seconds"
+#: Reference servers' restic backups, written by the backup job on the server (SRV-3/SRV-5).
+SERVER_BACKUP_LAST_SUCCESS = "ctfleet_backup_last_success_timestamp_seconds"
+SERVER_BACKUP_SIZE = "ctfleet_backup_last_size_bytes"
+SERVER_BACKUP_MAX_AGE = "ctfleet_backup_max_age_seconds"
