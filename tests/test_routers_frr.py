@@ -385,3 +385,56 @@ def test_restore_refuses_what_it_cannot_restore(lab, registry_only, tmp_path) ->
     finally:
         r.vtysh("configure terminal", "no password", "end")
     assert r.guard("status").split()[0] == "idle"
+
+
+def test_backup_walkthrough_on_the_lab(lab, registry_only, tmp_path) -> None:
+    """The README's "Backups that restore" commands, as a technician runs them: keygen, the
+    schedule (its unit's ExecStart run as the timer would), the backup, git log, restore."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    root = registry_only.root
+    walk = tmp_path / "walk"
+    env_file = write_lab_project(walk, registry_only, lab, CTS)
+    env = dict(os.environ)
+    for line in env_file.read_text().splitlines():
+        k, _, v = shlex.split(line)[1].partition("=")
+        env[k] = v
+    ctfleet = [sys.executable, "-m", "ctfleet.cli.main"]
+
+    def run(*args: str, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run([*ctfleet, *args], capture_output=True, text=True, env=env, cwd=root, timeout=180, **kw)
+
+    key = walk / "keys" / "router-backups.agekey"
+    r = run("routers", "keygen", "--identity-file", str(key))
+    assert r.returncode == 0, r.stderr
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and key.read_text().count("AGE-SECRET-KEY-1") == 1
+    settings_lines = [ln.strip() for ln in r.stdout.splitlines() if ln.strip().startswith(("backup_recipients:", "backup_identity:"))]
+    assert len(settings_lines) == 2
+    textfile = walk / "textfile" / "ctfleet_router_backups.prom"
+    with open(env["CTFLEET_ROUTER_SETTINGS"], "a") as fh:
+        fh.write("\n".join(settings_lines) + f"\nbackup_metrics_file: {textfile}\n")
+    assert run("routers", "keygen", "--identity-file", str(key)).returncode == 1  # never overwrites a key
+
+    units = walk / "units"
+    r = run("routers", "schedule", "--out", str(units), "--ctfleet", f"{sys.executable} -m ctfleet.cli.main")
+    assert r.returncode == 0, r.stderr
+    service = (units / "ctfleet-router-backup.service").read_text()
+    assert "OnCalendar=*-*-* 00/6:00:00" in (units / "ctfleet-router-backup.timer").read_text()  # RTR-7 24 h / 4
+    exec_start = next(ln.split("=", 1)[1] for ln in service.splitlines() if ln.startswith("ExecStart="))
+    fired = subprocess.run(shlex.split(exec_start), capture_output=True, text=True, env=env, cwd="/", timeout=180)  # the timer fires
+    assert fired.returncode == 0, fired.stdout + fired.stderr
+    repo = walk / "backups"
+    log = subprocess.run(["git", "-C", str(repo), "log", "--stat", "-1"], capture_output=True, text=True).stdout
+    assert "2 of 2 routers changed" in log and ".cfg.age" in log
+    fams = {f.name: f for f in text_string_to_metric_families(textfile.read_text())}
+    assert {s.labels["device"] for s in fams["ctfleet_router_backup_last_success_timestamp_seconds"].samples} == {"r-lab-1", "r-lab-2"}
+
+    r0 = lab.routers[0]
+    saved = _strip(r0.vtysh("show running-config"))
+    rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True).stdout.strip()
+    r0.vtysh("configure terminal", "ip route 203.0.113.0/24 blackhole", "end")  # a wrong change on the router
+    assert run("routers", "restore", "--ct", CTS[0], "--rev", rev, stdin=subprocess.DEVNULL).returncode == 1  # asks for --yes
+    r = run("routers", "restore", "--ct", CTS[0], "--rev", rev, "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"restored revision {rev}" in " ".join(r.stdout.split())
+    assert _paths_of(_strip(r0.vtysh("show running-config"))) == _paths_of(saved)

@@ -212,7 +212,7 @@ def keygen(identity_file: Path = typer.Option(..., "--identity-file",
     with os.fdopen(fd, "w") as fh:
         fh.write(f"# ctfleet router backups; public key: {recipient}\n{identity.reveal()}\n")
     out.print(f"identity written to {path} (keep it off the collector host: restores only need it)\n"
-              f"router settings:\n  backup_recipients: [{recipient}]\n  backup_identity: file:{path}")
+              f"router settings:\n  backup_recipients: [{recipient}]\n  backup_identity: file:{path}", markup=False)
 
 
 @app.command()
