@@ -173,3 +173,16 @@ def unit_range(unit: str | None) -> tuple[float, float]:
     ((0, 100), (0, 1000000))
     """
     return UNIT_RANGE.get(unit or "", (0, COUNT_MAX))
+
+
+# ---------------------------------------------------------------- backups (textfile metrics)
+#: Router backups, written by ``ctfleet routers backup`` for node_exporter's textfile
+#: collector on the collector host; the age is recorded by the rules (it grows between runs).
+ROUTER_BACKUP_LAST_SUCCESS = "ctfleet_router_backup_last_success_timestamp_seconds"
+ROUTER_BACKUP_MAX_AGE = "ctfleet_router_backup_max_age_seconds"
+ROUTER_BACKUP_RUN = "ctfleet_router_backup_run_timestamp_seconds"
+ROUTER_BACKUP_AGE = "ctfleet_router_backup_age_seconds"
+#: Reference servers' restic backups, written by the backup job on the server (SRV-3/SRV-5).
+SERVER_BACKUP_LAST_SUCCESS = "ctfleet_backup_last_success_timestamp_seconds"
+SERVER_BACKUP_SIZE = "ctfleet_backup_last_size_bytes"
+SERVER_BACKUP_MAX_AGE = "ctfleet_backup_max_age_seconds"
