@@ -6,9 +6,14 @@ first row is the header; column names are matched case-insensitively.
 
 ``sites`` table::
 
-    site_code,ct_code,name,uplink_type,uplink_mbps,backup_type,backup_mbps
-    S-01-511-01-01,01.511.01.01,Hôtel de la commune d'Assilah,adsl,8,4g,20
-    S-01-511-01-01-annexe,01.511.01.01,Annexe administrative,4g,10,,
+    site_code,ct_code,name,uplink_type,uplink_mbps,backup_type,backup_mbps,uplink_interface
+    S-01-511-01-01,01.511.01.01,Hôtel de la commune d'Assilah,adsl,8,4g,20,name:Dialer0
+    S-01-511-01-01-annexe,01.511.01.01,Annexe administrative,4g,10,,,
+
+``uplink_interface`` (optional column) is the router interface of the uplink, for the
+collector: ``index:N`` (ifIndex), ``name:NAME`` (ifName or ifDescr) or
+``description:REGEX`` (searched in the interface description, ifAlias); empty = the
+collector's heuristic chooses.
 
 ``devices`` table::
 
@@ -49,9 +54,10 @@ from typing import TYPE_CHECKING, Iterable, Literal
 from pydantic import ValidationError
 
 from ctfleet.core.errors import InputError, InputErrors, Problem, one_of
-from ctfleet.core.models import PLATFORMS_BY_ROLE, Device, Link, LinkType, Platform, Role, Site, code_slug
+from ctfleet.core.models import (PLATFORMS_BY_ROLE, UPLINK_INTERFACE_FORMS, Device, Link, LinkType, Platform, Role, Site,
+                                 code_slug, interface_ref_problem)
 from ctfleet.core.secrets import CredentialRef
-from ctfleet.results import atomic_write_text
+from ctfleet.edges.dirswap import read_files, replace_dir, write_file
 
 if TYPE_CHECKING:
     from ctfleet.core.registry import Registry
@@ -60,6 +66,7 @@ Kind = Literal["sites", "devices"]
 KINDS: tuple[Kind, ...] = ("sites", "devices")
 
 SITE_COLUMNS = ["site_code", "ct_code", "name", "uplink_type", "uplink_mbps", "backup_type", "backup_mbps"]
+OPTIONAL: dict[Kind, list[str]] = {"sites": ["uplink_interface"], "devices": []}  # accepted, written when used
 DEVICE_COLUMNS = ["hostname", "site_code", "role", "platform", "os_version", "mgmt_address", "credentials_ref", "snmp_version"]
 COLUMNS: dict[Kind, list[str]] = {"sites": SITE_COLUMNS, "devices": DEVICE_COLUMNS}
 REQUIRED: dict[Kind, list[str]] = {
@@ -72,7 +79,7 @@ SITE_SUFFIX = r"(-[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*)?"  # a CT's further sites: -
 SITE_CODE = re.compile(r"^S-[0-9]+(-[0-9]+)*" + SITE_SUFFIX + "$")
 _SUFFIX = re.compile(SITE_SUFFIX)
 HOSTNAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-SNMP_VERSIONS = ("v3", "v2c", "none")
+SNMP_VERSIONS = ("v3", "v2c", "v1", "none")
 ROLE_ORDER = {r: i for i, r in enumerate(Role)}
 
 
@@ -123,18 +130,28 @@ def read_tables(path: Path | str, kind: Kind | None = None) -> list[tuple[Kind, 
 
 def _csv_records(path: Path) -> list[list[str]]:
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh, strict=True)
-            try:
-                return list(reader)
-            except csv.Error as exc:
-                raise InputError(Problem(str(path), f"malformed CSV: {exc}", line=reader.line_num,
-                                         valid="values separated by commas, quotes closed")) from None
+        data = path.read_bytes()
     except FileNotFoundError:
         raise InputError(Problem(str(path), "file not found")) from None
+    except IsADirectoryError:
+        raise InputError(Problem(str(path), "is a directory, not a CSV file")) from None
+    except OSError as exc:
+        raise InputError(Problem(str(path), f"cannot read: {exc.strerror}")) from None
+    return _csv_records_of(str(path), data)
+
+
+def _csv_records_of(display: str, data: bytes) -> list[list[str]]:
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(Problem(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+        raise InputError(Problem(display, f"not UTF-8 text ({exc.reason} at byte {exc.start})",
                                  valid="save the sheet as 'CSV UTF-8'")) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        return list(reader)
+    except csv.Error as exc:
+        raise InputError(Problem(display, f"malformed CSV: {exc}", line=reader.line_num,
+                                 valid="values separated by commas, quotes closed")) from None
 
 
 def _xlsx_sheets(path: Path, kind: Kind | None) -> list[tuple[Kind, list[list[str]]]]:
@@ -217,7 +234,7 @@ def _check_header(display: str, header: list[str], kind: Kind) -> None:
     if missing:
         problems.append(Problem(display, f"missing column(s) {', '.join(missing)} of a {kind} table", line=1,
                                 valid=f"columns {', '.join(COLUMNS[kind])}"))
-    unknown = [c for c in header if c not in COLUMNS[kind]]
+    unknown = [c for c in header if c not in COLUMNS[kind] and c not in OPTIONAL[kind]]
     if unknown:
         problems.append(Problem(display, f"unknown column(s) {', '.join(repr(c) for c in unknown)} in a {kind} table", line=1,
                                 valid=f"columns {', '.join(COLUMNS[kind])}"))
@@ -280,8 +297,14 @@ def _site(row: Row, registry: Registry, problems: list[Problem]) -> Site | None:
         p(row.problem("site_code", f"site code {code!r} does not belong to CT {ct_code}", valid=f"S-{slug} or S-{slug}-<suffix>"))
     uplink = _link(row, "uplink_type", "uplink_mbps", problems, required=True)
     backup = _link(row, "backup_type", "backup_mbps", problems, required=False)
+    interface = row.get("uplink_interface") or None
+    if interface and interface_ref_problem(interface):
+        p(row.problem("uplink_interface", interface_ref_problem(interface), valid=UPLINK_INTERFACE_FORMS))
+        return None
     if not (code and ct_code and name and uplink):
         return None
+    if interface:
+        uplink = uplink.model_copy(update={"interface": interface})
     return Site(code=code, ct_code=ct_code, name=name, uplink=uplink, backup=backup)
 
 
@@ -473,41 +496,61 @@ def _merge(old: list, new: list, key) -> tuple[list, dict[str, int]]:
 
 
 def load_fleet_dir(directory: Path | str, registry: Registry) -> tuple[list[Site], list[Device]]:
-    """The sites and devices of a fleet directory written by ``ctfleet import``."""
+    """The sites and devices of a fleet directory written by ``ctfleet import`` (both from one version of it)."""
     directory = Path(directory)
     how = f"create it with `ctfleet import FILE --into {directory}`"
     if not directory.is_dir():
         raise InputError(Problem(str(directory), f"fleet directory not found; {how}"))
-    for kind in KINDS:
-        if not (directory / FILE_NAMES[kind]).is_file():
-            raise InputError(Problem(str(directory / FILE_NAMES[kind]), f"file not found; {how}"))
-    return _load_existing(directory, registry)
+    return _load_existing(directory, registry, required=how)
 
 
-def _load_existing(directory: Path, registry: Registry) -> tuple[list[Site], list[Device]]:
-    """What a fleet directory holds so far; a missing directory or file is empty."""
+def _load_existing(directory: Path, registry: Registry, required: str | None = None) -> tuple[list[Site], list[Device]]:
+    """What a fleet directory holds so far; a missing directory (or, unless ``required``, file) is empty."""
+    if directory.exists() and not directory.is_dir():
+        raise InputError(Problem(str(directory), "is a file, not a fleet directory",
+                                 valid="a directory (new or written by ctfleet import) holding sites.csv and devices.csv"))
+    if not directory.exists():
+        return [], []
+    try:
+        files = read_files(directory, [FILE_NAMES[k] for k in KINDS])
+    except OSError as exc:
+        raise InputError(Problem(str(directory), f"cannot read the fleet directory: {exc.strerror}")) from None
     problems: list[Problem] = []
     rows: dict[Kind, list[Row]] = {}
     for kind in KINDS:
-        path = directory / FILE_NAMES[kind]
-        found = _collect(problems, read_table, path, kind) if path.is_file() else (kind, [])
+        display, data = str(directory / FILE_NAMES[kind]), files[FILE_NAMES[kind]]
+        if data is None and required:
+            problems.append(Problem(display, f"file not found; {required}"))
+        found = _collect(problems, lambda: _table(display, _csv_records_of(display, data), kind, False)) if data is not None else (kind, [])
         rows[kind] = found[1] if found else []
     if problems:
-        raise InputErrors(problems)
+        raise InputErrors(problems) if len(problems) > 1 else InputError(problems[0])
     return validate_fleet(rows["sites"], rows["devices"], registry)
 
 
 def write_fleet_dir(directory: Path, sites: list[Site], devices: list[Device]) -> None:
-    """Write the normalised ``sites.csv`` and ``devices.csv`` (sorted; each file atomically)."""
+    """Write the normalised ``sites.csv`` and ``devices.csv`` (sorted) as one unit: a new directory
+    beside the old, switched in one atomic step (:mod:`ctfleet.edges.dirswap`). On a full disk or an
+    interruption the previous fleet stays as it was."""
     sites = sorted(sites, key=lambda s: s.code)
     devices = sorted(devices, key=lambda d: (d.site_code, ROLE_ORDER[d.role], d.hostname))
-    atomic_write_text(directory / FILE_NAMES["sites"], _csv_text(SITE_COLUMNS, [_site_record(s) for s in sites]))
-    atomic_write_text(directory / FILE_NAMES["devices"], _csv_text(DEVICE_COLUMNS, [_device_record(d) for d in devices]))
+    # the optional uplink_interface column is written only when a site declares one
+    columns = SITE_COLUMNS + OPTIONAL["sites"] if any(s.uplink.interface for s in sites) else SITE_COLUMNS
+
+    def write(staging: Path) -> None:
+        write_file(staging / FILE_NAMES["sites"], _csv_text(columns, [_site_record(s)[:len(columns)] for s in sites]))
+        write_file(staging / FILE_NAMES["devices"], _csv_text(DEVICE_COLUMNS, [_device_record(d) for d in devices]))
+
+    try:
+        replace_dir(directory, write)
+    except OSError as exc:
+        raise InputError(Problem(str(directory), f"cannot write the fleet ({exc.strerror or exc}); the previous fleet is unchanged",
+                                 valid="free space or write access where the fleet directory lives")) from None
 
 
 def _site_record(s: Site) -> list[str]:
     backup = [s.backup.type.value, _mbps(s.backup.bandwidth_mbps)] if s.backup else ["", ""]
-    return [s.code, s.ct_code, s.name, s.uplink.type.value, _mbps(s.uplink.bandwidth_mbps), *backup]
+    return [s.code, s.ct_code, s.name, s.uplink.type.value, _mbps(s.uplink.bandwidth_mbps), *backup, s.uplink.interface or ""]
 
 
 def _device_record(d: Device) -> list[str]:

@@ -80,10 +80,21 @@ def load_project(profile_path: str | Path | None = None, root: Path | None = Non
     rules = load_segment_rules(paths)
     registry = load_registry(paths, rules)
     norms = load_norms(paths.standards, paths.show, ct_codes=set(registry.cts))
+    attach_waivers_and_maintenance(norms, registry, paths)
     if with_fleet:
         attach_fleet(registry, norms, profile, root)
     scoped = registry.scoped(profile.region)
     return Project(root=root, paths=paths, profile=profile, rules=rules, registry=scoped, national=registry, norms=norms)
+
+
+def attach_waivers_and_maintenance(norms: NormSet, registry: Registry, paths: Paths) -> None:
+    """Load ``standards/waivers/`` and ``standards/maintenance.yaml`` against the registry."""
+    from ctfleet.core.maintenance import load_maintenance
+    from ctfleet.core.waivers import load_waivers
+
+    ct_regions = {c.code: c.region_code for c in registry.cts.values()}
+    norms.waivers = load_waivers(paths.standards, paths.show, set(norms.controls), ct_regions)
+    norms.maintenance = load_maintenance(paths.standards, paths.show, ct_regions)
 
 
 def attach_fleet(registry: Registry, norms: NormSet, profile: Profile, root: Path) -> None:

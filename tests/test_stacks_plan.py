@@ -373,3 +373,16 @@ def test_cli_list_and_generate(cli, tmp_path: Path):
     assert r.exit_code == 0
     assert "27 stacks: 27 written" in r.output
     assert len(list(tmp_path.glob("Pulumi.*.yaml"))) == 27
+
+
+def test_cli_plan_accepts_a_secret_kubeconfig(cli, tmp_path: Path):
+    """`pulumi config set --secret ctfleet:kubeconfig` writes {secure: ...}: the plan reads it without decrypting."""
+    path = tmp_path / "Pulumi.sdl-sale.yaml"
+    text = (ROOT / STACKS_DIR / "Pulumi.sdl-sale.yaml").read_text(encoding="utf-8")
+    path.write_text(text + "  ctfleet:kubeconfig:\n    secure: v1:aWxsdXN0cmF0aXZl:Y2lwaGVydGV4dA==\n", encoding="utf-8")
+    r = cli("plan", "sdl-sale", "--config", str(path))
+    assert r.exit_code == 0, r.output
+    assert "target: context sdl-sale of the secret ctfleet:kubeconfig\n" in r.output
+    assert "Y2lwaGVydGV4dA" not in r.output
+    r = cli("plan", "sdl-sale")  # the committed file has none yet: said, not refused
+    assert r.exit_code == 0 and "(not set yet: pulumi up refuses to run without it)" in r.output

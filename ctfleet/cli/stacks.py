@@ -59,7 +59,7 @@ def load_plan(inputs, stack: str, config_file: Optional[Path] = None):
 @_reports_errors
 def generate_cmd(
     directory: Optional[Path] = typer.Option(None, "--dir", help="Where to write Pulumi.<stack>.yaml (default: infra/stacks)."),
-    image_registry: str = typer.Option("localhost:5000/ctfleet", "--image-registry",
+    image_registry: str = typer.Option("registry.ctfleet.ma/ctfleet", "--image-registry",
                                        help="Registry holding the images built here (collector, apt-cacher-ng), for new files."),
 ) -> None:
     """Write one Pulumi.<stack>.yaml per hosting unit, from the registry (keeps operators' values)."""
@@ -130,7 +130,8 @@ def plan_cmd(
     kinds = Counter(o["kind"] for o in objects)
     k = plan.config.kubernetes
     target = f"render YAML to {k.renderYamlToDirectory}" if k.renderYamlToDirectory else \
-        f"kubeconfig context {k.context}" + (f" ({k.kubeconfig})" if k.kubeconfig else "")
+        f"context {k.context} of the secret ctfleet:kubeconfig" + ("" if plan.config.kubeconfig else
+                                                                   " (not set yet: pulumi up refuses to run without it)")
     summary = {
         "stack": plan.ref.name, "tier": plan.ref.tier, "unit": plan.ref.unit, "title": plan.ref.title, "target": target,
         "objects": dict(sorted(kinds.items())), "notes": plan.notes,

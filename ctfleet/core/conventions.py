@@ -27,6 +27,20 @@ COLLECTOR_PORT = 9160
 #: The reference servers' node_exporter, scraped by the regional Prometheus.
 NODE_EXPORTER_JOB = "node"
 NODE_EXPORTER_PORT = 9100
+#: The region's results service (audit batches in, TLS + basic auth); its batches path.
+RESULTS_SERVICE_PORT = 9163
+RESULTS_BATCHES_PATH = "/v1/batches"
+#: Served by the collector: the region's node_exporter targets (Prometheus http_sd).
+NODE_TARGETS_PATH = "/sd/node"
+#: Region -> nation: a regional Prometheus remote-writes only its KPI recording-rule series
+#: (names starting with :data:`KPI_RECORD_PREFIX`), renamed to :data:`REGION_KPI_PREFIX`
+#: and labelled with its region in :data:`REGION_EXTERNAL_LABEL`; the national Prometheus
+#: sums them back into the ``ctfleet:`` names the reports read.
+KPI_RECORD_PREFIX = "ctfleet:"
+REGION_KPI_PREFIX = "ctfleet_region:"
+REGION_EXTERNAL_LABEL = "sdr"
+#: The national Prometheus's rules (generated from the regional KPI rules), from the repo root.
+NATIONAL_RULES_DIR = "monitors/rules/national"
 #: Where the project keeps its Prometheus rules and Grafana dashboards, from the repo root.
 RULES_DIR = "monitors/rules"
 DASHBOARDS_DIR = "monitors/dashboards"

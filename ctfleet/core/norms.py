@@ -11,10 +11,16 @@ from). Values are layered, later layers winning:
 
 Each resolved value remembers the file and line it came from, so ``ctfleet norms show``
 tells an operator where to change it — in one place.
+
+Every layer may also say how old a result may be before it counts as unknown
+(``max_age``), per result source (``snmp: 15m``, ``audit: 35d``) or per control
+(``RTR-7: 3d``); a control's own age wins over its source's, later layers win as for
+values, and the baseline gives one for every source.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -110,11 +116,53 @@ class Catalogue(_Strict):
 
 
 class Layer(_Strict):
-    """A layer file: values for some controls, and controls that do not apply."""
+    """A layer file: values for some controls, controls that do not apply, and the maximum
+    age of results (per source or per control) before they count as unknown."""
 
     description: str | None = None
     values: dict[str, Any] = {}
     not_applicable: list[str] = []
+    max_age: dict[str, str] = {}
+
+
+_AGE = re.compile(r"^(\d+)(m|h|d|w)$")
+_AGE_UNIT = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: The result sources of the compliance model (``ctfleet.core.compliance.Source``), which a
+#: ``max_age`` key may name; a test checks the two agree.
+RESULT_SOURCES = ("snmp", "icmp", "audit", "router_audit", "registry", "stack")
+
+
+def parse_age(text: str) -> int | None:
+    """Seconds in a maximum age such as ``15m``, ``6h``, ``35d`` or ``2w``; None if malformed.
+
+    >>> parse_age("15m"), parse_age("35d"), parse_age("soon")
+    (900, 3024000, None)
+    """
+    m = _AGE.match(str(text).strip())
+    if not m or int(m.group(1)) == 0:
+        return None
+    return int(m.group(1)) * _AGE_UNIT[m.group(2)]
+
+
+@dataclass(frozen=True)
+class MaxAges:
+    """How old a result may be, for one CT's layers: per control first, then per source.
+
+    >>> ages = MaxAges({"RTR-7": (259200, "b.yaml:3")}, {"router_audit": (604800, "b.yaml:9")})
+    >>> ages.seconds("RTR-7", "router_audit"), ages.seconds("RTR-1", "router_audit"), ages.seconds("RTR-1", "snmp")
+    (259200, 604800, None)
+    """
+
+    by_control: dict[str, tuple[int, str]]
+    by_source: dict[str, tuple[int, str]]
+
+    def seconds(self, control: str, source: str) -> int | None:
+        hit = self.by_control.get(control) or self.by_source.get(source)
+        return hit[0] if hit else None
+
+    def origin(self, control: str, source: str) -> str | None:
+        hit = self.by_control.get(control) or self.by_source.get(source)
+        return hit[1] if hit else None
 
 
 @dataclass(frozen=True)
@@ -149,6 +197,11 @@ class NormSet:
         self.segments = segments
         self.cts = cts
         self._cache: dict[tuple, dict[str, Resolved]] = {}
+        self._ages: dict[tuple, MaxAges] = {}
+        # Reviewed exceptions and planned outages (ctfleet.core.waivers / .maintenance),
+        # attached by the project loader once the registry is known; None = none loaded.
+        self.waivers = None
+        self.maintenance = None
 
     def control(self, control_id: str) -> Control:
         try:
@@ -177,6 +230,20 @@ class NormSet:
 
     def resolve(self, ct: CT) -> dict[str, Resolved]:
         return self.resolve_for(ct.segment, ct.lot, ct.code)
+
+    def max_ages(self, ct: CT) -> MaxAges:
+        """The maximum result ages that apply to a CT (cached per set of layers)."""
+        layers = self.layers_for(ct.segment, ct.lot, ct.code)
+        key = tuple(layer.name for layer in layers)
+        if key not in self._ages:
+            by_control: dict[str, tuple[int, str]] = {}
+            by_source: dict[str, tuple[int, str]] = {}
+            for layer in layers:
+                for k, text in layer.layer.max_age.items():
+                    hit = (parse_age(text), f"{layer.doc.path}:{layer.doc.line_of(('max_age', k))}")
+                    (by_source if k in RESULT_SOURCES else by_control)[k] = hit
+            self._ages[key] = MaxAges(by_control, by_source)
+        return self._ages[key]
 
     def value(self, ct: CT, control_id: str) -> Any:
         return self.resolve(ct)[self.control(control_id).id].value
@@ -214,6 +281,14 @@ def _load_layer(path: Path, name: str, show, controls: dict[str, Control], probl
         if cid not in controls:
             problems.append(Problem(doc.path, f"unknown control id {cid!r}", line=doc.line_of(("not_applicable", i)),
                                     key=f"not_applicable[{i}]", valid="a control id from standards/controls.yaml"))
+    for k, text in layer.max_age.items():
+        line = doc.line_of(("max_age", k))
+        if k not in controls and k not in RESULT_SOURCES:
+            problems.append(Problem(doc.path, f"unknown result source or control id {k!r}", line=line, key=f"max_age.{k}",
+                                    valid=one_of(RESULT_SOURCES) + ", or a control id from standards/controls.yaml"))
+        elif parse_age(text) is None:
+            problems.append(Problem(doc.path, f"{text!r} is not a maximum age", line=line, key=f"max_age.{k}",
+                                    valid="a number and m, h, d or w, e.g. 15m, 6h, 35d, 2w"))
     return _LoadedLayer(name, doc, layer)
 
 
@@ -243,6 +318,10 @@ def load_norms(standards: Path, show=str, ct_codes: set[str] | None = None) -> N
     if missing:
         problems.append(Problem(baseline.doc.path, f"no baseline value for control(s) {', '.join(missing)}", key="values",
                                 valid="every control in standards/controls.yaml needs a baseline value"))
+    no_age = [s for s in RESULT_SOURCES if s not in baseline.layer.max_age]
+    if no_age:
+        problems.append(Problem(baseline.doc.path, f"no maximum result age for source(s) {', '.join(no_age)}", key="max_age",
+                                valid="a max_age for every result source: " + ", ".join(RESULT_SOURCES)))
     lots: dict[int, _LoadedLayer] = {}
     for p in sorted((root / "lots").glob("*.yaml")):
         if p.stem not in ("lot-1", "lot-2", "lot-3"):

@@ -26,8 +26,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ctfleet.core import conventions
-from ctfleet.core.compliance import ControlResult, Status, latest
-from ctfleet.core.evaluate import ct_compliance, registry_results
+from ctfleet.core.compliance import ControlResult, Outcome, Status, latest
+from ctfleet.core.evaluate import assess_ct, registry_results
 from ctfleet.core.models import CT, Role, Tier
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
@@ -65,9 +65,11 @@ class Snapshot:
 
 
 def build_snapshot(registry: Registry, norms: NormSet, sweep: Sweep | None, stored: Iterable[ControlResult] = (),
-                   planned_outages: set[str] = frozenset(), sweeps_total: int = 0) -> Snapshot:
+                   planned_outages: set[str] = frozenset(), sweeps_total: int = 0, now: datetime | None = None) -> Snapshot:
+    """The metrics of one sweep; ``now`` (default: the current time) decides results' freshness,
+    waivers in force and open maintenance windows."""
     t0 = time.perf_counter()
-    now = datetime.now(timezone.utc)
+    now = now or datetime.now(timezone.utc)
     results: list[ControlResult] = list(registry_results(registry, norms, now))
     # Platform unknowns (e.g. host controls on Windows) are not materialised here: an
     # applicable pair without a result already counts as unknown.
@@ -77,8 +79,9 @@ def build_snapshot(registry: Registry, norms: NormSet, sweep: Sweep | None, stor
     newest = latest(results)
     by_ct: dict[str, list[ControlResult]] = defaultdict(list)
     seen: set[str] = set()
-    for r in newest.values():
+    for r in results:  # all of them: assess_ct prefers observations to newer registry declarations
         by_ct[r.ct].append(r)
+    for r in newest.values():
         if r.device and r.status in (Status.PASS, Status.FAIL) and r.source.value not in ("registry",):
             seen.add(r.device)
     if sweep is not None:
@@ -90,13 +93,20 @@ def build_snapshot(registry: Registry, norms: NormSet, sweep: Sweep | None, stor
     ctrl = g("ctfleet_ct_controls", "Applicable (device, control) pairs of the CT by result status", CT_LABELS + ["status"])
     ratio = g("ctfleet_ct_compliance_ratio", "Share of the CT's applicable controls that pass", CT_LABELS)
     cover = g("ctfleet_ct_coverage_ratio", "Share of the CT's applicable controls with a known result", CT_LABELS)
-    meets = g("ctfleet_ct_meets_norms", "1 if every known result passes and at least one is known", CT_LABELS)
+    meets = g("ctfleet_ct_meets_norms", "1 if every applicable control has a known, fresh result and none fails", CT_LABELS)
+    outcome = g("ctfleet_ct_outcome", "1 for the CT's outcome: meets, failing or not_assessed (results missing or stale)",
+                CT_LABELS + ["outcome"])
+    stale = g("ctfleet_ct_results_stale", "Results of the CT older than their maximum age (counted as unknown)", CT_LABELS)
+    age = g("ctfleet_ct_result_age_seconds", "Age of the oldest result of the CT from this source", CT_LABELS + ["source"])
     equip = g("ctfleet_ct_equipped", "1 if the CT's required equipment is in the registry and was seen", CT_LABELS)
     failing = g("ctfleet_ct_control_failing", "Devices (or the CT itself) failing the control", CT_LABELS + ["control", "severity"])
     n_rtt = g("ctfleet_ct_norm_rtt_max_seconds", "The CT's norm LNK-2: maximum round-trip time", CT_LABELS)
     n_loss = g("ctfleet_ct_norm_loss_max_ratio", "The CT's norm LNK-3: maximum packet loss", CT_LABELS)
     n_util = g("ctfleet_ct_norm_uplink_utilisation_max_ratio", "The CT's norm LNK-6: maximum uplink utilisation", CT_LABELS)
-    outage = g("ctfleet_ct_planned_outage", "1 while the CT is in a planned outage (maintenance file)", CT_LABELS)
+    outage = g("ctfleet_ct_planned_outage", "1 while the CT is in a maintenance window (standards/maintenance.yaml)", CT_LABELS)
+    maintenance = getattr(norms, "maintenance", None)
+    if maintenance is not None:
+        planned_outages = set(planned_outages) | maintenance.planned_outages(registry.cts.values(), now)
 
     dev_up = g("ctfleet_device_up", "1 if the device answered SNMP in the last sweep", DEVICE_LABELS)
     dev_err = g("ctfleet_device_poll_error_info", "Why the device's last poll failed", DEVICE_LABELS + ["reason"])
@@ -118,23 +128,26 @@ def build_snapshot(registry: Registry, norms: NormSet, sweep: Sweep | None, stor
         n_loss.add_metric(lv, resolved["LNK-3"].in_base_unit())
         n_util.add_metric(lv, resolved["LNK-6"].in_base_unit())
         outage.add_metric(lv, 1 if ct.code in planned_outages else 0)
-        comp = ct_compliance(ct, registry, norms, by_ct.get(ct.code, []))
+        routers = [d for d in registry.devices_of(ct.code) if d.role == Role.ROUTER]
+        is_connected = None if sweep is None else any(connected(sweep.polls.get(d.hostname)) for d in routers)
+        a = assess_ct(ct, registry, norms, by_ct.get(ct.code, []), now, is_connected)
+        comp = a.compliance
         for status, n in ((Status.PASS, comp.passed), (Status.FAIL, comp.failed), (Status.UNKNOWN, comp.unknown), (Status.WAIVED, comp.waived)):
             ctrl.add_metric(lv + [status.value], n)
         ratio.add_metric(lv, comp.ratio)
         cover.add_metric(lv, comp.coverage)
         meets.add_metric(lv, 1 if comp.meets_norms else 0)
+        for o in Outcome:
+            outcome.add_metric(lv + [o.value], 1 if a.outcome == o else 0)
+        stale.add_metric(lv, comp.stale)
+        for src, seconds in sorted(a.oldest_age.items()):
+            age.add_metric(lv + [src], seconds)
         equip.add_metric(lv, 1 if equipped(ct, registry, norms, seen) else 0)
-        fails: dict[str, int] = defaultdict(int)
-        for r in by_ct.get(ct.code, []):
-            if r.status == Status.FAIL and resolved.get(r.control) is not None and resolved[r.control].applicable:
-                fails[r.control] += 1
-        for cid, n in sorted(fails.items()):
+        for cid, n in sorted(a.failing.items()):
             failing.add_metric(lv + [cid, norms.controls[cid].severity], n)
-        routers = [d for d in registry.devices_of(ct.code) if d.role == Role.ROUTER]
         if sweep is None:
             continue  # before the first sweep nothing is known: serve no 'connected' series rather than zeros
-        conn.add_metric(lv, 1 if any(connected(sweep.polls.get(d.hostname)) for d in routers) else 0)
+        conn.add_metric(lv, 1 if is_connected else 0)
         for d in registry.devices_of(ct.code):
             poll = sweep.polls.get(d.hostname)
             probe = sweep.probes.get(d.hostname)
@@ -161,7 +174,7 @@ def build_snapshot(registry: Registry, norms: NormSet, sweep: Sweep | None, stor
                     rtt.add_metric(dl, probe.rtt_mean)
                     rtt_max.add_metric(dl, probe.rtt_max)
 
-    metrics: list[Metric] = [info, conn, ctrl, ratio, cover, meets, equip, failing, n_rtt, n_loss, n_util, outage,
+    metrics: list[Metric] = [info, conn, ctrl, ratio, cover, meets, outcome, stale, age, equip, failing, n_rtt, n_loss, n_util, outage,
                              dev_up, dev_err, dev_info, dev_upt, ul_up, ul_rx, ul_tx, ul_speed, rtt, rtt_max, loss]
     if sweep is not None:
         polls = list(sweep.polls.values())

@@ -31,7 +31,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ctfleet.core.errors import InputError, InputErrors, Problem
 from ctfleet.core.norms import Control, NormSet
@@ -375,8 +375,3 @@ def write_roles(norms: NormSet, playbooks: Path) -> list[str]:
 
 def controls_by_role(norms: NormSet) -> dict[str, list[str]]:
     return {role: [c.id for c in norms.controls.values() if role_of(c) == role] for role in ROLES}
-
-
-def unknown_results(control_ids: Iterable[str], evidence: str) -> dict[str, dict[str, Any]]:
-    """Results for controls that cannot be checked (e.g. Windows workstations)."""
-    return {cid: {"status": "unknown", "observed": None, "expected": None, "evidence": evidence} for cid in control_ids}

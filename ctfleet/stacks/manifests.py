@@ -99,13 +99,19 @@ def _md(name: str, namespace: str, labels: dict[str, str], annotations: dict[str
 
 
 def _limits(t: TenantPlan) -> list[dict]:
-    """Container defaults (so pods without resources still fit the quota) and maxima at the quota."""
+    """Container defaults that let the tenant reach its pod quota, and maxima at the quota.
+
+    A pod that states no resources gets an equal share of the quota (cpu / pods, memory /
+    pods), as request and limit both (the quota caps both at the norm): a tenant filling
+    its pod quota with such pods fits its cpu and memory exactly, instead of stopping at a
+    handful of pods (a 500m default against a 1-core norm allowed 2 of 20).
+    """
     q = t.quota
-    mem_mib = q.memory_gib * 1024
+    share = {"cpu": f"{max(1, int(q.cpu * 1000 // q.pods))}m", "memory": f"{max(1, int(q.memory_gib * 1024 // q.pods))}Mi"}
     container = {
         "type": "Container",
-        "default": {"cpu": cpu_quantity(min(0.5, q.cpu)), "memory": f"{int(min(512, mem_mib))}Mi"},
-        "defaultRequest": {"cpu": cpu_quantity(min(0.1, q.cpu)), "memory": f"{int(min(128, mem_mib))}Mi"},
+        "default": dict(share),
+        "defaultRequest": dict(share),
         "max": {"cpu": cpu_quantity(q.cpu), "memory": gib_quantity(q.memory_gib)},
     }
     out = [container]
