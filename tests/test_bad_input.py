@@ -66,7 +66,7 @@ CASES = {
         "standards/norms/lots/lot-3.yaml",
         "values:",
         "valeurs:",
-        "standards/norms/lots/lot-3.yaml:2: valeurs: unknown key (valid: one of description, max_age, not_applicable, values)",
+        "standards/norms/lots/lot-3.yaml:2: valeurs: unknown key (valid: one of description, links, max_age, not_applicable, values)",
     ),
     "unknown key in the segment table": (
         "standards/segments.yaml",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ctfleet.core.models import code_slug
 
 if TYPE_CHECKING:
-    from ctfleet.core.models import CT, Site
+    from ctfleet.core.models import CT, LinkType, Site
 
 # ---------------------------------------------------------------- Prometheus
 #: The scrape job of every collector's /metrics; the alert and recording rules select
@@ -99,9 +99,10 @@ def lot_group(lot: int) -> str:
     return group_name("lot", lot)
 
 
-def norms_group_name(ct: CT) -> str:
-    """The shared norms group of a CT's (segment, lot), e.g. ``norms_region_lot1``."""
-    return f"norms_{ct.segment.value}_lot{ct.lot}"
+def norms_group_name(ct: CT, link: LinkType | None = None) -> str:
+    """The shared norms group of a CT's (segment, lot) and, when known, its site's link type
+    (link norms depend on it), e.g. ``norms_region_lot1``, ``norms_commune_under_15k_lot3_vsat``."""
+    return f"norms_{ct.segment.value}_lot{ct.lot}" + (f"_{link.value}" if link is not None else "")
 
 
 # ---------------------------------------------------------------- hosting quotas
