@@ -21,7 +21,7 @@ from ctfleet.core.errors import InputError, Problem
 app = typer.Typer(help="Routers: intended configuration from the norms; backup, diff, audit and safe push over SSH.",
                   no_args_is_help=True)
 
-from ctfleet.cli.common import err, out  # noqa: E402
+from ctfleet.cli.common import err, out, styled  # noqa: E402
 from ctfleet.cli.common import reports_errors as _errors  # noqa: E402
 
 CtOpt = typer.Option(None, "--ct", help="Only the routers of this CT (HCP code); repeatable.")
@@ -78,7 +78,7 @@ def _summary(report, as_json: bool) -> None:
         t.add_column(col, justify="right" if col == "s" else "left")
     for o in report.outcomes:
         status = o.status + (f" ({o.error_kind})" if o.error_kind and o.status != "reverted" else "")
-        t.add_row(o.hostname, o.ct, f"[{_STYLE[o.status]}]{status}[/]", o.summary, f"{o.seconds:.1f}")
+        t.add_row(o.hostname, o.ct, styled(status, _STYLE[o.status]), o.summary, f"{o.seconds:.1f}")
     out.print(t)
 
 
@@ -117,7 +117,7 @@ def diff(ct: Optional[list[str]] = CtOpt, host: Optional[list[str]] = HostOpt, c
     if not as_json:
         for o in report.outcomes:
             if o.data.get("diff"):
-                out.print(o.data["diff"], markup=False, highlight=False, end="")
+                out.print(o.data["diff"], highlight=False, end="")
     _summary(report, as_json)
     _exit(report)
 

@@ -84,7 +84,7 @@ def inventory(fleet: dict[str, Any], ct: CT, norms: NormSet, roles: dict[str, st
             continue
         hostvars[name] = {"ansible_host": h["ip"], "ctfleet_role": role, "ctfleet_platform": "debian",
                           "ctfleet_os_version": "12", "ctfleet_ct": ct.code, "ctfleet_site": f"{ct.code}-S1"}
-    ct_group, shared = group_name("ct", ct.code), norms_group_name(ct)
+    ct_group, shared = group_name("ct", ct.code), norms_group_name(ct, norms.link_of(ct))
     password = Path(fleet["key"]).parent / f"backup-password-{ct.slug}"
     if not password.exists():
         fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
