@@ -31,6 +31,7 @@ from ctfleet.core.evaluate import assess_ct, registry_results
 from ctfleet.core.models import CT, Role, Tier
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
+from ctfleet.monitors.hosting import hosting_families
 from ctfleet.monitors.sweep import Sweep, connected, sweep_results
 
 CT_LABELS = list(conventions.CT_LABELS)
@@ -176,6 +177,7 @@ def build_snapshot(registry: Registry, norms: NormSet, sweep: Sweep | None, stor
 
     metrics: list[Metric] = [info, conn, ctrl, ratio, cover, meets, outcome, stale, age, equip, failing, n_rtt, n_loss, n_util, outage,
                              dev_up, dev_err, dev_info, dev_upt, ul_up, ul_rx, ul_tx, ul_speed, rtt, rtt_max, loss]
+    metrics += hosting_families(registry)  # declared tenants: hosted = declared and present (hosting.rules.yml)
     if sweep is not None:
         polls = list(sweep.polls.values())
         dur = g("ctfleet_sweep_duration_seconds", "Wall time of the last sweep", ["shard"])

@@ -23,7 +23,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ctfleet.core.models import code_slug
+from ctfleet.core.conventions import ct_namespace, grouping_namespace  # noqa: F401 (shared names, re-exported)
 
 if TYPE_CHECKING:
     from ctfleet.core.registry import Registry
@@ -62,14 +62,6 @@ def grouping_stack(grouping_code: str) -> str:
 
 def sdl_stack(commune_name_fr: str) -> str:
     return f"sdl-{ascii_slug(commune_name_fr)}"
-
-
-def ct_namespace(ct_code: str) -> str:
-    return f"ct-{code_slug(ct_code)}"
-
-
-def grouping_namespace(grouping_code: str) -> str:
-    return grouping_code.lower()
 
 
 def platform_namespace(platform_slug: str) -> str:
