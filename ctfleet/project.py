@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ctfleet.core.classify import SegmentRules
 from ctfleet.core.errors import InputError, Problem
@@ -35,6 +35,13 @@ class Profile(BaseModel):
     fleet: FleetConfig = FleetConfig()
     results_dir: str = "var/results"
     path: str | None = Field(default=None, exclude=True)
+
+    @field_validator("region", mode="before")
+    @classmethod
+    def _region_is_text(cls, v):
+        if isinstance(v, int) and not isinstance(v, bool):
+            raise ValueError(f"the region code must be text: YAML reads {v:02d} as the number {v} (valid: quote it, region: \"{v:02d}\")")
+        return v
 
 
 def project_root() -> Path:

@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ctfleet.core.errors import InputError, Problem
 from ctfleet.core.models import Level, Segment
 from ctfleet.project import Project, load_project
 
@@ -245,29 +246,53 @@ def norms_controls() -> None:
 @app.command()
 @reports_errors
 def validate() -> None:
-    """Load everything (registry, seats, groupings, overrides, norms, fleet); exit 1 naming the first bad file, line or key."""
+    """Load everything (registry, seats, groupings, overrides, norms, fleet) and derive every name other tools get
+    (Ansible groups, stack names, namespaces); exit 1 naming the first bad file, line, key or name collision."""
+    from ctfleet import ansible_inventory
+    from ctfleet.stacks.names import check_namespaces, stack_index
+
     p = project()
+    ansible_inventory.render(p)  # raises when two codes give one group name
+    try:
+        stack_index(p.national)
+        check_namespaces(p.national)
+    except ValueError as exc:
+        raise InputError(Problem("stacks", str(exc), valid="names that differ after lower-casing and keeping only letters and digits")) from None
     r = p.registry
     roles = r.role_counts()
     out.print(f"ok: {len(r.cts):,} CTs ({len(r.regions)} regions, {len(r.provinces)} councils, "
               f"{sum(1 for c in r.cts.values() if c.level == Level.COMMUNE):,} communes, {len(r.arrondissements)} arrondissements), "
               f"{len(p.norms.controls)} controls, {len(r.sites):,} sites, "
               + ", ".join(f"{n:,} {k.value}s" for k, n in sorted(roles.items(), key=lambda kv: kv[0].value))
-              + f" [{r.fleet_label}]")
+              + f" [{r.fleet_label}]", soft_wrap=True)
 
 
-@app.command("import")
+def _import_help() -> str:
+    from ctfleet.importer import format_help
+
+    paragraphs = [*format_help().split("\n\n"), "Example: ctfleet import sites-04.xlsx devices-04.csv --into /srv/ctfleet/fleet-04"]
+    # "\b" before a paragraph keeps Click from re-wrapping it (the column table above all).
+    return "Import sites and devices from regional spreadsheets into a fleet directory.\n\n" + \
+        "\n\n".join("\b\n" + p for p in paragraphs)
+
+
+@app.command("import", help=_import_help())
 @reports_errors
 def import_(files: list[Path] = typer.Argument(..., help="CSV or XLSX files of sites and/or devices."),
             into: Path = typer.Option(..., "--into", help="Fleet directory to merge into (sites.csv, devices.csv)."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Validate only; write nothing.")) -> None:
-    """Import sites and devices from regional spreadsheets; all bad rows are reported at once and nothing is written unless the whole input is valid."""
     from ctfleet.importer import import_files
 
     p = project(with_fleet=False)
     summary = import_files(files, p.national, into, dry_run=dry_run)
     verb = "would write" if dry_run else "wrote"
-    out.print(f"ok: {verb} {summary}")
+    t = Table(title=f"{verb} {summary['out_dir']} from {', '.join(summary['files'])}")
+    for col in ("table", "rows imported", "added", "updated", "total in the fleet"):
+        t.add_column(col, justify="left" if col == "table" else "right")
+    for kind in ("sites", "devices"):
+        c = summary[kind]
+        t.add_row(kind, f"{c['imported']:,}", f"{c['added']:,}", f"{c['updated']:,}", f"{c['total']:,}")
+    out.print(t)
 
 
 @app.command()

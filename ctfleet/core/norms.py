@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ctfleet.core.conventions import to_base_unit
+from ctfleet.core.conventions import to_base_unit, unit_range
 from ctfleet.core.errors import InputError, InputErrors, Problem, one_of
 from ctfleet.core.models import CT, LinkType, Segment
 from ctfleet.core.yamlio import Doc, load_yaml, validate
@@ -92,6 +92,14 @@ class Control(_Strict):
             raise ValueError("choices must not be empty")
         return v
 
+    def _out_of_range(self, value: float) -> str | None:
+        """Why a number cannot mean anything in this control's unit (conventions.UNIT_RANGE), or None."""
+        low, high = unit_range(self.unit)
+        if low <= value <= high:
+            return None
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{value:,}{unit} is out of range ({low:,} to {high:,}{unit})"
+
     def check_value(self, value: Any) -> str | None:
         """Why ``value`` is not valid for this control, or None."""
         t = self.type
@@ -99,9 +107,11 @@ class Control(_Strict):
         if t == "bool":
             return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
         if t == "int":
-            return None if isinstance(value, int) and not isinstance(value, bool) else f"expected a whole number{unit}, got {value!r}"
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            return self._out_of_range(value) if ok else f"expected a whole number{unit}, got {value!r}"
         if t == "float":
-            return None if isinstance(value, (int, float)) and not isinstance(value, bool) else f"expected a number{unit}, got {value!r}"
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return self._out_of_range(value) if ok else f"expected a number{unit}, got {value!r}"
         if t == "str":
             return None if isinstance(value, str) else f"expected text, got {value!r}"
         if t == "enum":

@@ -14,23 +14,22 @@ never counted hosted. Example output::
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from typing import Callable
 
 from ctfleet.core import conventions
 from ctfleet.core.hosting import declared_tenants, hosting_units
 from ctfleet.core.registry import Registry
 
 
-def hosting_families(registry: Registry) -> list[Metric]:
-    """The declared tenants of the CTs in ``registry`` (its scope) and the hosting units serving them."""
-    labels = list(conventions.CT_LABELS) + ["tier", "namespace"]
-    tenant = GaugeMetricFamily("ctfleet_ct_tenant_declared",
-                               "1 per hosting tenant the stacks declare for the CT (tier, namespace)", labels=labels)
+def hosting_series(registry: Registry, gauge: Callable) -> None:
+    """Add the declared tenants of the CTs in ``registry`` (its scope) and the hosting units
+    serving them, through ``gauge(name, help, labels)`` (the exporter's family factory)."""
+    tenant = gauge("ctfleet_ct_tenant_declared", "1 per hosting tenant the stacks declare for the CT (tier, namespace)",
+                   list(conventions.CT_LABELS) + ["tier", "namespace"])
     for t in declared_tenants(registry):
         ct = registry.cts[t.ct]
         tenant.add_metric(list(conventions.ct_label_values(ct, registry.sites_of(ct.code))) + [t.tier, t.namespace], 1)
-    unit = GaugeMetricFamily("ctfleet_hosting_unit_members", "CTs a grouping (eci) or SDL (sdl) tenant is declared to host",
-                             labels=["region", "tier", "unit", "namespace"])
+    unit = gauge("ctfleet_hosting_unit_members", "CTs a grouping (eci) or SDL (sdl) tenant is declared to host",
+                 ["region", "tier", "unit", "namespace"])
     for u in hosting_units(registry):
         unit.add_metric([u.region, u.tier, u.unit, u.namespace], len(u.members))
-    return [tenant, unit]
