@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ctfleet.core.classify import SegmentRules
 from ctfleet.core.errors import InputError, Problem
@@ -35,6 +35,13 @@ class Profile(BaseModel):
     fleet: FleetConfig = FleetConfig()
     results_dir: str = "var/results"
     path: str | None = Field(default=None, exclude=True)
+
+    @field_validator("region", mode="before")
+    @classmethod
+    def _region_is_text(cls, v):
+        if isinstance(v, int) and not isinstance(v, bool):
+            raise ValueError(f"the region code must be text: YAML reads {v:02d} as the number {v} (valid: quote it, region: \"{v:02d}\")")
+        return v
 
 
 def project_root() -> Path:
@@ -80,10 +87,21 @@ def load_project(profile_path: str | Path | None = None, root: Path | None = Non
     rules = load_segment_rules(paths)
     registry = load_registry(paths, rules)
     norms = load_norms(paths.standards, paths.show, ct_codes=set(registry.cts))
+    attach_waivers_and_maintenance(norms, registry, paths)
     if with_fleet:
         attach_fleet(registry, norms, profile, root)
     scoped = registry.scoped(profile.region)
     return Project(root=root, paths=paths, profile=profile, rules=rules, registry=scoped, national=registry, norms=norms)
+
+
+def attach_waivers_and_maintenance(norms: NormSet, registry: Registry, paths: Paths) -> None:
+    """Load ``standards/waivers/`` and ``standards/maintenance.yaml`` against the registry."""
+    from ctfleet.core.maintenance import load_maintenance
+    from ctfleet.core.waivers import load_waivers
+
+    ct_regions = {c.code: c.region_code for c in registry.cts.values()}
+    norms.waivers = load_waivers(paths.standards, paths.show, set(norms.controls), ct_regions)
+    norms.maintenance = load_maintenance(paths.standards, paths.show, ct_regions)
 
 
 def attach_fleet(registry: Registry, norms: NormSet, profile: Profile, root: Path) -> None:
@@ -102,3 +120,10 @@ def attach_fleet(registry: Registry, norms: NormSet, profile: Profile, root: Pat
         d = Path(fleet.dir) if Path(fleet.dir).is_absolute() else root / fleet.dir
         sites, devices = load_fleet_dir(d, registry)
         registry.attach_fleet(sites, devices, f"files in {d}")
+    attach_links(registry, norms)
+
+
+def attach_links(registry: Registry, norms: NormSet) -> None:
+    """Tell the norms each CT's link type (its first site's uplink), so link norms
+    (standards/norms/links/) resolve for (segment, link type) everywhere."""
+    norms.attach_links({code: sites[0].uplink.type for code in registry.cts if (sites := registry.sites_of(code))})

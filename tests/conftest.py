@@ -47,3 +47,16 @@ def edit(path: Path, old: str, new: str, count: int = 1) -> None:
     text = path.read_text(encoding="utf-8")
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new, count), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def postgresql(tmp_path_factory):
+    """A real PostgreSQL (Debian package) on loopback for the whole session; stopped after.
+    Absent, it fails (never skips): scripts/setup installs it."""
+    from ctfleet.lab.procs.postgres import PostgreSQL
+
+    pg = PostgreSQL(tmp_path_factory.mktemp("postgresql")).start()
+    try:
+        yield pg
+    finally:
+        pg.stop()

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, strategies as st
 
-from ctfleet.core.compliance import Compliance, ControlResult, Source, Status, compliance, judge, latest
+from ctfleet.core.compliance import Compliance, ControlResult, Outcome, Source, Status, compliance, judge, latest
 from ctfleet.results import ResultsStore
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
@@ -24,9 +24,13 @@ def test_unknown_and_waived_are_not_pass():
                               res("SYS-4", "unknown", "srv1")])
     assert (c.applicable, c.passed, c.failed, c.unknown, c.waived) == (4, 1, 0, 2, 1)
     assert c.ratio == 0.25 and c.coverage == 0.25
-    assert c.meets_norms  # every known result passes...
+    assert c.outcome == Outcome.NOT_ASSESSED and not c.meets_norms  # no failure, but unknowns: not "meeting"
     c2 = compliance(expected, [])
-    assert not c2.meets_norms and c2.coverage == 0  # ...but nothing known is not "meeting"
+    assert c2.outcome == Outcome.NOT_ASSESSED and c2.coverage == 0
+    c3 = compliance(expected[:2], [res("LNK-1", "pass"), res("LNK-2", "pass")])
+    assert c3.outcome == Outcome.MEETS and c3.meets_norms
+    c4 = compliance(expected, [res("LNK-1", "fail")])
+    assert c4.outcome == Outcome.FAILING  # one known failure is enough, whatever is unknown
 
 
 def test_newest_result_wins_and_unexpected_ignored():

@@ -37,3 +37,13 @@ def test_demo_region_kpis_match_the_sweep(tmp_path):
     assert rtts and min(rtts) > 0.45
     text = buf.getvalue()
     assert "Programme KPIs by lot (read back from Prometheus)" in text
+    assert "simulated audit results" in text and "labelled as such" in text
+    # Three outcomes that add up, and never more CTs meeting their norms than connected.
+    for by in ("lot", "region"):
+        for r in kpis[by] + [kpis["national"]]:
+            assert r["cts_meeting_norms"] + r["cts_failing"] + r["cts_not_assessed"] == r["cts"], (by, r)
+            assert r["cts_meeting_norms"] <= r["cts_connected"], (by, r)
+    nat = kpis["national"]
+    assert nat["cts_meeting_norms"] > 0 and nat["cts_failing"] > 0 and nat["cts_not_assessed"] > 0, nat
+    for col in ("meeting norms", "failing", "not assessed", "with waivers", "equipped"):
+        assert col in text

@@ -18,9 +18,17 @@ import pytest
 from ctfleet.monitors import ber
 from ctfleet.monitors.poller import (
     BENCH_SPEC,
-    IF_COLUMNS,
+    IF_ADMIN_STATUS,
+    IF_ALIAS,
+    IF_DESCR,
     IF_HC_IN_OCTETS,
+    IF_HC_OUT_OCTETS,
+    IF_HIGH_SPEED,
+    IF_IN_OCTETS,
+    IF_NAME,
     IF_OPER_STATUS,
+    IF_OUT_OCTETS,
+    IF_SPEED,
     SYS_DESCR,
     SYS_NAME,
     SYS_UPTIME,
@@ -187,26 +195,48 @@ class SlowRelay(UdpThread):
         return [(self.delay, reply)]
 
 
-class TableAgent:
-    """A v2c agent built on the codec that serves a generated interface table of ``rows``
-    rows (all eight columns) and the system group; GET and GETBULK, like an agent would.
-    ``descr_tag`` lets sysDescr be sent with another type (e.g. Opaque, outside the fast
-    path); ``mangle`` post-processes each reply."""
+def default_row(i: int, rows: int) -> dict:
+    """One generated interface row: every column of IF_COLUMNS (oid -> (tag, value))."""
+    up = i % 7 != 0
+    return {IF_DESCR: (ber.OCTET_STRING, f"GigabitEthernet0/{i}".encode()), IF_SPEED: (ber.GAUGE32, 1_000_000_000),
+            IF_ADMIN_STATUS: (ber.INTEGER, 1), IF_OPER_STATUS: (ber.INTEGER, 1 if up else 2),
+            IF_IN_OCTETS: (ber.COUNTER32, i * 1000), IF_OUT_OCTETS: (ber.COUNTER32, i * 2000),
+            IF_NAME: (ber.OCTET_STRING, f"Gi0/{i}".encode()),
+            IF_HC_IN_OCTETS: (ber.COUNTER64, i * 1000), IF_HC_OUT_OCTETS: (ber.COUNTER64, i * 2000),
+            IF_HIGH_SPEED: (ber.GAUGE32, 1000),
+            IF_ALIAS: (ber.OCTET_STRING, b"UPLINK fibre" if i == rows else b"")}
 
-    def __init__(self, rows: int, descr_tag: int = ber.OCTET_STRING, mangle=None):
+
+class TableAgent:
+    """A v2c (or v1) agent built on the codec that serves a generated interface table of
+    ``rows`` rows and the system group; GET, GETNEXT and GETBULK, like an agent would.
+    ``descr_tag`` lets sysDescr be sent with another type (e.g. Opaque, outside the fast
+    path); ``mangle`` post-processes each reply; ``row(i, rows)`` makes each row's
+    columns (default :func:`default_row`); ``indexes`` the ifIndex values (default
+    1..rows); ``version`` 0 makes an SNMPv1 agent (no GETBULK, no Counter64, noSuchName
+    for what it lacks and at the end of the MIB); ``bulk_error`` an agent that answers
+    GETBULK with that error-status; ``get_nosuchname`` a v2c agent answering noSuchName
+    to a GET of an object it lacks; ``scalars`` overrides the system group."""
+
+    def __init__(self, rows: int, descr_tag: int = ber.OCTET_STRING, mangle=None, row=default_row,
+                 indexes=None, version: int = 1, bulk_error: int = 0, get_nosuchname: bool = False,
+                 scalars: dict | None = None):
         self.descr_tag = descr_tag
         self.mangle = mangle
+        self.version = version
+        self.bulk_error = bulk_error
+        self.get_nosuchname = get_nosuchname
+        self.pdu_types: list = []
         self.scalars = {SYS_NAME: (ber.OCTET_STRING, b"big-table-agent"),
                         SYS_DESCR: (ber.OCTET_STRING, b"generated ifTable"),
                         SYS_UPTIME: (ber.TIME_TICKS, 123456)}
+        if scalars is not None:
+            self.scalars = scalars
         entries = []
-        for i in range(1, rows + 1):
-            up = i % 7 != 0
-            for col, (tag, value) in zip(IF_COLUMNS, (
-                    (ber.OCTET_STRING, f"GigabitEthernet0/{i}".encode()), (ber.INTEGER, 1),
-                    (ber.INTEGER, 1 if up else 2), (ber.OCTET_STRING, f"Gi0/{i}".encode()),
-                    (ber.COUNTER64, i * 1000), (ber.COUNTER64, i * 2000), (ber.GAUGE32, 1000),
-                    (ber.OCTET_STRING, b"UPLINK fibre" if i == rows else b""))):
+        for i in (indexes if indexes is not None else range(1, rows + 1)):
+            for col, (tag, value) in row(i, rows).items():
+                if version == 0 and tag == ber.COUNTER64:
+                    continue  # RFC 3584 2.4: a v1 agent skips Counter64 objects
                 entries.append((col + (i,), tag, value))
         entries.append(((1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 19, 1), ber.INTEGER, 0))  # ifCounterDiscontinuityTime
         entries.sort()
@@ -223,22 +253,41 @@ class TableAgent:
 
     def handle(self, data):
         msg = ber.decode_message(data)
+        if msg.version != self.version:
+            return []  # an agent drops messages of a version it does not speak
         pdu = msg.pdu
+        self.pdu_types.append(pdu.pdu_type)
         out = []
+        status = index = 0
         if pdu.pdu_type == ber.GET_REQUEST:
-            for oid, _t, _v in pdu.varbinds:
+            for k, (oid, _t, _v) in enumerate(pdu.varbinds, 1):
                 tag, value = self.scalars.get(oid, (ber.NO_SUCH_OBJECT, None))
+                if tag == ber.NO_SUCH_OBJECT and (self.version == 0 or self.get_nosuchname) and not status:
+                    status, index = 2, k  # noSuchName
                 out.append((oid, tag, value))
         elif pdu.pdu_type == ber.GET_NEXT_REQUEST:
             out = [self._next(oid) for oid, _t, _v in pdu.varbinds]
+            if self.version == 0:
+                for k, vb in enumerate(out, 1):
+                    if vb[1] == ber.END_OF_MIB_VIEW:
+                        status, index = 2, k
+                        break
         elif pdu.pdu_type == ber.GET_BULK_REQUEST:
-            cur = [oid for oid, _t, _v in pdu.varbinds]
-            for _ in range(max(1, pdu.max_repetitions)):
-                row = [self._next(o) for o in cur]
-                out += row
-                cur = [vb[0] for vb in row]
-                if len(out) > 1200:
-                    break
+            if self.version == 0:
+                return []
+            if self.bulk_error:
+                status, index = self.bulk_error, 0
+                out = [(oid, ber.NULL, None) for oid, _t, _v in pdu.varbinds]
+            else:
+                cur = [oid for oid, _t, _v in pdu.varbinds]
+                for _ in range(max(1, pdu.max_repetitions)):
+                    row = [self._next(o) for o in cur]
+                    out += row
+                    cur = [vb[0] for vb in row]
+                    if len(out) > 1200:
+                        break
+        if status:  # an error response echoes the request's varbinds
+            out = [(oid, ber.NULL, None) for oid, _t, _v in pdu.varbinds]
         raw = []
         for oid, tag, value in out:
             if oid == SYS_DESCR and tag == ber.OCTET_STRING and self.descr_tag != ber.OCTET_STRING:
@@ -246,9 +295,9 @@ class TableAgent:
             else:
                 body = ber.encode_oid(oid) + ber.encode_value(tag, value)
             raw.append(ber._tlv(ber.SEQUENCE, body))
-        pdu_bytes = ber._tlv(ber.RESPONSE, ber.encode_integer(pdu.request_id) + b"\x02\x01\x00\x02\x01\x00"
-                             + ber._tlv(ber.SEQUENCE, b"".join(raw)))
-        reply = ber.encode_message(msg.community, pdu_bytes)
+        pdu_bytes = ber._tlv(ber.RESPONSE, ber.encode_integer(pdu.request_id) + ber.encode_integer(status)
+                             + ber.encode_integer(index) + ber._tlv(ber.SEQUENCE, b"".join(raw)))
+        reply = ber.encode_message(msg.community, pdu_bytes, self.version)
         return [(0, self.mangle(reply) if self.mangle else reply)]
 
     def close(self):
@@ -294,9 +343,9 @@ def test_v3_authpriv_against_snmpd_real_user(snmpd):
     async def go():
         async with Poller(timeout=1.0, retries=1) as p:
             first = await p.poll(t("r-v3", host, port, V3))
-            engine = p._engines[(host, port)]
+            engine = p.fast.engines[(host, port)]
             second = await p.poll(t("r-v3", host, port, V3))
-            assert p._engines[(host, port)] is engine  # discovery cached per agent
+            assert p.fast.engines[(host, port)] is engine  # discovery cached per agent
             # an engine clock far off: the agent's authenticated notInTimeWindows
             # report resynchronises it and the request is retried once
             engine.time += 5000
@@ -387,9 +436,10 @@ def _wrong_tag(data):
     return [(0, reply.replace(b"\x43\x01\x01", b"\x9f\x01\x01"))]  # an unknown value tag
 
 
-@pytest.mark.parametrize("handler", [_garbage, _wrong_tag], ids=["garbage", "unknown-tag"])
-def test_malformed_replies_give_malformed(responders, handler):
-    srv = UdpThread(handler)
+def test_malformed_reply_to_the_request_gives_malformed(responders):
+    """A reply carrying the request's id that does not decode: malformed (after the
+    request waited its time for a valid one)."""
+    srv = UdpThread(_wrong_tag)
     responders.append(srv)
 
     async def go():
@@ -397,7 +447,22 @@ def test_malformed_replies_give_malformed(responders, handler):
             return await p.poll(t("r-bad-ber", srv.host, srv.port))
     poll = run(go())
     assert not poll.ok and poll.error == "malformed", poll
-    assert poll.detail
+    assert "unknown tag" in poll.detail
+
+
+def test_unreadable_datagrams_only_are_a_timeout_that_says_so(responders):
+    """Datagrams that match no request are ignored (net-snmp does): nothing valid ever
+    comes, so the device timed out, and the detail counts what was ignored."""
+    srv = UdpThread(_garbage)
+    responders.append(srv)
+
+    async def go():
+        async with Poller(timeout=0.3, retries=1) as p:
+            poll = await p.poll(t("r-junk", srv.host, srv.port))
+            return poll, p.unmatched_datagrams
+    poll, unmatched = run(go())
+    assert not poll.ok and poll.error == "timeout", poll
+    assert unmatched == 2 and "2 datagram(s) from it matched no request and were ignored" in poll.detail
 
 
 def test_truncated_replies_give_malformed(snmpd, responders):
@@ -519,7 +584,7 @@ def test_mixed_sweep_ends_within_interval_and_reports_each_device(snmpd, respond
     assert status["bad-auth"] == (False, "auth")
     assert status["dead"][1] in ("refused", "timeout")
     assert status["slow"] == (False, "timeout")
-    assert status["garbage"] == (False, "malformed")
+    assert status["garbage"] == (False, "timeout") and "ignored" in polls["garbage"].detail
     assert status["big"] == (True, None) and len(polls["big"].interfaces) == 2000
     for p in polls.values():
         assert p.ok or p.detail
@@ -610,8 +675,8 @@ def test_select_targets_by_shard(registry):
     names = [d.hostname for part in parts for d in part]
     assert sorted(names) == sorted(d.hostname for d in everything)  # a partition
     assert all(len(p) > len(everything) // 10 for p in parts)  # roughly balanced
-    for part_i, part in enumerate(parts):
-        assert all(shard_of(d.site_code, 4) == part_i for d in part)
+    for part_i, part in enumerate(parts):  # by CT: every site of a CT in the same shard
+        assert all(shard_of(registry.sites[d.site_code].ct_code, 4) == part_i for d in part)
     r01 = select_targets(registry, "region:01")
     assert r01 and all(registry.cts[registry.sites[d.site_code].ct_code].region_code == "01" for d in r01)
     assert select_targets(registry, "region:99") == []

@@ -119,7 +119,7 @@ def test_every_alert_has_a_firing_and_a_quiet_case():
     alerts = {r["alert"] for r in rules_of("alert")}
     assert {"CTUnreachable", "UplinkSaturated", "LinkLatencyAboveNorm", "LinkLossAboveNorm",
             "ComplianceRegression", "CollectorSweepOverrun", "CollectorStale", "CollectorDown",
-            "PlannedOutage"} <= alerts
+            "PlannedOutage", "CTResultsStale"} <= alerts
     firing, quiet = alert_cases()
     assert not alerts - firing, f"alerts without a firing unit test (exp_alerts): {sorted(alerts - firing)}"
     assert not alerts - quiet, f"alerts without a non-firing unit test: {sorted(alerts - quiet)}"
@@ -144,7 +144,8 @@ def test_recording_rules_match_the_contract_and_are_checked():
     recorded = {r["record"] for r in rules_of("record")}
     section = METRICS_MD.read_text(encoding="utf-8").split("## Recording rules", 1)[1]
     kpis = set(re.findall(r"ctfleet:(\w+):count\b", section))
-    assert {"cts", "cts_connected", "cts_meeting_norms", "cts_equipped"} <= kpis
+    assert {"cts", "cts_connected", "cts_meeting_norms", "cts_failing", "cts_not_assessed", "cts_with_waivers",
+            "cts_equipped"} <= kpis
     wanted = {f"ctfleet:{k}:count_by_{d}" for k in kpis for d in ("lot", "segment", "region")}
     wanted |= {f"ctfleet:ct_coverage:avg_by_{d}" for d in ("lot", "segment", "region")}
     assert not wanted - recorded, f"contract names not recorded: {sorted(wanted - recorded)}"
@@ -210,6 +211,34 @@ def test_unit_tests_catch_a_wrong_kpi(promtool, rules_copy):
     res = run(promtool, "test", "rules", rules_copy / "tests" / "kpi_test.yml")
     assert res.returncode == 1, res.stdout + res.stderr
     assert "ctfleet:cts:count_by_lot" in res.stdout + res.stderr
+
+
+def test_unit_tests_catch_meeting_without_connection(promtool, rules_copy):
+    """Counting the exporter's "meets" without requiring the CT to be connected lets
+    Fezna (not connected) count as meeting: meeting > connected in lot 3."""
+    path = rules_copy / "kpi.rules.yml"
+    text = path.read_text(encoding="utf-8")
+    wrong = re.sub(r"\n\s+and on\(ct\)\n\s+\(max by \(ct\) \(ctfleet_ct_connected\) == 1\)", "", text)
+    assert wrong != text
+    path.write_text(wrong, encoding="utf-8")
+    res = run(promtool, "test", "rules", rules_copy / "tests" / "kpi_test.yml")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "ctfleet:cts_meeting_norms:count_by_lot" in res.stdout + res.stderr
+
+
+def test_unit_tests_catch_a_ct_without_outcome_lost(promtool, rules_copy):
+    """Not assessed must be CTs - meeting - failing: counting only the CTs whose exporter
+    says not_assessed loses Assilah (no outcome served), and the three no longer add up."""
+    path = rules_copy / "kpi.rules.yml"
+    text = path.read_text(encoding="utf-8")
+    old = ("ctfleet:cts:count_by_lot\n            - ctfleet:cts_meeting_norms:count_by_lot\n"
+           "            - ctfleet:cts_failing:count_by_lot")
+    wrong = text.replace(old, 'sum by (lot) (max by (ct, lot) (ctfleet_ct_outcome{outcome="not_assessed"}))')
+    assert wrong != text
+    path.write_text(wrong, encoding="utf-8")
+    res = run(promtool, "test", "rules", rules_copy / "tests" / "kpi_test.yml")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "ctfleet:cts_not_assessed:count_by_lot" in res.stdout + res.stderr
 
 
 def test_amtool_rejects_a_broken_config(amtool, tmp_path):

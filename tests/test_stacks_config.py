@@ -24,9 +24,9 @@ def good_sdr() -> dict:
         "ctfleet:tier": "sdr",
         "ctfleet:unit": "02",
         "ctfleet:kubernetes": {"context": "sdr-oriental"},
-        "ctfleet:images": {"collector": "localhost:5000/ctfleet/collector:0.1.0",
+        "ctfleet:images": {"collector": "registry.ctfleet.ma/ctfleet/collector:0.1.0",
                            "prometheus": "quay.io/prometheus/prometheus:v3.5.0",
-                           "aptCacherNg": "localhost:5000/ctfleet/apt-cacher-ng:3.7.4"},
+                           "aptCacherNg": "registry.ctfleet.ma/ctfleet/apt-cacher-ng:3.7.4"},
         "ctfleet:operatorGroups": ["sdr-oriental:operators", "{namespace}:admins"],
         "ctfleet:siteCidrs": ["10.2.0.0/16"],
     }
@@ -55,12 +55,13 @@ def test_every_bad_key_is_named_in_one_error(inputs):
     }
     assert errors(inputs, raw) == "\n".join([
         "7 problems in the stack config, no resource declared:",
-        f"  {SRC}: ctfleet:colour: unknown key (valid: one of ctfleet:federate, ctfleet:federationCidrs, ctfleet:images, "
-        "ctfleet:ingressNamespace, ctfleet:kubernetes, ctfleet:operatorGroups, ctfleet:prometheusRetention, ctfleet:siteCidrs, "
+        f"  {SRC}: ctfleet:colour: unknown key (valid: one of ctfleet:allowDestructiveChanges, ctfleet:development, "
+        "ctfleet:federate, ctfleet:federationCidrs, ctfleet:images, ctfleet:ingressNamespace, ctfleet:kubeconfig, ctfleet:kubernetes, ctfleet:operatorGroups, ctfleet:platformCidrs, ctfleet:prometheusRetention, ctfleet:siteCidrs, "
         "ctfleet:storageClass, ctfleet:tier, ctfleet:unit)",
         f"  {SRC}: ctfleet:images.grafana: unknown key (valid: one of aptCacherNg, collector, prometheus)",
-        f"  {SRC}: ctfleet:kubernetes: renderYamlToDirectory cannot be combined with context or kubeconfig: one provider either "
-        "renders manifests or deploys them (valid: either {context: NAME[, kubeconfig: PATH]} or {renderYamlToDirectory: DIR})",
+        f"  {SRC}: ctfleet:kubernetes: renderYamlToDirectory cannot be combined with a context or a kubeconfig: one provider either "
+        "renders manifests or deploys them (valid: either {context: NAME[, clusterIdentifier: ID]} with the secret ctfleet:kubeconfig, "
+        "or {renderYamlToDirectory: DIR})",
         f"  {SRC}: ctfleet:images.collector: required key is missing for tier sdr (valid: an image reference with an explicit "
         "tag (not latest), e.g. quay.io/prometheus/prometheus:v3.5.0)",
         f"  {SRC}: ctfleet:images.prometheus: 'quay.io/prometheus/prometheus:latest' is not an image reference with an explicit "
@@ -76,7 +77,8 @@ def test_exact_error_for_missing_and_mistyped_keys(inputs):
     assert errors(inputs, raw) == "\n".join([
         "3 problems in the stack config, no resource declared:",
         f"  {SRC}: ctfleet:tier: 'regional' is not a tier (valid: one of national, sdr, eci, sdl)",
-        f"  {SRC}: ctfleet:kubernetes: required key is missing (valid: either {{context: NAME[, kubeconfig: PATH]}} or "
+        f"  {SRC}: ctfleet:kubernetes: required key is missing (valid: either {{context: NAME[, clusterIdentifier: ID]}} with the secret "
+        "ctfleet:kubeconfig, or "
         "{renderYamlToDirectory: DIR})",
         f"  {SRC}: ctfleet:operatorGroups: Input should be a valid list, got 'ops' (valid: a list of one or more group names)",
     ])
@@ -127,36 +129,84 @@ def test_errors_from_a_file_carry_its_line_numbers(inputs, tmp_path: Path):
         "  ctfleet:kubernetes:\n"
         "    context: sdr-oriental\n"
         "  ctfleet:images:\n"
-        "    collector: localhost:5000/ctfleet/collector\n"
+        "    collector: registry.ctfleet.ma/ctfleet/collector\n"
         "    prometheus: quay.io/prometheus/prometheus:v3.5.0\n"
-        "    aptCacherNg: localhost:5000/ctfleet/apt-cacher-ng:3.7.4\n"
+        "    aptCacherNg: registry.ctfleet.ma/ctfleet/apt-cacher-ng:3.7.4\n"
         "  ctfleet:operatorGroups: [ops]\n"
         "  ctfleet:siteCidr: [10.2.0.0/16]\n", encoding="utf-8")
     raw, doc = read_stack_file(path, SRC)
     with pytest.raises(InputErrors) as exc:
         validate_config(raw, "sdr-oriental", inputs.registry, SRC, config_line_of(doc))
     assert str(exc.value).splitlines()[1:] == [
-        f"  {SRC}:11: ctfleet:siteCidr: unknown key (valid: one of ctfleet:federate, ctfleet:federationCidrs, ctfleet:images, "
-        "ctfleet:ingressNamespace, ctfleet:kubernetes, ctfleet:operatorGroups, ctfleet:prometheusRetention, ctfleet:siteCidrs, "
+        f"  {SRC}:11: ctfleet:siteCidr: unknown key (valid: one of ctfleet:allowDestructiveChanges, ctfleet:development, "
+        "ctfleet:federate, ctfleet:federationCidrs, ctfleet:images, ctfleet:ingressNamespace, ctfleet:kubeconfig, ctfleet:kubernetes, ctfleet:operatorGroups, ctfleet:platformCidrs, ctfleet:prometheusRetention, ctfleet:siteCidrs, "
         "ctfleet:storageClass, ctfleet:tier, ctfleet:unit)",
-        f"  {SRC}:7: ctfleet:images.collector: 'localhost:5000/ctfleet/collector' is not an image reference with an explicit tag "
+        f"  {SRC}:7: ctfleet:images.collector: 'registry.ctfleet.ma/ctfleet/collector' is not an image reference with an explicit tag "
         "(valid: an image reference with an explicit tag (not latest), e.g. quay.io/prometheus/prometheus:v3.5.0)",
     ]
 
 
 def test_provider_args(inputs):
+    from ctfleet.stacks.program import PROVIDER_DEFAULTS
+
     cfg = validate_config(good_sdr(), "sdr-oriental", inputs.registry, SRC)
-    assert provider_args(cfg) == {"context": "sdr-oriental"}
-    raw = good_sdr() | {"ctfleet:kubernetes": {"renderYamlToDirectory": "rendered/sdr-oriental"}}
+    assert provider_args(cfg, "sdr-oriental", "SECRET") == PROVIDER_DEFAULTS | {
+        "context": "sdr-oriental", "kubeconfig": "SECRET", "cluster_identifier": "sdr-oriental"}
+    raw = good_sdr() | {"ctfleet:kubernetes": {"renderYamlToDirectory": "rendered/sdr-oriental", "clusterIdentifier": "rsk-1"}}
     cfg = validate_config(raw, "sdr-oriental", inputs.registry, SRC)
-    assert provider_args(cfg) == {"render_yaml_to_directory": "rendered/sdr-oriental"}
-    raw = good_sdr() | {"ctfleet:kubernetes": {"context": "c", "kubeconfig": "/etc/sdr/kubeconfig"}}
-    assert provider_args(validate_config(raw, "sdr-oriental", inputs.registry, SRC)) == {"context": "c", "kubeconfig": "/etc/sdr/kubeconfig"}
+    assert provider_args(cfg, "sdr-oriental") == PROVIDER_DEFAULTS | {
+        "render_yaml_to_directory": "rendered/sdr-oriental", "kubeconfig": "", "cluster_identifier": "rsk-1"}
+
+
+def test_the_kubeconfig_is_only_a_secret(inputs):
+    """Encrypted in the file ({secure: ...}) it is accepted without decrypting; in plain text, or as a path, it is refused."""
+    cfg = validate_config(good_sdr() | {"ctfleet:kubeconfig": {"secure": "v1:AAAABBBB"}}, "sdr-oriental", inputs.registry, SRC)
+    assert cfg.kubeconfig is not None and cfg.kubeconfig.value is None and str(cfg.kubeconfig) == "<secret, encrypted>"
+    text = errors(inputs, good_sdr() | {"ctfleet:kubeconfig": "apiVersion: v1\nusers: [{user: {token: hunter2}}]",
+                                        "ctfleet:siteCidrs": {"secure": "v1:CCCC"},
+                                        "ctfleet:kubernetes": {"context": "sdr-oriental", "kubeconfig": "/home/me/.kube/config"}})
+    assert text.splitlines() == [
+        "3 problems in the stack config, no resource declared:",
+        f"  {SRC}: ctfleet:siteCidrs: is a secret, but only ctfleet:kubeconfig is read as a secret (valid: a plain value "
+        "(pulumi config set, without --secret))",
+        f"  {SRC}: ctfleet:kubeconfig: is stored in plain text in the stack config: a kubeconfig holds the cluster's credentials "
+        "(valid: the kubeconfig's contents as a stack secret: pulumi config set --secret ctfleet:kubeconfig < sdr-kubeconfig.yaml)",
+        f"  {SRC}: ctfleet:kubernetes.kubeconfig: the kubeconfig is no longer a path or text here: it is the stack's secret "
+        "ctfleet:kubeconfig, so every teammate deploys to the same cluster (valid: the kubeconfig's contents as a stack secret: "
+        "pulumi config set --secret ctfleet:kubeconfig < sdr-kubeconfig.yaml)",
+    ]
+    assert "hunter2" not in text and "CCCC" not in text
+    # decrypted by the engine and marked secret: checked against the context, never quoted
+    bad = "apiVersion: v1\ncontexts: [{name: other, context: {cluster: c}}]\nclusters: [{name: c}]\nusers: [{user: {token: hunter2}}]"
+    with pytest.raises(InputErrors) as exc:
+        validate_config(good_sdr() | {"ctfleet:kubeconfig": bad}, "sdr-oriental", inputs.registry, SRC,
+                        secret_keys={"ctfleet:kubeconfig"})
+    assert "has no context 'sdr-oriental' (ctfleet:kubernetes.context); it has: other" in str(exc.value)
+    assert "hunter2" not in str(exc.value)
+
+
+def test_localhost_images_only_on_a_development_stack(inputs):
+    raw = good_sdr() | {"ctfleet:images": {**good_sdr()["ctfleet:images"], "collector": "localhost:5000/ctfleet/collector:0.1.0"}}
+    assert errors(inputs, raw).splitlines()[1:] == [
+        f"  {SRC}: ctfleet:images.collector: 'localhost:5000/ctfleet/collector:0.1.0' is on a registry only this machine can "
+        "reach; the cluster's nodes cannot pull it (valid: the registry your team pushes to (infra/README.md, Images), or "
+        "ctfleet:development: true for a test cluster)"]
+    cfg = validate_config(raw | {"ctfleet:development": True}, "sdr-oriental", inputs.registry, SRC)
+    assert cfg.images.collector.startswith("localhost:5000/")
+
+
+def test_no_committed_stack_config_names_a_localhost_image():
+    from ctfleet.stacks.program import STACKS_DIR
+
+    root = Path(__file__).resolve().parent.parent
+    files = sorted((root / STACKS_DIR).glob("Pulumi.*.yaml"))
+    assert len(files) == 27
+    assert [f.name for f in files if "localhost" in f.read_text() or "127.0.0.1" in f.read_text()] == []
 
 
 def test_pulumi_passes_objects_as_json_text(inputs):
     from ctfleet.lab.pulumi_mocks import engine_config
 
     cfg = validate_config(engine_config(good_sdr()), "sdr-oriental", inputs.registry, SRC)
-    assert cfg.images.collector == "localhost:5000/ctfleet/collector:0.1.0"
+    assert cfg.images.collector == "registry.ctfleet.ma/ctfleet/collector:0.1.0"
     assert cfg.siteCidrs == ["10.2.0.0/16"]

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ctfleet.core.models import Tier
 from ctfleet.stacks.generate import read_stack_file
 from ctfleet.stacks.manifests import render, sort_key
-from ctfleet.lab.pulumi_mocks import CaptureMocks, run_stack, run_stacks
-from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, ct_namespace
+from ctfleet.lab.pulumi_mocks import CaptureMocks, kubeconfig_text, run_stack, run_stacks, with_kubeconfig
+from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, ct_namespace, tenant_home
 from ctfleet.stacks.policies import NormOracle, check
 from ctfleet.stacks.program import STACKS_DIR, load_inputs, main, plan_for
 
@@ -37,11 +36,16 @@ def stack_config(name: str) -> dict:
     return read_stack_file(ROOT / STACKS_DIR / f"Pulumi.{name}.yaml")[0]
 
 
+def deploy_config(name: str) -> dict:
+    """The committed config plus the secret kubeconfig an operator sets before `pulumi up`."""
+    return with_kubeconfig(stack_config(name))
+
+
 @pytest.fixture(scope="module")
 def captured(inputs):
     names = [n for n, r in inputs.stacks.items() if r.tier in ("national", "sdr")] + EXTRA
     assert len(names) == 15
-    return {c.stack: c for c in run_stacks([(n, stack_config(n)) for n in names], workers=2)}
+    return {c.stack: c for c in run_stacks([(n, deploy_config(n)) for n in names], workers=2)}
 
 
 def test_the_program_declares_exactly_the_plan(inputs, captured):
@@ -55,7 +59,7 @@ def test_names_and_counts_against_the_registry(inputs, captured):
         ref = inputs.stacks[name]
         namespaces = sorted(o["metadata"]["name"] for o in cap.manifests if o["kind"] == "Namespace")
         if ref.tier == "sdr":
-            hosted = [c for c, ct in inputs.registry.cts.items() if ct.region_code == ref.unit and Tier.SDR in ct.tiers]
+            hosted = [c for c, ct in inputs.registry.cts.items() if ct.region_code == ref.unit and tenant_home(ct) == "sdr"]
             expected = sorted([ct_namespace(c) for c in hosted] + [MONITORING_NAMESPACE, PKGCACHE_NAMESPACE])
         elif ref.tier == "national":
             expected = sorted(["ctfleet-monitoring"] + [f"nat-{p.slug}" for p in inputs.hosting.platforms])
@@ -70,9 +74,9 @@ def test_names_and_counts_against_the_registry(inputs, captured):
         assert types["ctfleet:hosting:Tenant"] == len(expected)
         assert types["kubernetes:core/v1:Namespace"] == types["kubernetes:core/v1:ResourceQuota"] == len(expected)
         assert types["kubernetes:core/v1:LimitRange"] == types["kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"] == len(expected)
-        assert types["ctfleet:system:App"] == {"national": 1, "sdr": 3}.get(ref.tier, 0)
+        assert types["ctfleet:system:Workload"] == {"national": 1, "sdr": 3}.get(ref.tier, 0)
         [provider] = cap.of_type("pulumi:providers:kubernetes")
-        assert provider.inputs == {"context": name}
+        assert provider.inputs["context"] == name and provider.inputs["clusterIdentifier"] == name
     total = sum(len(c.manifests) for c in captured.values())
     assert total > 9_000
 
@@ -92,7 +96,7 @@ def test_quotas_equal_the_norms(inputs, captured):
             assert hard["requests.storage"] == f"{r['HST-3'].value}Gi"
             assert hard["pods"] == str(r["HST-4"].value)
             n += 1
-    assert n == 1590 + 1
+    assert n == 1547 + 1  # the SDR stacks' CTs and sdl-sale's
 
 
 def test_captured_objects_satisfy_the_policies(inputs, captured):
@@ -126,7 +130,8 @@ def test_render_to_directory_mode(inputs, tmp_path):
     cfg = stack_config("sdl-sale") | {"ctfleet:kubernetes": {"renderYamlToDirectory": str(tmp_path / "rendered")}}
     cap = run_stack("sdl-sale", cfg, lambda: main(inputs))
     [provider] = cap.of_type("pulumi:providers:kubernetes")
-    assert provider.inputs == {"renderYamlToDirectory": str(tmp_path / "rendered")}
+    assert provider.inputs["renderYamlToDirectory"] == str(tmp_path / "rendered")
+    assert provider.inputs["kubeconfig"] == "" and "context" not in provider.inputs
     assert len(cap.manifests) == 7
 
 
@@ -134,7 +139,7 @@ def test_bad_config_fails_before_any_resource(inputs):
     from ctfleet.stacks.config import StackConfigErrors
 
     mocks = CaptureMocks()
-    cfg = stack_config("sdr-oriental") | {"ctfleet:images": {"collector": "collector"}}
+    cfg = deploy_config("sdr-oriental") | {"ctfleet:images": {"collector": "collector"}}
     with pytest.raises(StackConfigErrors) as exc:
         run_stack("sdr-oriental", cfg, lambda: main(inputs), mocks=mocks)
     assert str(exc.value).splitlines() == [
@@ -152,7 +157,7 @@ def test_bad_config_fails_before_any_resource(inputs):
 def test_a_stack_that_names_no_unit_is_refused(inputs):
     mocks = CaptureMocks()
     with pytest.raises(Exception) as exc:
-        run_stack("sdr-atlantis", stack_config("sdr-oriental"), lambda: main(inputs), mocks=mocks)
+        run_stack("sdr-atlantis", deploy_config("sdr-oriental"), lambda: main(inputs), mocks=mocks)
     assert "infra/stacks/Pulumi.sdr-atlantis.yaml: stack name: no hosting unit is called 'sdr-atlantis'" in str(exc.value)
     assert mocks.registrations == []
 
@@ -165,7 +170,109 @@ def test_the_entry_point_runs_as_the_engine_would(monkeypatch):
 
     exported: list[str] = []
     monkeypatch.setattr(pulumi, "export", lambda name, value: exported.append(name))
-    cap = run_stack("sdl-rabat", stack_config("sdl-rabat"), lambda: runpy.run_path(str(ROOT / "infra" / "__main__.py"),
+    cap = run_stack("sdl-rabat", deploy_config("sdl-rabat"), lambda: runpy.run_path(str(ROOT / "infra" / "__main__.py"),
                                                                                   run_name="__main__"))
     assert [o["metadata"]["name"] for o in cap.manifests if o["kind"] == "Namespace"] == ["ct-04-421-01-0"]
-    assert exported == ["stack", "tier", "unit", "tenantNamespaces", "tenantCount", "quotaTotal", "notes"]
+    assert exported == ["stack", "tier", "unit", "tenantNamespaces", "tenantCount", "quotaTotal", "notes", "dataInventory"]
+
+
+# ------------------------------------------------------------------ the cluster: explicit, from the secret config
+def test_the_kubeconfig_is_the_stack_secret_and_the_environment_changes_nothing(inputs, monkeypatch, tmp_path):
+    cfg = deploy_config("sdl-sale")
+    cap = run_stack("sdl-sale", cfg, lambda: main(inputs))
+    [provider] = cap.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["kubeconfig"] == {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",  # a secret
+                                             "value": kubeconfig_text("sdl-sale")}
+    assert provider.inputs["context"] == "sdl-sale" and provider.inputs["clusterIdentifier"] == "sdl-sale"
+
+    other = tmp_path / "teammate-kubeconfig"
+    other.write_text(kubeconfig_text("somebody-elses-cluster"))
+    monkeypatch.setenv("KUBECONFIG", str(other))
+    monkeypatch.setenv("PULUMI_K8S_ENABLE_SERVER_SIDE_APPLY", "false")
+    monkeypatch.setenv("PULUMI_K8S_DELETE_UNREACHABLE", "true")
+    again = run_stack("sdl-sale", cfg, lambda: main(inputs))
+    [provider2] = again.of_type("pulumi:providers:kubernetes")
+    assert provider2.inputs == provider.inputs
+    render = run_stack("sdl-sale", stack_config("sdl-sale") | {"ctfleet:kubernetes": {"renderYamlToDirectory": "out"}},
+                       lambda: main(inputs))
+    assert render.of_type("pulumi:providers:kubernetes")[0].inputs["kubeconfig"] == ""
+
+
+def test_the_kubeconfig_stays_a_secret(inputs, monkeypatch):
+    """What the SDK sends the engine for the provider: the kubeconfig wrapped as a secret, so state encrypts it."""
+    from google.protobuf import json_format
+    from pulumi.runtime import mocks as runtime_mocks
+
+    sent = {}
+    real = runtime_mocks.MockMonitor.RegisterResource
+
+    def register(self, request):
+        if request.type == "pulumi:providers:kubernetes":
+            sent.update(json_format.MessageToDict(request.object))
+        return real(self, request)
+
+    monkeypatch.setattr(runtime_mocks.MockMonitor, "RegisterResource", register)
+    run_stack("sdl-sale", deploy_config("sdl-sale"), lambda: main(inputs))
+    secret_sig = "1b47061264138c4ac30d75fd1eb44270"  # pulumi's wire signature of a secret value
+    assert sent["kubeconfig"]["4dabf18193072939515e22adb298388d"] == secret_sig
+    assert sent["kubeconfig"]["value"] == kubeconfig_text("sdl-sale")
+    assert sent["context"] == "sdl-sale"  # not secret: names, not credentials
+
+
+def test_a_plain_text_or_missing_kubeconfig_is_refused_before_any_resource(inputs):
+    from ctfleet.stacks.config import StackConfigErrors
+
+    text = kubeconfig_text("sdl-sale")
+    for cfg, secret, expected in [
+        (stack_config("sdl-sale") | {"ctfleet:kubeconfig": text}, [],
+         "ctfleet:kubeconfig: is stored in plain text in the stack config: a kubeconfig holds the cluster's credentials"),
+        (stack_config("sdl-sale"), [],
+         "ctfleet:kubeconfig: required key is missing to deploy: the provider never falls back to $KUBECONFIG or ~/.kube/config"),
+        (stack_config("sdl-sale") | {"ctfleet:kubeconfig": kubeconfig_text("other")}, ["ctfleet:kubeconfig"],
+         "ctfleet:kubeconfig: has no context 'sdl-sale' (ctfleet:kubernetes.context); it has: other"),
+    ]:
+        mocks = CaptureMocks()
+        with pytest.raises(StackConfigErrors) as exc:
+            run_stack("sdl-sale", cfg, lambda: main(inputs), mocks=mocks, secret_keys=secret)
+        assert expected in str(exc.value)
+        assert "test-token" not in str(exc.value)  # never the secret's text
+        assert mocks.registrations == []
+
+
+# ------------------------------------------------------------------ data safety
+def _register_requests(monkeypatch) -> list:
+    from pulumi.runtime import mocks as runtime_mocks
+
+    seen = []
+    real = runtime_mocks.MockMonitor.RegisterResource
+
+    def register(self, request):
+        seen.append(request)
+        return real(self, request)
+
+    monkeypatch.setattr(runtime_mocks.MockMonitor, "RegisterResource", register)
+    return seen
+
+
+def test_namespaces_and_volumes_are_protected_and_retained(inputs, monkeypatch):
+    seen = _register_requests(monkeypatch)
+    run_stack("sdr-dakhla-oued-ed-dahab", deploy_config("sdr-dakhla-oued-ed-dahab"), lambda: main(inputs))
+    data = [r for r in seen if r.type in ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolumeClaim")]
+    tenants = plan_for(inputs, "sdr-dakhla-oued-ed-dahab", stack_config("sdr-dakhla-oued-ed-dahab")).tenants
+    assert len([r for r in data if r.type.endswith("Namespace")]) == len(tenants)
+    assert len([r for r in data if r.type.endswith("PersistentVolumeClaim")]) == 2
+    assert all(r.protect and r.retainOnDelete for r in data)
+    assert not any(r.protect for r in seen if r.type == "kubernetes:apps/v1:Deployment")
+    # a renamed component keeps its former type as an alias: its URN, and the objects under it, stay the same
+    workloads = [r for r in seen if r.type == "ctfleet:system:Workload"]
+    assert len(workloads) == 3
+    for r in workloads:
+        assert [a.spec.type for a in r.aliases] == ["ctfleet:system:App"], r.name
+
+    seen.clear()
+    allowed = deploy_config("sdr-dakhla-oued-ed-dahab") | {"ctfleet:allowDestructiveChanges": True}
+    cap = run_stack("sdr-dakhla-oued-ed-dahab", allowed, lambda: main(inputs))
+    data = [r for r in seen if r.type in ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolumeClaim")]
+    assert data and all(not r.protect and r.retainOnDelete for r in data)
+    assert all(o["metadata"]["annotations"]["ctfleet.ma/destructive-changes-allowed"] == "true"
+               for o in cap.manifests if o["kind"] in ("Namespace", "PersistentVolumeClaim"))

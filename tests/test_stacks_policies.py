@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from ctfleet.stacks.config import validate_config
-from ctfleet.stacks.crossguard import resource_manifest, violations_of
+from ctfleet.stacks.crossguard import resource_manifest
 from ctfleet.stacks.generate import default_config
 from ctfleet.stacks.manifests import render
 from ctfleet.stacks.plan import plan_stack
@@ -91,7 +91,8 @@ def test_a_deliberately_wrong_tenant_trips_each_policy(good, oracle):
         "[quota-within-norm] ResourceQuota/ct-12-066/tenant-quota: pods unlimited exceeds the norm's 100 "
         "(HST-4, standards/norms/segments/council.yaml:11-14)",
     ])
-    assert {v.policy for v in check(objs, oracle)} == set(POLICIES)
+    # data-protected judges the protect option, which only the engine sends (tests/test_stacks_analyzer.py)
+    assert {v.policy for v in check(objs, oracle)} == set(POLICIES) - {"data-protected"}
 
 
 def test_unknown_tenants_and_wide_rules(good, oracle):
@@ -121,27 +122,29 @@ def test_a_norm_without_default_deny_is_respected(inputs, good, oracle):
     assert Quota(1, 1, 1, 1) + Quota(1, 2, 3, 4) == Quota(2, 3, 4, 5)
 
 
-def test_crossguard_pack_reports_the_same_violations(good, oracle):
-    """The pack sees Pulumi resource types and properties; it maps them back to manifests."""
-    def as_pulumi(o):
-        group = o["apiVersion"] if "/" in o["apiVersion"] else f"core/{o['apiVersion']}"
-        props = {k: v for k, v in o.items() if k not in ("apiVersion", "kind")}
-        return f"kubernetes:{group}:{o['kind']}", props
+def test_crossguard_maps_resources_back_to_manifests():
+    """The pack sees Pulumi resource types and properties; it maps them back to manifests (real analyzer: test_stacks_analyzer)."""
+    from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+
+    from ctfleet.stacks.crossguard import plain
+    from ctfleet.stacks.policies import UNKNOWN
 
     assert resource_manifest("kubernetes:core/v1:Namespace", {"metadata": {"name": "x"}}) == \
         {"metadata": {"name": "x"}, "apiVersion": "v1", "kind": "Namespace"}
     assert resource_manifest("pulumi:providers:kubernetes", {}) is None
-    resources = [as_pulumi(o) for o in good if not (o["kind"] == "ResourceQuota" and o["metadata"]["namespace"] == NS)]
-    resources.append(("pulumi:providers:kubernetes", {"context": "x"}))
-    assert violations_of(resources, "tenant-quota", oracle) == [f"Namespace/{NS}: no ResourceQuota"]
-    assert violations_of(resources, "no-privileged-pods", oracle) == []
+    proxied = unknown_checking_proxy({"metadata": {"name": "x", "labels": UNKNOWN_STRING_VALUE}, "spec": {"l": [1, UNKNOWN_STRING_VALUE]}})
+    assert plain(proxied) == {"metadata": {"name": "x", "labels": UNKNOWN}, "spec": {"l": [1, UNKNOWN]}}
+    assert [] + plain(proxied["spec"]["l"]) == [1, UNKNOWN]  # the bug the pack had: list + _ListProxy
 
 
 def test_crossguard_pack_declares_one_policy_per_id():
-    from pulumi_policy import EnforcementLevel
+    from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
     from ctfleet.stacks.crossguard import policies
+    from ctfleet.stacks.policies import RESOURCE_POLICIES, STACK_POLICIES
 
     pack = policies(lambda: None)  # type: ignore[arg-type,return-value]
-    assert [p.name for p in pack] == list(POLICIES)
+    assert sorted(p.name for p in pack) == sorted(POLICIES)
+    assert {p.name for p in pack if isinstance(p, ResourceValidationPolicy)} == set(RESOURCE_POLICIES)
+    assert {p.name for p in pack if isinstance(p, StackValidationPolicy)} == set(STACK_POLICIES)
     assert {p.enforcement_level for p in pack} == {EnforcementLevel.MANDATORY}

@@ -4,6 +4,12 @@ A :class:`ControlResult` is one observation: (CT, device, control id, status, so
 evidence, observed at). A CT's compliance is the share of its applicable controls that
 pass, always reported beside its coverage (the share with a known result). Unknown and
 waived never count as pass.
+
+A CT has one of three outcomes (:class:`Outcome`, DESIGN.md "KPI definitions"):
+*meets* its norms when every applicable control has a known, fresh result and none
+fails (waived controls are counted apart); *failing* when any fails; *not assessed*
+otherwise (no failure known, but results missing or stale). A CT never "meets" what
+could not be observed.
 """
 
 from __future__ import annotations
@@ -67,12 +73,27 @@ class ControlResult(BaseModel):
         return (self.ct, self.device, self.control)
 
 
+class Outcome(str, Enum):
+    MEETS = "meets"
+    FAILING = "failing"
+    NOT_ASSESSED = "not_assessed"
+
+
 @dataclass(frozen=True)
 class Compliance:
     """Per-CT compliance with its coverage.
 
     ``ratio`` is passed / applicable; ``coverage`` is known / applicable (known = pass or
-    fail). ``meets_norms`` is the KPI: every known result passes, and at least one is known.
+    fail). ``outcome`` is the KPI: failing if any control fails; meets only when nothing
+    is unknown (missing or stale) and at least one control passes; otherwise not assessed.
+    ``stale`` counts the unknowns that had a result, too old to count.
+
+    >>> Compliance(applicable=3, passed=2, failed=0, unknown=0, waived=1).outcome.value
+    'meets'
+    >>> Compliance(applicable=3, passed=2, failed=0, unknown=1, waived=0).outcome.value
+    'not_assessed'
+    >>> Compliance(applicable=3, passed=1, failed=1, unknown=1, waived=0).outcome.value
+    'failing'
     """
 
     applicable: int
@@ -80,6 +101,7 @@ class Compliance:
     failed: int
     unknown: int
     waived: int
+    stale: int = 0
 
     @property
     def known(self) -> int:
@@ -94,8 +116,16 @@ class Compliance:
         return self.known / self.applicable if self.applicable else 0.0
 
     @property
+    def outcome(self) -> Outcome:
+        if self.failed:
+            return Outcome.FAILING
+        if self.unknown or not self.passed:
+            return Outcome.NOT_ASSESSED
+        return Outcome.MEETS
+
+    @property
     def meets_norms(self) -> bool:
-        return self.known > 0 and self.failed == 0
+        return self.outcome == Outcome.MEETS
 
 
 def latest(results: Iterable[ControlResult]) -> dict[tuple, ControlResult]:

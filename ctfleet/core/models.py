@@ -7,10 +7,11 @@ built by the loaders in :mod:`ctfleet.core.registry` and never do I/O.
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ctfleet.core.secrets import CredentialRef
 
@@ -36,24 +37,7 @@ class Segment(str, Enum):
     COMMUNE_50K_100K = "commune_50k_100k"
     COMMUNE_15K_50K = "commune_15k_50k"
     COMMUNE_UNDER_15K = "commune_under_15k"
-
-    @property
-    def label(self) -> str:
-        return SEGMENT_LABELS[self]
-
-
-SEGMENT_LABELS = {
-    Segment.REGION: "Regions",
-    Segment.COUNCIL: "Prefectural/provincial councils",
-    Segment.COMMUNE_ARRONDISSEMENTS: "Communes with arrondissements",
-    Segment.COMMUNE_250K_PLUS: "Communes > 250,000",
-    Segment.COMMUNE_100K_250K: "Communes 100,000-250,000",
-    Segment.COMMUNE_50K_100K: "Communes 50,000-100,000",
-    Segment.COMMUNE_15K_50K: "Communes 15,000-50,000",
-    Segment.COMMUNE_UNDER_15K: "Communes < 15,000",
-}
-
-COMMUNE_SEGMENTS = [s for s in Segment if s.value.startswith("commune_")]
+    # Limits and labels live only in standards/segments.yaml.
 
 
 class Tier(str, Enum):
@@ -151,9 +135,42 @@ class CT(Strict):
         return code_slug(self.code)
 
 
+UPLINK_INTERFACE_FORMS = "index:N (ifIndex), name:NAME (ifName or ifDescr) or description:REGEX (searched in ifAlias)"
+
+
 class Link(Strict):
     type: LinkType
     bandwidth_mbps: float = Field(ge=0)
+    # The router interface that carries this link, as the site declares it (see
+    # UPLINK_INTERFACE_FORMS); None: the collector's anchored heuristic chooses.
+    interface: str | None = None
+
+    @field_validator("interface")
+    @classmethod
+    def _interface(cls, v: str | None) -> str | None:
+        problem = None if v is None else interface_ref_problem(v)
+        if problem:
+            raise ValueError(f"{problem}; valid: {UPLINK_INTERFACE_FORMS}")
+        return v
+
+
+def interface_ref_problem(ref: str) -> str | None:
+    """Why ``ref`` is not an interface reference (see UPLINK_INTERFACE_FORMS), or None.
+
+    >>> interface_ref_problem("index:3"), interface_ref_problem("description:^WAN"), interface_ref_problem("Gi0/0")
+    (None, None, "'Gi0/0' is not index:, name: or description: followed by a value")
+    """
+    kind, sep, value = ref.partition(":")
+    if not sep or not value.strip() or kind not in ("index", "name", "description"):
+        return f"{ref!r} is not index:, name: or description: followed by a value"
+    if kind == "index" and not (value.isdigit() and 0 < int(value) < 2**31):
+        return f"{ref!r}: ifIndex must be a whole number 1..2147483647"
+    if kind == "description":
+        try:
+            re.compile(value)
+        except re.error as e:
+            return f"{ref!r}: not a regular expression ({e})"
+    return None
 
 
 class Device(Strict):
@@ -164,7 +181,7 @@ class Device(Strict):
     os_version: str = ""
     mgmt_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
     credentials: CredentialRef | None = None
-    snmp_version: Literal["v3", "v2c", "none"] = "none"
+    snmp_version: Literal["v3", "v2c", "v1", "none"] = "none"  # v1: old agents (UPSes, old routers)
 
 
 class Site(Strict):

@@ -9,7 +9,8 @@ Sources, in the order operators usually meet them:
   ansible-core's own VaultLib (the password comes from ``ANSIBLE_VAULT_PASSWORD_FILE``),
   so teams keep using the vault they already have.
 
-Errors name the reference, never the value.
+Errors name the reference, never the value: no parser message is passed on (YAML and
+UTF-8 errors quote the document, which is the secret), only what is wrong and the line.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Mapping
 
 from ctfleet.core.errors import InputError, Problem
 from ctfleet.core.secrets import CredentialRef, Secret
+from ctfleet.core.yamlio import YamlContentError, read_tree
 
 
 def resolve(ref: CredentialRef | str, repo_root: Path, env: Mapping[str, str] | None = None) -> Secret:
@@ -39,6 +41,8 @@ def resolve(ref: CredentialRef | str, repo_root: Path, env: Mapping[str, str] | 
             return Secret(path.read_text(encoding="utf-8").rstrip("\n"))
         except OSError as exc:
             raise InputError(Problem(f"credentials {ref}", f"cannot read: {exc.strerror}")) from None
+        except UnicodeDecodeError:
+            raise InputError(Problem(f"credentials {ref}", "the file is not UTF-8 text (content not shown)")) from None
     if ref.scheme == "vault":
         return _from_vault(ref, repo_root, env)
     raise AssertionError(ref.scheme)
@@ -54,7 +58,6 @@ def _inside(path: Path, root: Path) -> bool:
 
 def _from_vault(ref: CredentialRef, repo_root: Path, env: Mapping[str, str]) -> Secret:
     from ansible.parsing.vault import VaultLib, VaultSecret  # ansible-core's vault: same format as ansible-vault
-    from ruamel.yaml import YAML
 
     file_part, key = ref.target.split("#", 1)
     vault_file = Path(file_part)
@@ -71,8 +74,34 @@ def _from_vault(ref: CredentialRef, repo_root: Path, env: Mapping[str, str]) -> 
         plain = VaultLib([("default", VaultSecret(password))]).decrypt(data)
     except Exception:  # AnsibleError subclasses; never show the data
         raise InputError(Problem(f"credentials {ref}", "cannot decrypt the vault (wrong password or not a vault file)")) from None
-    table = YAML(typ="safe").load(plain.decode("utf-8")) or {}
-    if not isinstance(table, dict) or key not in table:
+    table = _vault_table(ref, plain)
+    if key not in table:
         raise InputError(Problem(f"credentials {ref}", f"key {key!r} not found in the vault",
                                  valid="one of the vault's top-level keys"))
-    return Secret(str(table[key]))
+    value = table[key]
+    if isinstance(value, (dict, list)):
+        raise InputError(Problem(f"credentials {ref}", f"the value of key {key!r} is not text (a mapping or list; not shown)"))
+    return Secret(str(value))
+
+
+def _vault_table(ref: CredentialRef, plain: bytes) -> dict:
+    """The decrypted vault as a mapping; errors say what is wrong and where, never quote the content."""
+    def fail(what: str) -> InputError:
+        return InputError(Problem(f"credentials {ref}", what))
+
+    try:
+        text = plain.decode("utf-8")
+    except UnicodeDecodeError:
+        raise fail("the decrypted vault is not UTF-8 text") from None
+    try:
+        table = read_tree(text)
+    except YamlContentError as exc:
+        where = f"line {exc.line}; " if exc.line else ""
+        raise fail(f"the decrypted vault {exc.content_free} ({where}content not shown)") from None
+    except Exception:  # noqa: BLE001 - whatever the parser raises quotes the secret; say only that it failed
+        raise fail("the decrypted vault cannot be read as YAML (content not shown)") from None
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise fail("the decrypted vault is not a mapping of keys to values")
+    return table

@@ -12,6 +12,10 @@ also on Ctrl-C or failure):
 3. a real Prometheus (Debian package) on loopback with its own data dir scrapes it and
    evaluates ``monitors/rules/*.yml``; Alertmanager receives the alerts;
 4. the KPI tables per lot and region are read back from Prometheus and printed.
+
+Host, router and hosting audits cannot be run on simulated routers: the demo writes
+simulated audit results (and a few simulated waivers) into its results store, each
+labelled as simulated, so every KPI and all three outcomes show.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ctfleet.monitors.exporter import CtfleetCollector
 from ctfleet.monitors.http import serve
 from ctfleet.monitors.poller import SnmpCreds
 from ctfleet.lab.procs.prometheus import Prometheus, prometheus_config
+from ctfleet.lab.report_feed import synthetic_audits, with_simulated_waivers
 from ctfleet.lab.procs.service import Service, free_port, require
 from ctfleet.project import Project
 from ctfleet.reports.kpi import kpi_rows, national_row
@@ -98,7 +103,13 @@ def run(p: Project, opts: DemoOptions, out: Console) -> dict:
                               snmp=SnmpConfig(timeout_seconds=2.5, retries=1, concurrency=96, port=port))
         exporter = CtfleetCollector()
         store = ResultsStore(work / "results")
-        collector = Collector(cfg, registry, p.norms, store=store, credentials=credentials, exporter=exporter, repo_root=p.root)
+        norms = with_simulated_waivers(registry, p.norms)
+        audits = synthetic_audits(registry, norms, step=2, steps=3)
+        for source in sorted({r.source for r in audits}, key=lambda s: s.value):
+            store.write_batch(source, "simulated-demo", [r for r in audits if r.source == source])
+        out.print(f"      {len(audits):,} simulated audit results (hosts, routers, hosting) and "
+                  f"{len(norms.waivers):,} simulated waivers, labelled as such")
+        collector = Collector(cfg, registry, norms, store=store, credentials=credentials, exporter=exporter, repo_root=p.root)
         collector.devices = [d for d in collector.devices if d.hostname in served]
         prom_registry = CollectorRegistry()
         prom_registry.register(exporter)
@@ -126,14 +137,16 @@ def print_kpis(query, out: Console) -> dict:
         rows = kpi_rows(query, by)
         report[by] = rows
         t = Table(title=f"Programme KPIs by {by} (read back from Prometheus)")
-        for col in (by, "CTs", "connected", "meeting norms", "equipped", "avg coverage"):
+        for col in (by, "CTs", "connected", "meeting norms", "failing", "not assessed", "with waivers", "equipped", "avg coverage"):
             t.add_column(col, justify="right")
         for r in rows + [dict(nat, **{by: "all"})]:
             t.add_row(str(r[by]), f"{r['cts']:,}", _pct(r["cts_connected"], r["cts"]), _pct(r["cts_meeting_norms"], r["cts"]),
+                      _pct(r["cts_failing"], r["cts"]), _pct(r["cts_not_assessed"], r["cts"]), f"{r['cts_with_waivers']:,}",
                       _pct(r["cts_equipped"], r["cts"]), f"{r['coverage']:.0%}")
         out.print(t)
-    out.print("'meeting norms' counts CTs whose every known control result passes; read it beside the coverage: "
-              "controls without a result (audits not yet run) are unknown and never count as passing.")
+    out.print("'meeting norms': every applicable control has a known, fresh result and none fails (waived controls apart); "
+              "'failing': a known failure; 'not assessed': results missing or stale. The three add up to the CTs; "
+              "a CT that is not connected never meets its norms.")
     return report
 
 

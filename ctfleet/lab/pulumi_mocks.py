@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import pulumi
 from pulumi.runtime import settings as runtime_settings
@@ -125,11 +125,15 @@ def engine_config(config: dict[str, Any]) -> dict[str, str]:
 
 
 def run_stack(stack: str, config: dict[str, Any], program: Callable[[], None] | None = None,
-              mocks: CaptureMocks | None = None) -> Captured:
+              mocks: CaptureMocks | None = None, secret_keys: Iterable[str] | None = None) -> Captured:
     """Run ``program`` (default: the ctfleet program with freshly loaded inputs) as ``stack``.
 
     Pass ``mocks`` to inspect what was registered even when the program raises.
+    ``secret_keys``: the config keys the engine would mark as secrets (set with
+    ``pulumi config set --secret``); default: ``ctfleet:kubeconfig`` when the config has it.
     """
+    if secret_keys is None:
+        secret_keys = [k for k in config if k == "ctfleet:kubeconfig"]
     if program is None:
         from ctfleet.stacks.program import main as program
     # A fresh event loop per run: the SDK creates its futures on the thread's current loop,
@@ -147,11 +151,11 @@ def run_stack(stack: str, config: dict[str, Any], program: Callable[[], None] | 
 
     try:
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
-        pulumi.runtime.set_all_config(engine_config(config))
+        pulumi.runtime.set_all_config(engine_config(config), list(secret_keys))
         with _lean_sdk():
             run()
     finally:
-        pulumi.runtime.set_all_config({})
+        pulumi.runtime.set_all_config({}, [])
         asyncio.set_event_loop(previous)
         loop.close()
     return Captured(stack, mocks.registrations, time.perf_counter() - started)
@@ -163,6 +167,21 @@ def _current_loop() -> asyncio.AbstractEventLoop | None:
     except RuntimeError:
         return None
     return None if loop.is_closed() else loop
+
+
+def kubeconfig_text(context: str, server: str = "https://10.0.0.1:6443") -> str:
+    """A kubeconfig with one context (no credentials that work anywhere), for tests and benchmarks."""
+    return (f"apiVersion: v1\nkind: Config\nclusters:\n- name: {context}\n  cluster: {{server: '{server}'}}\n"
+            f"contexts:\n- name: {context}\n  context: {{cluster: {context}, user: {context}}}\n"
+            f"users:\n- name: {context}\n  user: {{token: test-token-not-a-credential}}\ncurrent-context: {context}\n")
+
+
+def with_kubeconfig(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` plus a kubeconfig for its context, as ``pulumi config set --secret ctfleet:kubeconfig`` would give."""
+    target = config.get("ctfleet:kubernetes") or {}
+    if not isinstance(target, dict) or not target.get("context"):
+        return dict(config)
+    return dict(config) | {"ctfleet:kubeconfig": kubeconfig_text(target["context"])}
 
 
 def _run_many(jobs: list[tuple[str, dict[str, Any]]], root: str | None) -> list[Captured]:

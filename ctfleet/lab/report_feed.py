@@ -15,6 +15,7 @@ few scrapes, so range queries see a trend.
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 import urllib.request
@@ -30,6 +31,7 @@ from ctfleet.core.compliance import ControlResult, Source, Status
 from ctfleet.core.evaluate import expected_pairs
 from ctfleet.core.models import Role
 from ctfleet.core.registry import Registry
+from ctfleet.core.waivers import Waiver, Waivers
 from ctfleet.monitors.exporter import CtfleetCollector, build_snapshot
 from ctfleet.monitors.http import serve
 from ctfleet.monitors.sweep import DevicePoll, Interface, Probe, Sweep
@@ -81,10 +83,27 @@ def synthetic_sweep(registry: Registry, step: int, steps: int, seed: int = 7, st
     return sweep
 
 
+#: Controls the collectors' sweep observes; the simulated audits leave them to it (see
+#: :func:`synthetic_sweep`). The registry's declarations are not observations: audits
+#: observe the backup link, the uplink type and the workstations too.
+OBSERVED_ELSEWHERE = {"RTR-2", "LNK-1", "LNK-2", "LNK-3"}
+SIMULATED = "simulated (demo data, not a real observation)"
+
+
+def _source_of(device_role: str | None, control) -> Source:
+    if device_role == "router" or control.id in ("LNK-4", "LNK-5"):
+        return Source.ROUTER_AUDIT
+    if device_role is not None or control.id == "EQP-1":
+        return Source.AUDIT
+    return Source.STACK if "hosting" in control.applies_to else Source.SNMP
+
+
 def synthetic_audits(registry: Registry, norms, step: int, steps: int, seed: int = 7,
                      at: datetime | None = None) -> list[ControlResult]:
-    """Host audits (playbooks in audit mode) that reached a growing share of CTs: every
-    (device, control) pair of an audited CT gets a result, a few of them failing."""
+    """Audits (host playbooks, router audits, stack checks; simulated) that reached a
+    growing share of CTs: every applicable pair of an audited CT that the sweep and the
+    registry do not cover gets a result, a few of them failing; the other CTs stay
+    without, so all three outcomes (meets, failing, not assessed) appear."""
     at = at or datetime.now(timezone.utc)
     progress = step / max(steps - 1, 1)
     out: list[ControlResult] = []
@@ -96,15 +115,39 @@ def synthetic_audits(registry: Registry, norms, step: int, steps: int, seed: int
         # Most audited CTs are clean; the others fail one to three of their checks, and
         # the roll-out fixes more of them at each step.
         clean = rnd.random() < 0.45 + 0.45 * progress
-        pairs = [(dev, cid) for dev, cid in expected_pairs(ct, registry, norms) if dev is not None]
+        roles = {d.hostname: d.role.value for d in registry.devices_of(ct.code)}
+        pairs = [(dev, cid) for dev, cid in expected_pairs(ct, registry, norms) if cid not in OBSERVED_ELSEWHERE]
         failing = set() if clean or not pairs else set(rnd.sample(range(len(pairs)), min(len(pairs), rnd.randint(1, 3))))
         for i, (device, control) in enumerate(pairs):
             # model_construct: made-up results of a known shape; re-validating 100k of them costs seconds.
             out.append(ControlResult.model_construct(
                 ct=ct.code, device=device, control=control, status=Status.FAIL if i in failing else Status.PASS,
-                source=Source.AUDIT, evidence="synthetic audit", observed=None, expected=None, waiver_reason=None,
-                observed_at=at))
+                source=_source_of(roles.get(device) if device else None, norms.controls[control]), evidence=SIMULATED,
+                observed=None, expected=None, waiver_reason=None, observed_at=at))
     return out
+
+
+def simulated_waivers(registry: Registry, at: datetime, seed: int = 7) -> Waivers:
+    """A few waivers (simulated, labelled so in every field a person reads): disk
+    encryption (WS-4) waived for some lot-1 CTs until their workstations are renewed,
+    one in ten expiring within 30 days of ``at``."""
+    out = []
+    for ct in registry.cts.values():
+        rnd = random.Random(f"{seed}:waiver:{ct.code}")
+        if ct.lot != 1 or rnd.random() > 0.12:
+            continue
+        days = rnd.randint(5, 25) if rnd.random() < 0.3 else rnd.randint(60, 300)
+        out.append(Waiver(ct.code, None, "WS-4", "SIMULATED: workstations without TPM until their renewal",
+                          "simulated approver (demo)", (at - timedelta(days=30)).date(), f"SIMULATED-{ct.code}",
+                          (at + timedelta(days=days)).date(), "simulated"))
+    return Waivers(out)
+
+
+def with_simulated_waivers(registry: Registry, norms, at: datetime | None = None):
+    """The norms with :func:`simulated_waivers` attached (a copy; the project's stay as loaded)."""
+    n = copy.copy(norms)
+    n.waivers = simulated_waivers(registry, at or datetime.now(timezone.utc))
+    return n
 
 
 def _snapshot(registry: Registry, norms, step: int, steps: int, seed: int, interval: float):
@@ -117,6 +160,7 @@ def _snapshot(registry: Registry, norms, step: int, steps: int, seed: int, inter
 class Fed:
     prometheus: Prometheus
     exporter_url: str
+    norms: object  # the norms the exporter judged with (with the simulated waivers)
     steps: int
     started: float  # unix time when the first step had been scraped
     ended: float  # unix time after the last step was scraped and its rules evaluated
@@ -127,6 +171,7 @@ def feed_prometheus(registry: Registry, norms, root: Path, workdir: Path, steps:
                     scrape_interval: str = "2s", seed: int = 7) -> Iterator[Fed]:
     """Start exporter + Prometheus (rules of ``root/monitors/rules``), feed ``steps``
     snapshots, yield while both still run; both are stopped on exit, also on failure."""
+    norms = with_simulated_waivers(registry, norms)
     exporter = CtfleetCollector()
     reg = CollectorRegistry()
     reg.register(exporter)
@@ -150,7 +195,11 @@ def feed_prometheus(registry: Registry, norms, root: Path, workdir: Path, steps:
             time.sleep(max(0.0, hold_until - time.monotonic()))
         # The last step's recording rules are evaluated by now (hold >= evaluation interval).
         prom.wait_for(f"ctfleet:cts:count and on() (max(ctfleet_sweeps_total) >= {steps})", 30)
-        yield Fed(prometheus=prom, exporter_url=exporter_url, steps=steps, started=t0, ended=time.time())
+        # Rule groups are stamped with their scheduled time but written when done: let every
+        # evaluation stamped before `ended` finish, so queries at `ended` never change.
+        ended = time.time()
+        time.sleep(2 * hold_seconds)
+        yield Fed(prometheus=prom, exporter_url=exporter_url, norms=norms, steps=steps, started=t0, ended=ended)
     finally:
         prom.stop()
         httpd.shutdown()

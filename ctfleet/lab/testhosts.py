@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -124,26 +125,50 @@ def inventory(fleet: dict[str, Any], ct: CT, norms: NormSet, roles: dict[str, st
               site: Site | None = None) -> dict:
     """Inventory (as a dict to dump in YAML/JSON) for the booted hosts of ``fleet``.
 
-    ``roles`` maps host -> "workstation" | "server". Everything reaches the hosts the way
-    the dynamic inventory says; the test-only facts (addresses, the admin key, the NTP and
-    log collector and the SDR package cache on the bridge) go in ``all.vars``. The hosts
+    ``roles`` maps host -> "workstation" | "server", or another group name for hosts
+    outside the CT ("backup_offsite", "spare"). Everything reaches the hosts the way the
+    dynamic inventory says; the test-only facts (addresses, the admin key, the NTP and log
+    collector and the SDR package cache on the bridge) go in ``all.vars``. The CT's hosts
     are one site (``site_<ct>_s1``, with ``site``'s link facts when given).
+
+    Backups (SRV-3/SRV-5): the repository password is a ``file:`` reference beside the
+    fleet's admin key (outside the project; a test may pass a ``vault:`` one in
+    ``extra_vars``). A ``backup_offsite`` host is the region's SFTP host
+    (``playbooks/backup_offsite.yml``); without one, SRV-5 is switched off for this fleet
+    (the off-site copy is proven by ``tests/test_backups_hosts.py``).
     """
     gw = fleet["gateway"]
     key_pub = Path(fleet["key"] + ".pub").read_text(encoding="utf-8").strip()
     hostvars = {}
+    others: dict[str, dict[str, str]] = {}
     for name, h in fleet["hosts"].items():
         role = roles.get(name)
         if role is None:
             continue
+        if role not in ("workstation", "server"):  # the region's hosts (backup_offsite), spare hosts: no CT
+            others.setdefault(role, {})[name] = h["ip"]
+            continue
         hostvars[name] = {"ansible_host": h["ip"], "ctfleet_role": role, "ctfleet_platform": "debian",
                           "ctfleet_os_version": "12", "ctfleet_ct": ct.code, "ctfleet_site": f"{ct.code}-S1"}
-    ct_group, shared = group_name("ct", ct.code), norms_group_name(ct)
+    ct_group, shared = group_name("ct", ct.code), norms_group_name(ct, norms.link_of(ct))
+    password = Path(fleet["key"]).parent / f"backup-password-{ct.slug}"
+    if not password.exists():
+        fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(24) + "\n")
+    backup_vars: dict[str, Any] = {"reference_server_backup_password_ref": f"file:{password}"}
+    offsite = others.get("backup_offsite", {})
+    if offsite:
+        name, ip = sorted(offsite.items())[0]
+        backup_vars.update(reference_server_backup_offsite_repository=f"sftp:backup_sftp@{ip}:/srv/backups/{ct.code}",
+                           reference_server_backup_offsite_host=name)
+    else:
+        backup_vars["reference_server_srv_5"] = False
     all_vars = {
         "ansible_user": "ctfadmin", "ansible_become": True, "ansible_python_interpreter": "/usr/bin/python3",
         "ctfleet_admins": [{"name": "ctfadmin", "ssh_keys": [key_pub]}],
         "baseline_ntp_servers": [gw], "baseline_log_collector": f"{gw}:514",
-        "reference_server_backup_offsite_repository": f"sftp:backup@{gw}:/srv/backups/{ct.code}",
+        **backup_vars,
         "baseline_package_proxy_sdr": fleet["proxy"],  # the region's (SDR) cache: the proxy on the bridge
         **(extra_vars or {}),
     }
@@ -160,6 +185,8 @@ def inventory(fleet: dict[str, Any], ct: CT, norms: NormSet, roles: dict[str, st
     for role in ("workstation", "server"):
         children[f"role_{role}"] = {"hosts": {n: {} for n in sorted(hostvars) if hostvars[n]["ctfleet_role"] == role}}
     children["platform_debian"] = {"hosts": {n: {} for n in sorted(hostvars)}}
+    for role, hosts in sorted(others.items()):
+        children[role] = {"hosts": {n: {"ansible_host": ip} for n, ip in sorted(hosts.items())}}
     # The site: its hosts, and its link facts as the dynamic inventory gives them.
     children[group_name("site", f"{ct.code}-S1")] = {"hosts": {n: {} for n in sorted(hostvars)},
                                                       "vars": site_vars(site) if site is not None else {}}

@@ -1,4 +1,4 @@
-"""Fast-path BER codec for the SNMPv2c messages the collector sends and receives.
+"""Fast-path BER codec for the SNMPv2c (and SNMPv1) messages the collector sends and receives.
 
 Why the project hand-writes this instead of using pysnmp/pyasn1
 ---------------------------------------------------------------
@@ -16,7 +16,10 @@ the limit. So this module is the hot path, and only the hot path:
   Gauge32/Unsigned32, TimeTicks, Counter64, noSuchObject, noSuchInstance,
   endOfMibView.
 
-Anything outside that set (SNMPv1, v1 traps, Opaque, NsapAddress, constructed strings,
+* SNMPv1 messages (version 0) with the same PDUs (GetRequest, GetNextRequest,
+  Response), for the old agents the registry marks ``v1``.
+
+Anything outside that set (v1 traps, Opaque, NsapAddress, constructed strings,
 ...) raises :class:`Unsupported` so the caller falls back to pysnmp, which remains the
 reference implementation: the tests decode everything this module encodes with pysnmp,
 and everything pysnmp encodes with this module. SNMPv3/USM framing lives in
@@ -162,7 +165,7 @@ class PDU(NamedTuple):
 
 
 class Message(NamedTuple):
-    """A decoded SNMPv2c message."""
+    """A decoded SNMPv2c (version 1) or SNMPv1 (version 0) message."""
 
     version: int
     community: bytes
@@ -344,10 +347,12 @@ def encode_pdu(pdu_type: int, request_id: int, varbinds: Iterable,
 
 
 def encode_message(community: bytes | str, pdu: bytes, version: int = 1) -> bytes:
-    """An SNMPv2c message (``version`` 1) around an encoded PDU."""
-    if version != 1:
-        raise Unsupported("only SNMPv2c (version 1) messages are on the fast path")
-    return _tlv(SEQUENCE, b"\x02\x01\x01" + encode_octets(community) + pdu)
+    """An SNMPv2c message (``version`` 1) or SNMPv1 message (``version`` 0) around an
+    encoded PDU. (SNMPv1 GetRequest/GetNextRequest/Response share the v2 layout; the
+    caller does not send GetBulkRequest to a v1 agent.)"""
+    if version not in (0, 1):
+        raise Unsupported("only SNMPv1/v2c (version 0/1) community messages are on the fast path")
+    return _tlv(SEQUENCE, (b"\x02\x01\x01" if version else b"\x02\x01\x00") + encode_octets(community) + pdu)
 
 
 def encode_get(community: bytes | str, request_id: int, oids: Iterable) -> bytes:
@@ -378,11 +383,11 @@ class RequestTemplate:
     __slots__ = ("pdu_type", "oids", "_prefix", "_suffix")
 
     def __init__(self, pdu_type: int, oids: Iterable, community: bytes | str | None = None,
-                 non_repeaters: int = 0, max_repetitions: int = 0):
+                 non_repeaters: int = 0, max_repetitions: int = 0, version: int = 1):
         self.pdu_type = pdu_type
         self.oids = tuple(oid_from_str(o) if isinstance(o, str) else tuple(o) for o in oids)
         pdu = encode_pdu(pdu_type, REQUEST_ID_MIN, self.oids, non_repeaters, max_repetitions)
-        msg = pdu if community is None else encode_message(community, pdu)
+        msg = pdu if community is None else encode_message(community, pdu, version)
         marker = b"\x02\x04" + REQUEST_ID_MIN.to_bytes(4, "big")
         # The request id is the first element of the PDU: find it after the PDU header.
         start = len(msg) - len(pdu)
@@ -626,10 +631,11 @@ def decode_pdu(buf: bytes, pos: int = 0, end: int | None = None) -> PDU:
 
 
 def decode_message(data: bytes | bytearray | memoryview) -> Message:
-    """Decode a complete SNMPv2c message (any v2 PDU type; check ``pdu.pdu_type``).
+    """Decode a complete SNMPv2c or SNMPv1 message (``Message.version`` 1 or 0; any v2
+    PDU type, check ``pdu.pdu_type``).
 
-    Raises :class:`BERError` on malformed input and :class:`Unsupported` for
-    SNMPv1/SNMPv3 messages and types outside the fast path.
+    Raises :class:`BERError` on malformed input and :class:`Unsupported` for SNMPv3
+    messages, v1 traps and types outside the fast path.
     """
     buf = data if isinstance(data, bytes) else bytes(data)
     end = len(buf)
@@ -637,9 +643,7 @@ def decode_message(data: bytes | bytearray | memoryview) -> Message:
     if stop != end:
         raise BERError(f"message: {end - stop} trailing octets after the message")
     version, p = _read_int(buf, start, stop, "version")
-    if version != 1:
-        if version == 0:
-            raise Unsupported("SNMPv1 message is outside the fast path")
+    if version not in (0, 1):
         if version == 3:
             raise Unsupported("SNMPv3 message: decode with ctfleet.monitors.usm")
         raise BERError(f"message: unknown SNMP version {version}")

@@ -17,13 +17,13 @@ Run it::
 
 ``kill -HUP <pid>`` reloads the configuration and the registry. A configuration::
 
-    shard: region:01          # all | region:NN | hash:i/n (CRC-32 of the site code)
+    shard: region:01          # all | region:NN | hash:i/n (CRC-32 of the CT code)
     interval_seconds: 60
     listen: 127.0.0.1:9160
     web_config: null          # exporter-toolkit web-config file (TLS, basic auth)
     probe: {method: icmp, count: 5, interval_seconds: 0.2}   # icmp | snmp | none
     snmp: {timeout_seconds: 1.0, retries: 1, concurrency: 256, max_rows: 10000}
-    results_dir: var/results  # relative to the project root
+    results_dir: var/results  # relative to the project root, or a results database URL (postgresql://...)
 
 Credentials come from each device's reference (``env:CTFLEET_SNMP_<region>`` ...)
 through :func:`ctfleet.edges.credentials.resolve`; the value is a JSON object with
@@ -49,10 +49,12 @@ from ctfleet.core.models import Device, Role
 from ctfleet.core.registry import Registry
 from ctfleet.core.yamlio import load_yaml, validate
 from ctfleet.monitors.exporter import CtfleetCollector, build_snapshot
-from ctfleet.monitors.poller import Poller, SnmpCreds, Target, parse_shard, select_targets, shard_of
+from ctfleet.core.sharding import ct_in_shard, parse_shard, shard_label
+from ctfleet.monitors.poller import Poller, SnmpCreds, Target, select_targets
+from ctfleet.monitors.snmp_targets import version_label
 from ctfleet.monitors.probe import icmp_round, packet_round, udp_echo_probe
 from ctfleet.monitors.sweep import DevicePoll, Probe, Sweep, sweep_results
-from ctfleet.results import ResultsStore
+from ctfleet.results import ResultsStore, open_store
 
 __all__ = ["ProbeConfig", "SnmpConfig", "CollectorConfig", "load_config", "Collector", "shard_registry",
            "shard_label", "resolve_credentials", "main"]
@@ -107,33 +109,17 @@ def load_config(path: Path) -> CollectorConfig:
     return validate(load_yaml(Path(path), str(path)), CollectorConfig)
 
 
-def shard_label(shard: str) -> str:
-    """The shard as a label value and results batch name: all, region-01, hash-1-of-4."""
-    p = parse_shard(shard)
-    if p[0] == "region":
-        return f"region-{p[1]}"
-    if p[0] == "hash":
-        return f"hash-{p[1]}-of-{p[2]}"
-    return "all"
-
-
 def shard_registry(registry: Registry, shard: str) -> Registry:
     """The registry limited to the shard's CTs, so one shard's exporter never reports
-    another shard's CTs as disconnected. A CT is in a hash shard when its first site is
-    (by CRC-32 of the site code); a CT without a site, by its own code."""
+    another shard's CTs as disconnected. Membership is :func:`ctfleet.core.sharding.ct_in_shard`,
+    the rule :func:`select_targets` uses too: a CT and all its sites are in one shard."""
     p = parse_shard(shard)
     if p[0] == "all":
         return registry
     if p[0] == "region":
         return registry.scoped(p[1]) if p[1] in registry.regions else Registry(
             regions={}, provinces={}, cts={}, arrondissements={}, groupings={}, seats={})
-    _, i, n = p
-    cts = {}
-    for code, ct in registry.cts.items():
-        sites = registry.sites_of(code)
-        key = sites[0].code if sites else code
-        if shard_of(key, n) == i:
-            cts[code] = ct
+    cts = {code: ct for code, ct in registry.cts.items() if ct_in_shard(code, ct.region_code, p)}
     r = Registry(regions=registry.regions, provinces=registry.provinces, cts=cts,
                  arrondissements={c: a for c, a in registry.arrondissements.items() if a.commune_code in cts},
                  groupings=registry.groupings, seats=registry.seats)
@@ -229,10 +215,12 @@ class Collector:
                 host, port = self.address(d)
             except Exception as e:  # noqa: BLE001 - one device's bad secret must not stop the sweep
                 failed[d.hostname] = DevicePoll(d.hostname, ok=False, error="auth",
-                                                version="v3-authpriv" if d.snmp_version == "v3" else "v2c",
+                                                version=version_label(d.snmp_version),  # type: ignore[arg-type]
                                                 detail=f"credentials {d.credentials} not usable: {e}")
                 continue
-            targets.append(Target(d.hostname, host, creds, port))
+            site = self.registry.sites.get(d.site_code)
+            declared = site.uplink.interface if site is not None and d.role == Role.ROUTER else None
+            targets.append(Target(d.hostname, host, creds, port, declared))
         return self._order(targets), failed
 
     def _order(self, targets: list[Target]) -> list[Target]:
@@ -271,7 +259,7 @@ class Collector:
             remaining = t0 + cfg.interval_seconds * 0.85 - loop.time()
             probes = await self._probe(poller, routers, max(0.1, remaining))
         sweep = Sweep(started=started, ended=datetime.now(timezone.utc), interval_seconds=cfg.interval_seconds,
-                      polls=polls, probes=probes, shard=self.label)
+                      polls=polls, probes=probes, shard=self.label, unmatched_datagrams=poller.unmatched_datagrams)
         results = list(sweep_results(sweep, self.registry, self.norms))
         if self.store is not None:
             await asyncio.to_thread(self.store.write_batch, Source.SNMP, self.label, results)
@@ -361,15 +349,15 @@ def _load(config_path: Path):
 
     cfg = load_config(config_path)
     project = load_project(cfg.profile)
-    results = Path(cfg.results_dir) if cfg.results_dir else project.results_dir
-    if not results.is_absolute():
-        results = project.root / results
+    results = cfg.results_dir or str(project.results_dir)
+    if "://" not in results and not Path(results).is_absolute():
+        results = str(project.root / results)
     web = None
     if cfg.web_config:
         from ctfleet.monitors.http import load_web_config
         wp = Path(cfg.web_config)
         web = load_web_config(wp if wp.is_absolute() else config_path.parent / wp)
-    return cfg, project, ResultsStore(results), web
+    return cfg, project, open_store(results), web  # a directory (JSONL files) or a database URL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,7 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     registry.register(collector.exporter)
     state = {"listen": cfg.listen, "web": cfg.web_config}
     host, _, port = cfg.listen.rpartition(":")
-    server = {"httpd": serve(registry, host.strip("[]"), int(port), web, version=collector.exporter.version)[0]}
+    from ctfleet.core.conventions import NODE_TARGETS_PATH
+    from ctfleet.monitors.node_sd import node_sd_app
+
+    extra = {NODE_TARGETS_PATH: node_sd_app(lambda: collector.registry)}  # the region's node_exporter targets (http_sd)
+    server = {"httpd": serve(registry, host.strip("[]"), int(port), web, extra=extra, version=collector.exporter.version,
+                             render=collector.exporter.exposition)[0]}
 
     def reload() -> None:
         new_cfg, new_project, new_store, new_web = _load(args.config)
@@ -419,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
             server["httpd"].shutdown()
             server["httpd"].server_close()
             h, _, p = new_cfg.listen.rpartition(":")
-            server["httpd"] = serve(registry, h.strip("[]"), int(p), new_web, version=collector.exporter.version)[0]
+            server["httpd"] = serve(registry, h.strip("[]"), int(p), new_web, extra=extra, version=collector.exporter.version,
+                                    render=collector.exporter.exposition)[0]
             state.update(listen=new_cfg.listen, web=new_cfg.web_config)
         print(f"collector: reloaded {args.config} (shard {new_cfg.shard}, {len(collector.devices)} devices)", file=sys.stderr)
 

@@ -7,11 +7,12 @@ no threshold is typed here. The exporter serves both.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterator, Literal
 
-from ctfleet.core.compliance import ControlResult, Source, Status, judge
+from ctfleet.core.compliance import ControlResult, Source, judge
 from ctfleet.core.models import Role
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
@@ -22,13 +23,15 @@ ErrorReason = Literal["timeout", "auth", "malformed", "refused", "unsupported"]
 @dataclass(frozen=True)
 class Interface:
     index: int
-    name: str
+    name: str  # ifName, else ifDescr
     admin_up: bool
     oper_up: bool
-    speed_mbps: int  # ifHighSpeed
-    in_octets: int  # ifHCInOctets
-    out_octets: int  # ifHCOutOctets
+    speed_mbps: int  # ifHighSpeed, else ifSpeed / 10^6
+    in_octets: int  # ifHCInOctets, else ifInOctets with its wraps added (see counter_bits)
+    out_octets: int  # ifHCOutOctets, else ifOutOctets with its wraps added
     alias: str = ""
+    counter_bits: int = 64  # 64: ifHC*Octets; 32: ifIn/OutOctets (wraps at 2^32); 0: no counter
+    descr: str = ""  # ifDescr, when ifName is there too
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class DevicePoll:
 
     hostname: str
     ok: bool
-    version: Literal["v3-authpriv", "v3-authnopriv", "v2c"] | None = None
+    version: Literal["v3-authpriv", "v3-authnopriv", "v2c", "v1"] | None = None
     error: ErrorReason | None = None
     detail: str = ""
     sys_name: str = ""
@@ -51,6 +54,7 @@ class DevicePoll:
     interfaces: tuple[Interface, ...] = ()
     uplink_index: int | None = None
     elapsed_seconds: float = 0.0
+    uplink_reason: str = ""  # how the uplink was chosen (registry, alias, name) or why none was
 
     @property
     def uplink(self) -> Interface | None:
@@ -90,22 +94,95 @@ class Sweep:
     polls: dict[str, DevicePoll] = field(default_factory=dict)
     probes: dict[str, Probe] = field(default_factory=dict)
     shard: str = "all"
+    unmatched_datagrams: int = 0  # the poller's count since it started (a counter)
 
     @property
     def duration_seconds(self) -> float:
         return (self.ended - self.started).total_seconds() if self.ended else 0.0
 
 
-UPLINK_HINTS = ("uplink", "wan", "dialer", "cellular", "vsat", "tunnel-vsat")
+# The fallback heuristic, anchored (issue 15: "wan" anywhere matched "wuxianwangluo"):
+# an ifAlias (the interface's configured description) that *starts* with one of these
+# words, else an ifName/ifDescr that is one of these interface kinds followed by its
+# number. Among several candidates an operationally up one wins, then the lowest ifIndex.
+UPLINK_ALIAS = re.compile(r"^\s*(uplink|wan|internet|isp)\b", re.IGNORECASE)
+UPLINK_NAME = re.compile(r"^(dialer|cellular|wwan|lte|pppoe-out|ppp|tunnel-vsat|vsat)[0-9/.:]*$", re.IGNORECASE)
 
 
-def find_uplink(interfaces: tuple[Interface, ...]) -> int | None:
-    """The uplink interface: the one whose alias or name says so, else None (unknown)."""
-    for i in interfaces:
-        text = f"{i.alias} {i.name}".lower()
-        if any(h in text for h in UPLINK_HINTS):
-            return i.index
-    return None
+def choose_uplink(interfaces: tuple[Interface, ...], declared: str | None = None) -> tuple[int | None, str]:
+    """(ifIndex of the uplink or None, why). ``declared`` is the site's uplink interface
+    from the registry (``index:N``, ``name:NAME`` matched against ifName or ifDescr
+    case-insensitively, ``description:REGEX`` searched in ifAlias); when it is absent or
+    matches nothing on the device, the anchored heuristic above chooses, and the reason
+    says so.
+
+    >>> ifs = (Interface(1, "Gi0/0", True, True, 100, 0, 0, "sanxiao_lianwang"),
+    ...        Interface(2, "Dialer0", True, True, 8, 0, 0, ""))
+    >>> choose_uplink(ifs)
+    (2, 'heuristic: ifName Dialer0 is a WAN interface kind')
+    >>> choose_uplink(ifs, "index:1")
+    (1, 'registry: index:1')
+    """
+    miss = ""
+    if declared:
+        kind, _, value = declared.partition(":")
+        found: list[Interface] = []
+        if kind == "index" and value.isdigit():
+            found = [i for i in interfaces if i.index == int(value)]
+        elif kind == "name":
+            v = value.strip().lower()
+            found = [i for i in interfaces if i.name.lower() == v or i.descr.lower() == v]
+        elif kind == "description":
+            try:
+                rx = re.compile(value)
+            except re.error:
+                rx = None
+            found = [i for i in interfaces if rx is not None and rx.search(i.alias)]
+        if found:
+            best = sorted(found, key=lambda i: (not i.oper_up, i.index))[0]
+            return best.index, f"registry: {declared}"
+        miss = f"registry's {declared} matches no interface; "
+    by_alias = [i for i in interfaces if UPLINK_ALIAS.match(i.alias)]
+    if by_alias:
+        best = sorted(by_alias, key=lambda i: (not i.oper_up, i.index))[0]
+        return best.index, f"{miss}heuristic: ifAlias {best.alias.strip()[:40]!r} starts with an uplink word"
+    by_name = [i for i in interfaces if UPLINK_NAME.match(i.name) or UPLINK_NAME.match(i.descr)]
+    if by_name:
+        best = sorted(by_name, key=lambda i: (not i.oper_up, i.index))[0]
+        return best.index, f"{miss}heuristic: ifName {best.name} is a WAN interface kind"
+    return None, f"{miss}no interface declared in the registry or named like an uplink"
+
+
+def find_uplink(interfaces: tuple[Interface, ...], declared: str | None = None) -> int | None:
+    """The uplink's ifIndex (see :func:`choose_uplink`), else None (unknown)."""
+    return choose_uplink(interfaces, declared)[0]
+
+
+_CONTROL = re.compile(r"\s*[\x00-\x1f\x7f-\x9f]+\s*")
+
+
+def clean_text(value, limit: int = 0) -> str:
+    r"""An SNMP string as a label value: UTF-8 if it is, else Latin-1 (every octet is a
+    character; what old agents mostly send), control characters (CR, LF, NUL ...) as one
+    space, ends stripped, at most ``limit`` characters when given.
+
+    >>> clean_text(b"Cisco IOS\r\nVersion 15.2\x00"), clean_text(b"caf\xe9")
+    ('Cisco IOS Version 15.2', 'café')
+    """
+    if value is None:
+        return ""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            text = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            text = bytes(value).decode("latin-1")
+    else:
+        text = str(value)
+    if not text.isprintable():
+        text = _CONTROL.sub(" ", text).strip()
+        # lone surrogates and other non-characters cannot be encoded in an exposition
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text[:limit] if limit else text
 
 
 def connected(poll: DevicePoll | None) -> bool:
@@ -150,10 +227,3 @@ def sweep_results(sweep: Sweep, registry: Registry, norms: NormSet) -> Iterator[
                     yield ControlResult(ct=ct.code, device=None, control=cid, status=status, source=Source.SNMP if probe.method == "snmp" else Source.ICMP,
                                         evidence=f"{len(probe.rtts)}/{probe.sent} answered ({probe.method})",
                                         observed=None if observed is None else round(observed, 3), expected=r.value, observed_at=at)
-
-
-def status_of(results: list[ControlResult]) -> dict[Status, int]:
-    out = {s: 0 for s in Status}
-    for r in results:
-        out[r.status] += 1
-    return out

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-KPIS = ("cts", "cts_connected", "cts_meeting_norms", "cts_equipped")
+#: In the programme table's order; meeting + failing + not assessed = CTs (the rules ensure it).
+KPIS = ("cts", "cts_connected", "cts_meeting_norms", "cts_failing", "cts_not_assessed", "cts_with_waivers", "cts_equipped")
 Query = Callable[[str], list[dict]]
 
 
 def kpi_rows(query: Query, by: str) -> list[dict]:
-    """One row per lot / segment / region: CTs, connected, meeting norms, equipped, coverage.
+    """One row per lot / segment / region: CTs, connected, meeting norms, failing, not
+    assessed, with waivers, equipped, coverage.
 
     >>> fake = lambda q: [{"metric": {"lot": "1"}, "value": [0, "190" if q.startswith("ctfleet:cts:") else "0.5"]}]
     >>> kpi_rows(fake, "lot")[0]["cts"]

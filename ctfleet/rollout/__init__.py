@@ -8,4 +8,8 @@
     collect.py    collect_queued(): deliver pull-mode audits exactly once (I/O edge)
     progress.py   Rich progress per host and the summary table (display only)
     generate.py   role defaults / argument specs / task imports from the control catalogue
+
+An edge. May import: the core and the shared layer; it runs the dynamic inventory
+(ctfleet.ansible_inventory) as a program, never imports it. The booted test fleet is
+``ctfleet.lab.testhosts``.
 """

@@ -8,4 +8,6 @@ Edges: :mod:`~ctfleet.routers.drivers` (napalm, netmiko), :mod:`~ctfleet.routers
 (git), :mod:`~ctfleet.routers.runner` (bounded threads), :mod:`~ctfleet.routers.ops` (the
 operations). The FRR lab for tests and the walk-through lives in :mod:`ctfleet.lab.frr_lab`. On FRR
 routers, ``host/ctfleet-guard`` is the on-router revert timer. See README.md here.
+
+An edge. May import: the core and the shared layer. Never another edge nor the lab wing.
 """

@@ -1,9 +1,10 @@
 """Router sessions over SSH: the edge where ctfleet talks to routers (napalm, netmiko).
 
 The interface is the spec: every driver implements :class:`RouterSession`, and the
-shared conformance test (``tests/test_routers_drivers.py``) checks each one's methods
-and the shapes they return, against recorded outputs (napalm's mock driver) or a live
-device (FRR in the lab, fake-switches' IOS).
+shared conformance checks (``test_conformance_*`` in ``tests/test_routers_ios_mock.py``,
+``tests/test_routers_frr.py`` and ``tests/test_routers_fake_ios.py``) check each one's
+methods and the shapes they return, against recorded outputs (napalm's mock driver) or a
+live device (FRR in the lab, fake-switches' IOS).
 
 * ``napalm`` (Cisco IOS, and any napalm driver: ``ros``, ``huawei_vrp`` ...): the
   platform's safest change: ``load_replace_candidate`` + ``compare_config`` +
@@ -33,7 +34,7 @@ from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, TypedDic
 from ctfleet.core.secrets import Secret
 from ctfleet.routers.configtext import Plan, mask
 
-ErrorKind = Literal["unreachable", "auth", "prompt", "rejected", "lost", "timeout", "credentials", "norms", "platform", "internal"]
+ErrorKind = Literal["unreachable", "auth", "prompt", "rejected", "lost", "timeout", "credentials", "norms", "platform", "backup", "internal"]
 
 
 class DeviceError(Exception):

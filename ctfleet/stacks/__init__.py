@@ -15,4 +15,7 @@ Layout (pure first, Pulumi at the edge):
 
 The CLI (``ctfleet stacks plan``), the Pulumi program and the tests all go through
 ``plan.plan_stack`` and ``manifests.render``, so what an operator reads is what the stack does.
+
+An edge. May import: the core and the shared layer. Never another edge nor the lab wing
+(Pulumi mock runs are ``ctfleet.lab.pulumi_mocks``).
 """

@@ -7,20 +7,26 @@ before any resource is declared::
     config:
       ctfleet:tier: sdr                       # national | sdr | eci | sdl
       ctfleet:unit: "04"                      # region code, grouping code or commune code (not for national)
-      ctfleet:kubernetes:                     # exactly one of: context (with optional kubeconfig) | renderYamlToDirectory
-        context: sdr-rabat-sale-kenitra
+      ctfleet:kubernetes:                     # exactly one of: context | renderYamlToDirectory
+        context: sdr-rabat-sale-kenitra       # a context of the secret ctfleet:kubeconfig
+        clusterIdentifier: sdr-rabat-sale-kenitra   # optional; default: the stack name
+      ctfleet:kubeconfig:                     # pulumi config set --secret ctfleet:kubeconfig < kubeconfig.yaml
+        secure: v1:...                        # never $KUBECONFIG, never a path on someone's machine
       ctfleet:images:                         # name:tag, by tier (sdr: collector, prometheus, aptCacherNg)
-        collector: registry.example.ma/ctfleet/collector:0.1.0
+        collector: registry.ctfleet.ma/ctfleet/collector:0.1.0      # built from infra/images/
         prometheus: quay.io/prometheus/prometheus:v3.5.0
-        aptCacherNg: registry.example.ma/ctfleet/apt-cacher-ng:3.7.4
+        aptCacherNg: registry.ctfleet.ma/ctfleet/apt-cacher-ng:3.7.4
       ctfleet:operatorGroups:                 # groups bound to each tenant; "{namespace}" expands per tenant
         - sdr-rabat-sale-kenitra:operators
       ctfleet:ingressNamespace: ingress-nginx
       ctfleet:siteCidrs: [10.4.0.0/16]        # sdr: commune networks (collector targets, package-cache clients)
       ctfleet:federationCidrs: [10.0.0.0/24]  # sdr: who may scrape /federate; national: where the regions are
       ctfleet:federate: {rabat-sale-kenitra: "10.4.255.10:9090"}   # national: regional Prometheus endpoints
+      ctfleet:platformCidrs: [10.0.1.0/24]    # sdr/eci/sdl: the national cloud's ingress (tenants' HTTPS egress)
       ctfleet:storageClass: standard          # optional
       ctfleet:prometheusRetention: 30d
+      ctfleet:development: false              # true: a test cluster (localhost registries allowed)
+      ctfleet:allowDestructiveChanges: false  # true: this update may replace volumes or remove tenants
 """
 
 from __future__ import annotations
@@ -30,10 +36,13 @@ import json
 import re
 from typing import Any, Callable, Literal, Mapping
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ctfleet.core.errors import InputErrors, Problem, one_of
 from ctfleet.core.registry import Registry
+from ctfleet.core.secrets import Secret
 from ctfleet.core.yamlio import loc_text
 from ctfleet.stacks.names import TIERS, ascii_slug, is_dns_label, stack_index
 
@@ -46,6 +55,9 @@ IMAGE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:[0-9]+)?(/[a-z0
 IMAGE_VALID = "an image reference with an explicit tag (not latest), e.g. quay.io/prometheus/prometheus:v3.5.0"
 HOST_PORT = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[0-9]{1,5}$")
 PLACEHOLDERS = {"namespace", "stack"}
+# registries only the machine that pushed can reach (a development cluster on that machine)
+LOCAL_REGISTRY = re.compile(r"^(localhost|127\.[0-9.]+|\[::1\])(:[0-9]+)?/")
+KUBECONFIG_VALID = "the kubeconfig's contents as a stack secret: pulumi config set --secret ctfleet:kubeconfig < sdr-kubeconfig.yaml"
 
 IMAGES_BY_TIER = {"national": ("prometheus",), "sdr": ("collector", "prometheus", "aptCacherNg"), "eci": (), "sdl": ()}
 
@@ -55,9 +67,22 @@ class _Strict(BaseModel):
 
 
 class KubernetesTarget(_Strict):
-    context: str | None = None
-    kubeconfig: str | None = None  # a path or the file's contents; default: the ambient KUBECONFIG
+    context: str | None = None  # a context of the secret ctfleet:kubeconfig
+    # The provider's identity: only a change of this replaces the provider (and so every
+    # object); a teammate's context name or a re-issued kubeconfig is an update. Default: the stack.
+    clusterIdentifier: str | None = None
     renderYamlToDirectory: str | None = None
+
+
+@dataclass(frozen=True)
+class KubeconfigSecret:
+    """The stack's kubeconfig, a secret: its text (decrypted by the engine), or None when read
+    still encrypted from the file (``ctfleet stacks plan`` never decrypts)."""
+
+    value: Secret | None
+
+    def __str__(self) -> str:
+        return "<secret>" if self.value is not None else "<secret, encrypted>"
 
 
 class Images(_Strict):
@@ -76,8 +101,12 @@ class StackConfig(_Strict):
     siteCidrs: list[str] = []
     federationCidrs: list[str] = []
     federate: dict[str, str] = {}
+    platformCidrs: list[str] = []  # where tenants reach the national platforms (HTTPS egress allow-list)
     storageClass: str | None = None
     prometheusRetention: str = Field(default="30d", pattern=r"^[0-9]+[hdwy]$")
+    development: bool = False  # a test cluster: images may come from a localhost registry
+    allowDestructiveChanges: bool = False  # let this update replace volumes or remove tenants (after a backup)
+    kubeconfig: Any = Field(default=None, exclude=True)  # KubeconfigSecret, set by validate_config (never from data)
 
     def image(self, name: str) -> str:
         value = getattr(self.images, name)
@@ -114,14 +143,22 @@ class StackConfigErrors(InputErrors):
 
 
 def validate_config(raw: Mapping[str, Any], stack: str, registry: Registry, source: str,
-                    line_of: Callable[[tuple], int | None] | None = None) -> StackConfig:
+                    line_of: Callable[[tuple], int | None] | None = None,
+                    secret_keys: frozenset[str] | set[str] = frozenset(), deploying: bool = False) -> StackConfig:
     """Validate the config of ``stack`` (keys with their ``ctfleet:`` prefix).
+
+    ``secret_keys``: the keys the engine says are secrets (their values arrive decrypted);
+    a value read from the file as ``{secure: ...}`` is a secret still encrypted.
+    ``deploying``: the Pulumi program is about to declare the provider, so the secret
+    kubeconfig must be there (``ctfleet stacks plan`` only notes its absence).
 
     Raises one :class:`StackConfigErrors` (an :class:`InputErrors`) listing every bad key, e.g.::
 
         2 problems in the stack config, no resource declared:
           infra/stacks/Pulumi.sdr-oriental.yaml: ctfleet:images.collector: required key is missing for tier sdr (valid: ...)
           infra/stacks/Pulumi.sdr-oriental.yaml: ctfleet:siteCidrs[0]: '10.2.0.0/8' is not a network address ...
+
+    No message ever shows a secret's value.
     """
     data = strip_namespace(raw)
     problems: list[Problem] = []
@@ -130,18 +167,8 @@ def validate_config(raw: Mapping[str, Any], stack: str, registry: Registry, sour
         line = line_of(loc) if line_of else None
         problems.append(Problem(source, message, line=line, key=f"{NAMESPACE}:{loc_text(loc)}", valid=valid))
 
-    # Unknown keys are reported and dropped first, so the rest is still checked in the same pass.
-    for key in list(data):
-        if key not in StackConfig.model_fields:
-            bad((key,), "unknown key", one_of(sorted(f"{NAMESPACE}:{k}" for k in StackConfig.model_fields)))
-            del data[key]
-    for key, model in (("kubernetes", KubernetesTarget), ("images", Images)):
-        if isinstance(data.get(key), dict):
-            data[key] = dict(data[key])
-            for sub in list(data[key]):
-                if sub not in model.model_fields:
-                    bad((key, sub), "unknown key", one_of(sorted(model.model_fields)))
-                    del data[key][sub]
+    kubeconfig = _take_secrets(data, {k.removeprefix(f"{NAMESPACE}:") for k in secret_keys}, bad)
+    _drop_unknown_keys(data, bad)
     try:
         cfg = StackConfig.model_validate(data)
     except ValidationError as exc:
@@ -154,10 +181,71 @@ def validate_config(raw: Mapping[str, Any], stack: str, registry: Registry, sour
             else:
                 bad(loc, f"{err['msg']}, got {err.get('input')!r}", _VALID.get(loc[0]))
         raise StackConfigErrors(problems) from None
+    cfg = cfg.model_copy(update={"kubeconfig": kubeconfig})
 
+    _check_unit(cfg, stack, registry, bad)
+    _check_target(cfg, deploying, bad)
+    _check_images(cfg, bad)
+    _check_groups_and_networks(cfg, bad)
+    _check_federation(cfg, registry, bad)
+    if cfg.storageClass is not None and not is_dns_label(cfg.storageClass.replace(".", "-")):
+        bad(("storageClass",), f"{cfg.storageClass!r} is not a storage class name", "a DNS-1123 subdomain such as standard")
+    if problems:
+        raise StackConfigErrors(problems)
+    return cfg
+
+
+Bad = Callable[..., None]
+
+
+def _take_secrets(data: dict[str, Any], secret_keys: set[str], bad: Bad) -> KubeconfigSecret | None:
+    """Remove the secret-bearing keys from ``data``; the kubeconfig as a :class:`KubeconfigSecret`.
+
+    Only ``ctfleet:kubeconfig`` may be (and must be) a secret: any other encrypted value is
+    refused, since nothing else can be validated without decrypting it.
+    """
+    kubeconfig = None
+    for key in list(data):
+        value = data[key]
+        encrypted = isinstance(value, dict) and set(value) == {"secure"}
+        if key == "kubeconfig":
+            del data[key]
+            if encrypted:
+                kubeconfig = KubeconfigSecret(None)
+            elif isinstance(value, str) and key in secret_keys:
+                kubeconfig = KubeconfigSecret(Secret(value))
+            else:
+                bad(("kubeconfig",), "is stored in plain text in the stack config: a kubeconfig holds the cluster's credentials",
+                    KUBECONFIG_VALID)
+        elif encrypted or key in secret_keys:
+            del data[key]
+            bad((key,), "is a secret, but only ctfleet:kubeconfig is read as a secret", "a plain value (pulumi config set, without --secret)")
+    return kubeconfig
+
+
+def _drop_unknown_keys(data: dict[str, Any], bad: Bad) -> None:
+    """Unknown keys are reported and dropped first, so the rest is still checked in the same pass."""
+    for key in list(data):
+        if key not in StackConfig.model_fields:
+            bad((key,), "unknown key", one_of(sorted(f"{NAMESPACE}:{k}" for k in StackConfig.model_fields)))
+            del data[key]
+    for key, model in (("kubernetes", KubernetesTarget), ("images", Images)):
+        if isinstance(data.get(key), dict):
+            data[key] = dict(data[key])
+            for sub in list(data[key]):
+                if sub not in model.model_fields:
+                    if key == "kubernetes" and sub == "kubeconfig":
+                        bad((key, sub), "the kubeconfig is no longer a path or text here: it is the stack's secret "
+                                        "ctfleet:kubeconfig, so every teammate deploys to the same cluster", KUBECONFIG_VALID)
+                    else:
+                        bad((key, sub), "unknown key", one_of(sorted(model.model_fields)))
+                    del data[key][sub]
+
+
+def _check_unit(cfg: StackConfig, stack: str, registry: Registry, bad: Bad) -> None:
+    """The unit must exist and match the stack being run."""
     refs = stack_index(registry)
     tier = cfg.tier
-    # the unit must exist and match the stack being run
     expected = None
     if tier == "national":
         if cfg.unit is not None:
@@ -177,24 +265,62 @@ def validate_config(raw: Mapping[str, Any], stack: str, registry: Registry, sour
             f"this config provisions stack {expected!r}, but the stack being run is {stack!r}",
             f"select stack {expected} (pulumi stack select {expected}), or regenerate with `ctfleet stacks generate`")
 
-    # where the provider deploys
-    k = cfg.kubernetes
-    if k.renderYamlToDirectory and (k.context or k.kubeconfig):
-        bad(("kubernetes",), "renderYamlToDirectory cannot be combined with context or kubeconfig: one provider either renders manifests or deploys them",
-            "either {context: NAME[, kubeconfig: PATH]} or {renderYamlToDirectory: DIR}")
-    elif not k.renderYamlToDirectory and not k.context:
-        bad(("kubernetes",), "no target cluster: set context (deploy with a kubeconfig context) or renderYamlToDirectory (write manifests for GitOps)",
-            "either {context: NAME[, kubeconfig: PATH]} or {renderYamlToDirectory: DIR}")
 
-    # images: the tier's workloads need theirs, each name:tag
+def _check_target(cfg: StackConfig, deploying: bool, bad: Bad) -> None:
+    """Where the provider deploys: a context of the secret kubeconfig, or rendered YAML."""
+    k = cfg.kubernetes
+    if k.renderYamlToDirectory and (k.context or cfg.kubeconfig):
+        bad(("kubernetes",), "renderYamlToDirectory cannot be combined with a context or a kubeconfig: one provider either "
+                             "renders manifests or deploys them", _VALID["kubernetes"])
+    elif not k.renderYamlToDirectory and not k.context:
+        bad(("kubernetes",), "no target cluster: set context (a context of the secret ctfleet:kubeconfig) or "
+                             "renderYamlToDirectory (write manifests for GitOps)", _VALID["kubernetes"])
+    elif k.context and cfg.kubeconfig is None and deploying:
+        bad(("kubeconfig",), "required key is missing to deploy: the provider never falls back to $KUBECONFIG or ~/.kube/config",
+            KUBECONFIG_VALID)
+    elif k.context and cfg.kubeconfig is not None and cfg.kubeconfig.value is not None:
+        problem = kubeconfig_problem(cfg.kubeconfig.value.reveal(), k.context)
+        if problem:
+            bad(("kubeconfig",), problem, KUBECONFIG_VALID)
+    if k.clusterIdentifier is not None and not k.clusterIdentifier.strip():
+        bad(("kubernetes", "clusterIdentifier"), "empty cluster identifier", "a name for the cluster that never changes, e.g. the stack name")
+
+
+def kubeconfig_problem(text: str, context: str) -> str | None:
+    """What is wrong with a kubeconfig's text for ``context``, without ever quoting the text."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        doc = YAML(typ="safe", pure=True).load(text)
+    except YAMLError:
+        return "is not a kubeconfig (not YAML); set the file's contents, not its path"
+    if not isinstance(doc, dict) or not isinstance(doc.get("contexts"), list):
+        return "is not a kubeconfig (no contexts); set the file's contents, not its path"
+    contexts = {c.get("name"): c.get("context") or {} for c in doc["contexts"] if isinstance(c, dict)}
+    if context not in contexts:
+        return f"has no context {context!r} (ctfleet:kubernetes.context); it has: {', '.join(sorted(map(str, contexts))) or 'none'}"
+    clusters = {c.get("name") for c in doc.get("clusters") or [] if isinstance(c, dict)}
+    if contexts[context].get("cluster") not in clusters:
+        return f"context {context!r} names cluster {contexts[context].get('cluster')!r}, which the kubeconfig does not define"
+    return None
+
+
+def _check_images(cfg: StackConfig, bad: Bad) -> None:
+    """The tier's workloads need their images, each name:tag; a localhost registry only on a development stack."""
     for name in Images.model_fields:
         value = getattr(cfg.images, name)
         if value is None:
-            if name in IMAGES_BY_TIER[tier]:
-                bad(("images", name), f"required key is missing for tier {tier}", IMAGE_VALID)
+            if name in IMAGES_BY_TIER[cfg.tier]:
+                bad(("images", name), f"required key is missing for tier {cfg.tier}", IMAGE_VALID)
         elif not IMAGE.match(value):
             bad(("images", name), f"{value!r} is not an image reference with an explicit tag", IMAGE_VALID)
+        elif LOCAL_REGISTRY.match(value) and not cfg.development:
+            bad(("images", name), f"{value!r} is on a registry only this machine can reach; the cluster's nodes cannot pull it",
+                "the registry your team pushes to (infra/README.md, Images), or ctfleet:development: true for a test cluster")
 
+
+def _check_groups_and_networks(cfg: StackConfig, bad: Bad) -> None:
     for i, group in enumerate(cfg.operatorGroups):
         names = set(re.findall(r"{([^}]*)}", group))
         unknown = names - PLACEHOLDERS
@@ -205,27 +331,26 @@ def validate_config(raw: Mapping[str, Any], stack: str, registry: Registry, sour
                 one_of("{" + p + "}" for p in sorted(PLACEHOLDERS)))
     if not is_dns_label(cfg.ingressNamespace):
         bad(("ingressNamespace",), f"{cfg.ingressNamespace!r} is not a namespace name", "a DNS-1123 label, e.g. ingress-nginx")
-    for key in ("siteCidrs", "federationCidrs"):
+    for key in ("siteCidrs", "federationCidrs", "platformCidrs"):
         for i, cidr in enumerate(getattr(cfg, key)):
             try:
                 ipaddress.ip_network(cidr, strict=True)
             except ValueError as exc:
                 bad((key, i), f"{cidr!r} is not a network address ({exc})", "a CIDR such as 10.4.0.0/16")
-    if cfg.federate:
-        if tier != "national":
-            bad(("federate",), f"only the national stack federates regional Prometheus servers, not tier {tier}")
-        else:
-            slugs = {ascii_slug(r.name_fr) for r in registry.regions.values()}
-            for region, target in cfg.federate.items():
-                if region not in slugs:
-                    bad(("federate", region), f"{region!r} is not a region slug", one_of(sorted(slugs)))
-                elif not HOST_PORT.match(target):
-                    bad(("federate", region), f"{target!r} is not host:port", "e.g. 10.4.255.10:9090 or prometheus.sdr.example.ma:9090")
-    if cfg.storageClass is not None and not is_dns_label(cfg.storageClass.replace(".", "-")):
-        bad(("storageClass",), f"{cfg.storageClass!r} is not a storage class name", "a DNS-1123 subdomain such as standard")
-    if problems:
-        raise StackConfigErrors(problems)
-    return cfg
+
+
+def _check_federation(cfg: StackConfig, registry: Registry, bad: Bad) -> None:
+    if not cfg.federate:
+        return
+    if cfg.tier != "national":
+        bad(("federate",), f"only the national stack federates regional Prometheus servers, not tier {cfg.tier}")
+        return
+    slugs = {ascii_slug(r.name_fr) for r in registry.regions.values()}
+    for region, target in cfg.federate.items():
+        if region not in slugs:
+            bad(("federate", region), f"{region!r} is not a region slug", one_of(sorted(slugs)))
+        elif not HOST_PORT.match(target):
+            bad(("federate", region), f"{target!r} is not host:port", "e.g. 10.4.255.10:9090 or prometheus.sdr.example.ma:9090")
 
 
 _UNIT_WHAT = {"sdr": "region code", "eci": "grouping code", "sdl": "commune code with an SDL"}
@@ -233,7 +358,7 @@ _UNIT_VALID = {"sdr": "an HCP region code such as \"04\"", "eci": "a grouping co
                "sdl": "the HCP code of a commune with arrondissements, e.g. 04.441.01.0"}
 _VALID = {
     "tier": one_of(TIERS),
-    "kubernetes": "either {context: NAME[, kubeconfig: PATH]} or {renderYamlToDirectory: DIR}",
+    "kubernetes": "either {context: NAME[, clusterIdentifier: ID]} with the secret ctfleet:kubeconfig, or {renderYamlToDirectory: DIR}",
     "images": IMAGE_VALID,
     "operatorGroups": "a list of one or more group names",
     "prometheusRetention": "a duration such as 30d, 12w or 1y",

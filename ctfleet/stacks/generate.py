@@ -21,7 +21,10 @@ from ctfleet.results import atomic_write_text
 from ctfleet.stacks.config import IMAGES_BY_TIER
 from ctfleet.stacks.names import StackRef
 
-DEFAULT_IMAGE_REGISTRY = "localhost:5000/ctfleet"  # where `podman build` + `podman push` put ours
+# Where the images built from infra/images/ are pushed (`buildah push`); a team using its
+# own registry sets ctfleet:images, which regenerating keeps. A localhost registry is only
+# accepted on a stack marked ctfleet:development.
+DEFAULT_IMAGE_REGISTRY = "registry.ctfleet.ma/ctfleet"
 PROMETHEUS_IMAGE = "quay.io/prometheus/prometheus:v3.5.0"
 DERIVED = ("ctfleet:tier", "ctfleet:unit")  # always recomputed from the registry
 

@@ -16,7 +16,7 @@ import hashlib
 from typing import Any
 
 from ctfleet.stacks.hosting import cpu_quantity, gib_quantity
-from ctfleet.stacks.names import label
+from ctfleet.stacks.names import DESTRUCTIVE_ALLOWED, label
 from ctfleet.stacks.plan import NAME, RUN_AS, AppPlan, Flow, Peer, StackPlan, TenantPlan
 
 Manifest = dict[str, Any]
@@ -78,7 +78,7 @@ def tenant_objects(t: TenantPlan, role: str) -> list[Manifest]:
         {"apiVersion": "v1", "kind": "Namespace",
          "metadata": {"name": ns, "labels": dict(t.labels), "annotations": dict(t.annotations)}},
         {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": _md(QUOTA, ns, owned),
-         "spec": {"hard": t.quota.hard()}},
+         "spec": {"hard": t.quota.hard() | t.objects}},
         {"apiVersion": "v1", "kind": "LimitRange", "metadata": _md(LIMITS, ns, owned), "spec": {"limits": _limits(t)}},
     ]
     if t.default_deny:
@@ -99,13 +99,21 @@ def _md(name: str, namespace: str, labels: dict[str, str], annotations: dict[str
 
 
 def _limits(t: TenantPlan) -> list[dict]:
-    """Container defaults (so pods without resources still fit the quota) and maxima at the quota."""
+    """Container defaults that let the tenant reach its pod quota, and maxima at the quota.
+
+    A pod that states no resources gets an equal share of the quota (cpu / pods, memory /
+    pods), as request and limit both (the quota caps both at the norm): a tenant filling
+    its pod quota with such pods fits its cpu and memory exactly, instead of stopping at a
+    handful of pods (a 500m default against a 1-core norm allowed 2 of 20).
+    """
     q = t.quota
-    mem_mib = q.memory_gib * 1024
+    share = {"cpu": f"{max(1, int(q.cpu * 1000 // q.pods))}m", "memory": f"{max(1, int(q.memory_gib * 1024 // q.pods))}Mi"}
+    if t.ephemeral_gib_per_pod:
+        share["ephemeral-storage"] = gib_quantity(t.ephemeral_gib_per_pod)
     container = {
         "type": "Container",
-        "default": {"cpu": cpu_quantity(min(0.5, q.cpu)), "memory": f"{int(min(512, mem_mib))}Mi"},
-        "defaultRequest": {"cpu": cpu_quantity(min(0.1, q.cpu)), "memory": f"{int(min(128, mem_mib))}Mi"},
+        "default": dict(share),
+        "defaultRequest": dict(share),
         "max": {"cpu": cpu_quantity(q.cpu), "memory": gib_quantity(q.memory_gib)},
     }
     out = [container]
@@ -185,7 +193,9 @@ def app_objects(a: AppPlan, stack_labels: dict[str, str]) -> list[Manifest]:
         pvc: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": gib_quantity(a.spec.dataGiB)}}}
         if a.storage_class:
             pvc["storageClassName"] = a.storage_class
-        objs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _md(f"{a.name}-data", ns, labels), "spec": pvc})
+        annotations = {DESTRUCTIVE_ALLOWED: "true"} if a.allow_destructive else None
+        objs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _md(f"{a.name}-data", ns, labels, annotations),
+                     "spec": pvc})
         mounts.append({"name": "data", "mountPath": a.data_mount})
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": f"{a.name}-data"}})
     container: dict[str, Any] = {

@@ -2,41 +2,60 @@
 
 Written once, over plain Kubernetes objects, so the same functions check the pure
 rendering, the objects captured from a mocked ``pulumi up``, and (through the CrossGuard
-pack in ``infra/policy/``) a real preview. Each policy has an id::
+pack in ``infra/policy/``) a real preview or update. Each policy has an id and a scope:
 
-    tenant-quota        every tenant namespace has a ResourceQuota capping cpu, memory, storage and pods
-    tenant-default-deny every tenant namespace whose norm says so (HST-6) has a default-deny policy
-    no-allow-all        no NetworkPolicy rule opens all peers on all ports
-    no-privileged-pods  no pod is privileged, on the host's network/PID/IPC, root, or able to escalate
-    tenant-labels       tenant namespaces carry the required labels, valid, and Pod Security at the norm (HST-5)
-    quota-within-norm   a tenant's quota is within its norm (HST-1..4 of its segment; infra/hosting.yaml
-                        for national platforms and system tenants; the members' sum for a grouping)
+- **resource** policies judge one object alone, so the engine runs them on each object
+  before it is created or changed (``ResourceValidationPolicy``)::
+
+    tenant-labels          a tenant namespace carries the required labels, valid, and Pod Security at the norm (HST-5)
+    no-allow-all           no NetworkPolicy rule opens all peers on all ports
+    no-privileged-pods     no pod is privileged, on the host's network/PID/IPC, root, or able to escalate
+    data-protected         Namespaces and PersistentVolumeClaims are declared with ``protect`` (the engine then
+                           refuses to delete or replace them) unless the stack's config allows destructive changes
+
+- **stack** policies need several objects (a namespace and what is in it)::
+
+    tenant-quota           every tenant namespace has a ResourceQuota capping cpu, memory, storage, pods, ...
+                           and LimitRange defaults that let it reach its pod quota
+    tenant-default-deny    every tenant namespace whose norm says so (HST-6) has a default-deny policy
+    quota-within-norm      a tenant's quota is within its norm (HST-1..4 of its segment; infra/hosting.yaml
+                           for national platforms and system tenants; the members' sum for a grouping)
 
 ``check(objects, oracle)`` returns every :class:`Violation`; an empty list means compliant.
 The oracle says what a namespace's norm is, from its labels and the registry — not from
 the plan that produced the objects, so a planning bug cannot hide from its own check.
+
+During a preview some inputs are not known yet. The engine hands them as :data:`UNKNOWN`
+(see :func:`ctfleet.stacks.crossguard.plain`); every check decides on the known values
+(a privileged container is refused whatever its image) and lists in
+:attr:`Findings.undecided` only what an unknown value kept it from deciding.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
-from ctfleet.core.models import Tier
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
-from ctfleet.stacks.hosting import HostingCatalogue, Quota
-from ctfleet.stacks.names import is_label_key, is_label_value, label
+from ctfleet.stacks.hosting import HostingCatalogue, Quota, parse_quantity
+from ctfleet.stacks.names import DESTRUCTIVE_ALLOWED, is_label_key, is_label_value, label, tenant_home
 
 POLICIES = {
-    "tenant-quota": "every tenant namespace has a ResourceQuota capping cpu, memory, storage and pods",
-    "tenant-default-deny": "every tenant namespace has a default-deny NetworkPolicy for ingress and egress (HST-6)",
+    "tenant-labels": "tenant namespaces carry the required labels with valid values, and Pod Security Admission at the norm's level (HST-5)",
     "no-allow-all": "no NetworkPolicy rule allows all peers on all ports",
     "no-privileged-pods": "no pod is privileged, uses the host's network, PID or IPC namespaces or paths, runs as root or can escalate",
-    "tenant-labels": "tenant namespaces carry the required labels with valid values, and Pod Security Admission at the norm's level (HST-5)",
+    "data-protected": "namespaces and volume claims are protected (never deleted or replaced with their data) unless the stack "
+                      "config allows destructive changes",
+    "tenant-quota": "every tenant namespace has a ResourceQuota capping cpu, memory, storage, pods, Service types, volume claims "
+                    "and ephemeral storage, with LimitRange defaults that let it reach its pod quota",
+    "tenant-default-deny": "every tenant namespace has a default-deny NetworkPolicy for ingress and egress (HST-6)",
     "quota-within-norm": "each tenant's quota is within its norm (HST-1..HST-4)",
 }
+#: Which policies judge one object (resource policies) and which need the whole stack.
+RESOURCE_POLICIES = ("tenant-labels", "no-allow-all", "no-privileged-pods", "data-protected")
+STACK_POLICIES = ("tenant-quota", "tenant-default-deny", "quota-within-norm")
 
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 REQUIRED_LABELS = {
@@ -47,8 +66,27 @@ REQUIRED_LABELS = {
     "system": [label("system")],
 }
 QUOTA_KEYS = (("requests.cpu", "limits.cpu", "cpu"), ("requests.memory", "limits.memory", "memory"),
-              ("requests.storage",), ("pods",))
+              ("requests.storage",), ("pods",), ("services.loadbalancers",), ("services.nodeports",),
+              ("persistentvolumeclaims",), ("requests.ephemeral-storage", "limits.ephemeral-storage"))
 POD_KINDS = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"}
+
+
+class _Unknown:
+    """A value the engine does not know yet (an output of another resource, during a preview)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<unknown during preview>"
+
+
+UNKNOWN = _Unknown()
+
 
 
 @dataclass(frozen=True)
@@ -69,6 +107,8 @@ class Expectation:
     psa_level: str
     default_deny: bool
     source: str
+    load_balancers: int = 0  # Services of type LoadBalancer the tenant may hold
+    node_ports: int = 0
 
 
 class Oracle(Protocol):
@@ -105,7 +145,7 @@ class NormOracle:
             g = self.registry.groupings.get(labels.get(label("grouping"), ""))
             if g is None:
                 return f"grouping {labels.get(label('grouping'))!r} is not in inventory/groupings.yaml"
-            parts = [self._ct(m) for m in g.members if m in self.registry.cts and Tier.ECI in self.registry.cts[m].tiers]
+            parts = [self._ct(m) for m in g.members if m in self.registry.cts and tenant_home(self.registry.cts[m]) == "eci"]
             exps = [p for p in parts if isinstance(p, Expectation)]
             total = Quota(0, 0, 0, 0)
             for e in exps:
@@ -127,78 +167,193 @@ class NormOracle:
 
 
 def _subject(obj: dict[str, Any]) -> str:
-    md = obj.get("metadata", {})
+    md = _map(obj.get("metadata"))
     ns = md.get("namespace")
-    return f"{obj.get('kind')}/{ns + '/' if ns else ''}{md.get('name')}"
+    return f"{obj.get('kind')}/{ns + '/' if isinstance(ns, str) and ns else ''}{md.get('name')}"
 
 
+def _map(value: Any) -> dict[str, Any]:
+    """``value`` if it is a mapping, else {} (absent, null or unknown)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+@dataclass
+class Findings:
+    """What the policies found: violations, and what unknown values kept them from deciding."""
+
+    violations: list[Violation] = field(default_factory=list)
+    undecided: list[str] = field(default_factory=list)  # "policy: subject: path"
+
+    def bad(self, policy: str, subject: str, message: str) -> None:
+        self.violations.append(Violation(policy, subject, message))
+
+    def unknown(self, policy: str, subject: str, path: str) -> None:
+        self.undecided.append(f"{policy}: {subject}: {path} is not known yet")
+
+    def __iadd__(self, other: "Findings") -> "Findings":
+        self.violations += other.violations
+        self.undecided += other.undecided
+        return self
+
+
+# ------------------------------------------------------------------ entry points
 def check(objects: Iterable[dict[str, Any]], oracle: Oracle) -> list[Violation]:
     """Every violation of every policy in ``objects`` (one stack's Kubernetes objects)."""
+    return check_all(objects, oracle).violations
+
+
+def check_all(objects: Iterable[dict[str, Any]], oracle: Oracle) -> Findings:
     objs = list(objects)
-    namespaces = [o for o in objs if o.get("kind") == "Namespace" and label("stack") in (o["metadata"].get("labels") or {})]
+    found = check_stack(objs, oracle)
+    for o in objs:
+        found += check_resource(o, oracle)
+    return found
+
+
+def check_resource(obj: dict[str, Any], oracle: Oracle, protected: bool | None = None) -> Findings:
+    """The resource policies on one object (what the engine asks before creating or changing it).
+
+    ``protected``: the resource's ``protect`` option, when known (the engine sends it; plain
+    manifests do not carry it, so ``data-protected`` is only judged through the pack).
+    """
+    found = Findings()
+    kind = obj.get("kind")
+    if kind == "Namespace" and label("stack") in _map(_map(obj.get("metadata")).get("labels")):
+        check_tenant_labels(obj, oracle, found)
+    elif kind == "NetworkPolicy":
+        check_network_policy(obj, found)
+    elif kind in POD_KINDS:
+        check_pods(obj, found)
+    if protected is not None:
+        check_data_protected(obj, protected, found)
+    return found
+
+
+def check_stack(objects: Iterable[dict[str, Any]], oracle: Oracle) -> Findings:
+    """The stack policies: each tenant namespace with the objects inside it."""
+    objs = list(objects)
+    found = Findings()
     by_ns: dict[str, list[dict]] = defaultdict(list)
     for o in objs:
-        ns = o.get("metadata", {}).get("namespace")
-        if ns:
+        ns = _map(o.get("metadata")).get("namespace")
+        if isinstance(ns, str):
             by_ns[ns].append(o)
-    out: list[Violation] = []
-    for ns_obj in namespaces:
-        out += check_tenant(ns_obj, by_ns.get(ns_obj["metadata"]["name"], []), oracle)
-    for o in objs:
-        if o.get("kind") == "NetworkPolicy":
-            out += check_network_policy(o)
-        elif o.get("kind") in POD_KINDS:
-            out += check_pods(o)
-    return out
+    for ns_obj in objs:
+        md = _map(ns_obj.get("metadata"))
+        if ns_obj.get("kind") == "Namespace" and label("stack") in _map(md.get("labels")) and isinstance(md.get("name"), str):
+            check_tenant(ns_obj, by_ns.get(md["name"], []), oracle, found)
+    return found
 
 
-def check_tenant(ns_obj: dict[str, Any], inside: list[dict[str, Any]], oracle: Oracle) -> list[Violation]:
-    name = ns_obj["metadata"]["name"]
-    subject = f"Namespace/{name}"
-    labels = dict(ns_obj["metadata"].get("labels") or {})
-    out: list[Violation] = []
-
-    # labels
+# ------------------------------------------------------------------ tenants
+def check_tenant_labels(ns_obj: dict[str, Any], oracle: Oracle, found: Findings) -> None:
+    subject = _subject(ns_obj)
+    raw = _map(ns_obj["metadata"]).get("labels")
+    labels = {k: v for k, v in _map(raw).items()}
+    unknown = sorted(k for k, v in labels.items() if v is UNKNOWN)
+    for key in unknown:
+        found.unknown("tenant-labels", subject, f"metadata.labels[{key}]")
     kind = labels.get(label("kind"), "")
-    for key in REQUIRED_LABELS["*"] + REQUIRED_LABELS.get(kind, []):
+    for key in REQUIRED_LABELS["*"] + REQUIRED_LABELS.get(kind if isinstance(kind, str) else "", []):
         if key not in labels:
-            out.append(Violation("tenant-labels", subject, f"label {key} is missing"))
+            found.bad("tenant-labels", subject, f"label {key} is missing")
     for key, value in labels.items():
-        if not is_label_key(key) or not is_label_value(str(value)):
-            out.append(Violation("tenant-labels", subject, f"label {key}={value!r} is not a valid Kubernetes label"))
+        if value is not UNKNOWN and (not is_label_key(key) or not is_label_value(str(value))):
+            found.bad("tenant-labels", subject, f"label {key}={value!r} is not a valid Kubernetes label")
+    if unknown:
+        return
     expected = oracle.expect(labels)
     if isinstance(expected, str):
-        out.append(Violation("tenant-labels", subject, f"cannot tell the tenant's norm: {expected}"))
+        found.bad("tenant-labels", subject, f"cannot tell the tenant's norm: {expected}")
     elif PSA_ENFORCE in labels and labels[PSA_ENFORCE] != expected.psa_level:
-        out.append(Violation("tenant-labels", subject,
-                             f"Pod Security enforce level is {labels[PSA_ENFORCE]!r}, the norm (HST-5) requires {expected.psa_level!r}"))
+        found.bad("tenant-labels", subject,
+                  f"Pod Security enforce level is {labels[PSA_ENFORCE]!r}, the norm (HST-5) requires {expected.psa_level!r}")
 
-    # quota
+
+def check_tenant(ns_obj: dict[str, Any], inside: list[dict[str, Any]], oracle: Oracle, found: Findings) -> None:
+    """tenant-quota, quota-within-norm and tenant-default-deny for one tenant namespace."""
+    subject = _subject(ns_obj)
+    labels = _map(_map(ns_obj["metadata"]).get("labels"))
+    if any(v is UNKNOWN for v in labels.values()):
+        found.unknown("quota-within-norm", subject, "metadata.labels")
+        expected: Expectation | str | None = None
+    else:
+        expected = oracle.expect(dict(labels))
+
     quotas = [o for o in inside if o.get("kind") == "ResourceQuota"]
     if not quotas:
-        out.append(Violation("tenant-quota", subject, "no ResourceQuota"))
+        found.bad("tenant-quota", subject, "no ResourceQuota")
     for q in quotas:
-        hard = (q.get("spec") or {}).get("hard") or {}
+        hard = _map(q.get("spec")).get("hard")
+        if q.get("spec") is UNKNOWN or hard is UNKNOWN:
+            found.unknown("tenant-quota", _subject(q), "spec.hard")
+            continue
+        hard = _map(hard)
         missing = [keys[0] for keys in QUOTA_KEYS if not any(k in hard for k in keys)]
         if missing:
-            out.append(Violation("tenant-quota", _subject(q), f"does not cap {', '.join(missing)}"))
+            found.bad("tenant-quota", _subject(q), f"does not cap {', '.join(missing)}")
+        if any(v is UNKNOWN for v in hard.values()):
+            found.unknown("quota-within-norm", _subject(q), "spec.hard")
+            continue
         if isinstance(expected, Expectation):
             try:
                 actual = Quota.from_hard(hard)
             except ValueError as exc:
-                out.append(Violation("tenant-quota", _subject(q), str(exc)))
+                found.bad("tenant-quota", _subject(q), str(exc))
                 continue
             for f in actual.exceeding(expected.quota):
                 what, unit = _FIELD_WORDS[f]
-                out.append(Violation("quota-within-norm", _subject(q),
-                                     f"{what} {_show(getattr(actual, f))}{unit} exceeds the norm's {_show(getattr(expected.quota, f))}{unit} "
-                                     f"({Quota.CONTROLS[f]}, {expected.source})"))
+                found.bad("quota-within-norm", _subject(q),
+                          f"{what} {_show(getattr(actual, f))}{unit} exceeds the norm's {_show(getattr(expected.quota, f))}{unit} "
+                          f"({Quota.CONTROLS[f]}, {expected.source})")
+            for key, ceiling in (("services.loadbalancers", expected.load_balancers), ("services.nodeports", expected.node_ports)):
+                if key in hard and _number(hard[key]) > ceiling:
+                    found.bad("quota-within-norm", _subject(q), f"{key} {hard[key]} exceeds {ceiling} ({expected.source})")
+            _check_limits_fit(hard, [o for o in inside if o.get("kind") == "LimitRange"], found)
 
-    # default deny
+    if expected is None:
+        return
     if not isinstance(expected, Expectation) or expected.default_deny:
-        if not any(_is_default_deny(o) for o in inside if o.get("kind") == "NetworkPolicy"):
-            out.append(Violation("tenant-default-deny", subject, "no NetworkPolicy denies all ingress and egress by default"))
-    return out
+        policies = [o for o in inside if o.get("kind") == "NetworkPolicy"]
+        if not any(_is_default_deny(o) for o in policies):
+            if any(o.get("spec") is UNKNOWN for o in policies):
+                found.unknown("tenant-default-deny", subject, "a NetworkPolicy's spec")
+            else:
+                found.bad("tenant-default-deny", subject, "no NetworkPolicy denies all ingress and egress by default")
+
+
+def _number(value: Any) -> float:
+    try:
+        return parse_quantity(value)
+    except ValueError:
+        return float("inf")
+
+
+def _check_limits_fit(hard: dict[str, Any], limit_ranges: list[dict[str, Any]], found: Findings) -> None:
+    """A tenant whose pods take the LimitRange defaults must reach its pod quota, not its cpu or memory quota first."""
+    pods = _number(hard.get("pods", "inf"))
+    if pods == float("inf"):
+        return  # no pod quota to reach (tenant-quota reports the missing cap)
+    for lr in limit_ranges:
+        for item in _list(_map(lr.get("spec")).get("limits")):
+            item = _map(item)
+            if item.get("type") != "Container":
+                continue
+            for kind in ("default", "defaultRequest"):
+                values = _map(item.get(kind))
+                prefix = "limits" if kind == "default" else "requests"
+                for resource in ("cpu", "memory", "ephemeral-storage"):
+                    cap = hard.get(f"{prefix}.{resource}")
+                    if cap is None or values.get(resource) in (None, UNKNOWN) or cap is UNKNOWN:
+                        continue
+                    if _number(values[resource]) * pods > _number(cap) * (1 + 1e-9):
+                        found.bad("tenant-quota", _subject(lr),
+                                  f"{kind} {resource} {values[resource]} x {int(pods)} pods exceeds the quota's "
+                                  f"{prefix}.{resource} {cap}: a tenant using the defaults never reaches its pod quota")
 
 
 _FIELD_WORDS = {"cpu": ("cpu", " cores"), "memory_gib": ("memory", " GiB"), "storage_gib": ("storage", " GiB"), "pods": ("pods", "")}
@@ -209,66 +364,145 @@ def _show(v: float) -> str:
 
 
 def _is_default_deny(np: dict[str, Any]) -> bool:
-    spec = np.get("spec") or {}
+    spec = _map(np.get("spec"))
+    types = spec.get("policyTypes")
     return (spec.get("podSelector") in ({}, None) or spec.get("podSelector") == {"matchLabels": {}}) \
-        and {"Ingress", "Egress"} <= set(spec.get("policyTypes") or []) \
+        and isinstance(types, list) and {"Ingress", "Egress"} <= set(types) \
         and not spec.get("ingress") and not spec.get("egress")
 
 
-def check_network_policy(np: dict[str, Any]) -> list[Violation]:
-    spec = np.get("spec") or {}
-    out = []
+# ------------------------------------------------------------------ network policies
+def check_network_policy(np: dict[str, Any], found: Findings) -> None:
+    subject = _subject(np)
+    spec = np.get("spec")
+    if spec is UNKNOWN:
+        found.unknown("no-allow-all", subject, "spec")
+        return
+    spec = _map(spec)
     for direction, peers_key in (("ingress", "from"), ("egress", "to")):
-        for i, rule in enumerate(spec.get(direction) or []):
-            peers = rule.get(peers_key) or []
-            ports = rule.get("ports") or []
+        rules = spec.get(direction)
+        if rules is UNKNOWN:
+            found.unknown("no-allow-all", subject, f"spec.{direction}")
+            continue
+        for i, rule in enumerate(_list(rules)):
             where = f"{direction}[{i}]"
-            if not peers:
-                out.append(Violation("no-allow-all", _subject(np), f"{where} has no '{peers_key}': it allows every peer"
-                                     + ("" if ports else " on every port")))
+            if rule is UNKNOWN:
+                found.unknown("no-allow-all", subject, f"spec.{where}")
                 continue
-            for peer in peers:
-                wide = peer.get("namespaceSelector") == {} and not (peer.get("podSelector") or {}).get("matchLabels") \
-                    or (peer.get("ipBlock") or {}).get("cidr") in ("0.0.0.0/0", "::/0")
+            rule = _map(rule)
+            peers, ports = rule.get(peers_key), rule.get("ports")
+            if peers is UNKNOWN or ports is UNKNOWN:
+                found.unknown("no-allow-all", subject, f"spec.{where}")
+                continue
+            if not peers:
+                found.bad("no-allow-all", subject, f"{where} has no '{peers_key}': it allows every peer" + ("" if ports else " on every port"))
+                continue
+            for peer in _list(peers):
+                peer = _map(peer)
+                wide = peer.get("namespaceSelector") == {} and not _map(peer.get("podSelector")).get("matchLabels") \
+                    or _map(peer.get("ipBlock")).get("cidr") in ("0.0.0.0/0", "::/0")
                 if wide and not ports:
-                    out.append(Violation("no-allow-all", _subject(np), f"{where} allows {peer} on every port"))
-    return out
+                    found.bad("no-allow-all", subject, f"{where} allows {peer} on every port")
 
 
-def _pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
-    spec = obj.get("spec") or {}
+# ------------------------------------------------------------------ pods
+def _pod_spec(obj: dict[str, Any]) -> Any:
+    spec = obj.get("spec")
     kind = obj.get("kind")
     if kind == "Pod":
         return spec
-    if kind == "CronJob":
-        return (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
-    return ((spec.get("template") or {}).get("spec")) or {}
+    path = ("jobTemplate", "spec", "template", "spec") if kind == "CronJob" else ("template", "spec")
+    for key in path:
+        if spec is UNKNOWN:
+            return UNKNOWN
+        spec = _map(spec).get(key)
+    return spec
 
 
-def check_pods(obj: dict[str, Any]) -> list[Violation]:
-    pod = _pod_spec(obj)
+def check_pods(obj: dict[str, Any], found: Findings) -> None:
     subject = _subject(obj)
-    out = []
+    pid = "no-privileged-pods"
+    pod = _pod_spec(obj)
+    if pod is UNKNOWN:
+        found.unknown(pid, subject, "the pod template")
+        return
+    pod = _map(pod)
+
+    def flag(value: Any, path: str, message: str, bad_when: Any = True) -> None:
+        if value is UNKNOWN:
+            found.unknown(pid, subject, path)
+        elif (value is True) if bad_when is True else (value is not False):
+            found.bad(pid, subject, message)
+
     for key in ("hostNetwork", "hostPID", "hostIPC"):
-        if pod.get(key):
-            out.append(Violation("no-privileged-pods", subject, f"{key} is true"))
-    for v in pod.get("volumes") or []:
-        if "hostPath" in v:
-            out.append(Violation("no-privileged-pods", subject, f"volume {v.get('name')} mounts a host path"))
-    pod_sc = pod.get("securityContext") or {}
-    for c in (pod.get("initContainers") or []) + (pod.get("containers") or []):
-        sc = c.get("securityContext") or {}
-        who = f"container {c.get('name')}"
-        if sc.get("privileged"):
-            out.append(Violation("no-privileged-pods", subject, f"{who} is privileged"))
-        if sc.get("allowPrivilegeEscalation") is not False:
-            out.append(Violation("no-privileged-pods", subject, f"{who} does not set allowPrivilegeEscalation: false"))
-        if not (sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True):
-            out.append(Violation("no-privileged-pods", subject, f"{who} may run as root (runAsNonRoot is not true)"))
-        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
-            out.append(Violation("no-privileged-pods", subject, f"{who} runs as uid 0"))
-        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
-            out.append(Violation("no-privileged-pods", subject, f"{who} does not drop ALL capabilities"))
-        if (sc.get("capabilities") or {}).get("add"):
-            out.append(Violation("no-privileged-pods", subject, f"{who} adds capabilities {sc['capabilities']['add']}"))
-    return out
+        flag(pod.get(key), key, f"{key} is true")
+    volumes = pod.get("volumes")
+    if volumes is UNKNOWN:
+        found.unknown(pid, subject, "volumes")
+    for i, v in enumerate(_list(volumes)):
+        if v is UNKNOWN:
+            found.unknown(pid, subject, f"volumes[{i}]")
+        elif "hostPath" in _map(v):
+            found.bad(pid, subject, f"volume {_map(v).get('name')} mounts a host path")
+    pod_sc = pod.get("securityContext")
+    if pod_sc is UNKNOWN:
+        found.unknown(pid, subject, "securityContext")
+    pod_sc = _map(pod_sc)
+    for group in ("initContainers", "containers"):
+        containers = pod.get(group)
+        if containers is UNKNOWN:
+            found.unknown(pid, subject, group)
+            continue
+        for i, c in enumerate(_list(containers)):
+            if c is UNKNOWN:
+                found.unknown(pid, subject, f"{group}[{i}]")
+                continue
+            c = _map(c)
+            who = f"container {c.get('name')}"
+            sc = c.get("securityContext")
+            if sc is UNKNOWN:
+                found.unknown(pid, subject, f"{group}[{i}].securityContext")
+                continue
+            sc = _map(sc)
+            where = f"{group}[{i}].securityContext"
+            flag(sc.get("privileged"), f"{where}.privileged", f"{who} is privileged")
+            flag(sc.get("allowPrivilegeEscalation"), f"{where}.allowPrivilegeEscalation",
+                 f"{who} does not set allowPrivilegeEscalation: false", bad_when="not False")
+            non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+            if non_root is UNKNOWN:
+                found.unknown(pid, subject, f"{where}.runAsNonRoot")
+            elif non_root is not True:
+                found.bad(pid, subject, f"{who} may run as root (runAsNonRoot is not true)")
+            uid = sc.get("runAsUser", pod_sc.get("runAsUser"))
+            if uid is UNKNOWN:
+                found.unknown(pid, subject, f"{where}.runAsUser")
+            elif uid == 0:
+                found.bad(pid, subject, f"{who} runs as uid 0")
+            caps = sc.get("capabilities")
+            if caps is UNKNOWN:
+                found.unknown(pid, subject, f"{where}.capabilities")
+                continue
+            drop, add = _map(caps).get("drop"), _map(caps).get("add")
+            if drop is UNKNOWN:
+                found.unknown(pid, subject, f"{where}.capabilities.drop")
+            elif "ALL" not in _list(drop):
+                found.bad(pid, subject, f"{who} does not drop ALL capabilities")
+            if add is UNKNOWN:
+                found.unknown(pid, subject, f"{where}.capabilities.add")
+            elif add:
+                found.bad(pid, subject, f"{who} adds capabilities {list(add)}")
+
+
+# ------------------------------------------------------------------ data safety
+def check_data_protected(obj: dict[str, Any], protected: bool, found: Findings) -> None:
+    """Data-bearing objects must be protected, unless the object says the stack's config allowed it."""
+    if obj.get("kind") not in ("Namespace", "PersistentVolumeClaim") or protected:
+        return
+    annotations = _map(_map(obj.get("metadata")).get("annotations"))
+    allowed = annotations.get(DESTRUCTIVE_ALLOWED)
+    if allowed is UNKNOWN:
+        found.unknown("data-protected", _subject(obj), f"metadata.annotations[{DESTRUCTIVE_ALLOWED}]")
+    elif allowed != "true":
+        found.bad("data-protected", _subject(obj),
+                  "is not protected: an update could delete or replace it with its data; declare it with protect, or set "
+                  "ctfleet:allowDestructiveChanges: true in the stack config for this update, after a backup")

@@ -13,7 +13,7 @@ from typing import Any
 
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
-from ctfleet.stacks.config import StackConfig, validate_config
+from ctfleet.stacks.config import NAMESPACE, StackConfig, validate_config
 from ctfleet.stacks.hosting import HostingCatalogue, load_hosting
 from ctfleet.stacks.names import StackRef, stack_index
 from ctfleet.stacks.plan import StackPlan, plan_stack
@@ -56,31 +56,48 @@ def config_source(stack: str) -> str:
     return str(STACKS_DIR / f"Pulumi.{stack}.yaml")
 
 
-def plan_for(inputs: Inputs, stack: str, raw_config: dict[str, Any], line_of=None) -> StackPlan:
+def plan_for(inputs: Inputs, stack: str, raw_config: dict[str, Any], line_of=None,
+             secret_keys: frozenset[str] | set[str] = frozenset(), deploying: bool = False) -> StackPlan:
     """Validate ``stack``'s config and plan it (pure after the inputs are loaded)."""
-    cfg: StackConfig = validate_config(raw_config, stack, inputs.registry, config_source(stack), line_of)
+    cfg: StackConfig = validate_config(raw_config, stack, inputs.registry, config_source(stack), line_of,
+                                       secret_keys=secret_keys, deploying=deploying)
     ref = inputs.stacks[stack]
     return plan_stack(ref, cfg, inputs.registry, inputs.norms, inputs.hosting, inputs.rules if ref.tier == "sdr" else {})
 
 
-def provider_args(cfg: StackConfig) -> dict[str, Any]:
-    """Keyword arguments of the Kubernetes provider: deploy through a context, or render YAML."""
+# Every provider setting the SDK would otherwise read from the operator's environment
+# (KUBECONFIG, PULUMI_K8S_*), set to the provider's documented default, so two teammates'
+# shells give the same provider inputs.
+PROVIDER_DEFAULTS: dict[str, Any] = {
+    "delete_unreachable": False, "enable_config_map_mutable": False, "enable_patch_force": False,
+    "enable_secret_mutable": False, "enable_server_side_apply": True, "skip_update_unreachable": False,
+    "suppress_deprecation_warnings": False, "suppress_helm_hook_warnings": False, "upsert_existing_objects": False,
+}
+
+
+def provider_args(cfg: StackConfig, stack: str, kubeconfig: Any = None) -> dict[str, Any]:
+    """Keyword arguments of the Kubernetes provider: deploy through a context of the secret kubeconfig, or render YAML.
+
+    ``kubeconfig`` is what the program passes (``pulumi.Config("ctfleet").require_secret``, a
+    secret Output); never the ambient ``$KUBECONFIG``: in render mode it is an empty string,
+    which keeps the SDK from copying the environment's into the provider's inputs.
+    """
     k = cfg.kubernetes
+    args: dict[str, Any] = dict(PROVIDER_DEFAULTS)
+    args["cluster_identifier"] = k.clusterIdentifier or stack
     if k.renderYamlToDirectory:
-        return {"render_yaml_to_directory": k.renderYamlToDirectory}
-    args: dict[str, Any] = {"context": k.context}
-    if k.kubeconfig:
-        args["kubeconfig"] = k.kubeconfig
-    return args
+        return args | {"render_yaml_to_directory": k.renderYamlToDirectory, "kubeconfig": ""}
+    return args | {"context": k.context, "kubeconfig": kubeconfig if kubeconfig is not None else ""}
 
 
-def pulumi_config() -> dict[str, Any]:
-    """Every config key of the running stack (the engine's, then any set in-process, e.g. by tests)."""
+def pulumi_config() -> tuple[dict[str, Any], frozenset[str]]:
+    """Every config key of the running stack (the engine's, then any set in-process, e.g. by tests), and which are secrets."""
     from pulumi.runtime import config as runtime_config
 
     raw = dict(runtime_config.get_config_env())
     raw.update(runtime_config.CONFIG.get())
-    return raw
+    secret = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get() or ())
+    return raw, frozenset(secret)
 
 
 def main(inputs: Inputs | None = None) -> None:
@@ -96,8 +113,13 @@ def main(inputs: Inputs | None = None) -> None:
 
         raise InputError(Problem(config_source(stack), f"no hosting unit is called {stack!r}", key="stack name",
                                  valid=one_of(inputs.stacks)))
-    plan = plan_for(inputs, stack, pulumi_config())
-    provider = k8s.Provider(f"k8s-{stack}", **provider_args(plan.config))
+    raw, secret_keys = pulumi_config()
+    plan = plan_for(inputs, stack, raw, secret_keys=secret_keys, deploying=True)
+    kubeconfig = None
+    if plan.config.kubeconfig is not None:
+        # read through pulumi.Config so the value stays a secret in the provider's state
+        kubeconfig = pulumi.Config(NAMESPACE).require_secret("kubeconfig")
+    provider = k8s.Provider(f"k8s-{stack}", **provider_args(plan.config, stack, kubeconfig))
     cloud = COMPONENTS[plan.ref.tier](plan, pulumi.ResourceOptions(providers=[provider]))
     pulumi.export("stack", plan.ref.name)
     pulumi.export("tier", plan.ref.tier)
@@ -106,3 +128,5 @@ def main(inputs: Inputs | None = None) -> None:
     pulumi.export("tenantCount", cloud.tenant_count)
     pulumi.export("quotaTotal", cloud.quota_total)
     pulumi.export("notes", plan.notes)
+    # what `ctfleet stacks plan STACK --deployed` compares the next plan with
+    pulumi.export("dataInventory", cloud.data_inventory)

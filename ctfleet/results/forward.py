@@ -1,0 +1,140 @@
+"""Store and forward: batches wait in a spool directory until the region's results
+service has them.
+
+A host or a technician's laptop writes each batch to ``SPOOL/<batch id>.jsonl``
+(:func:`enqueue`, atomic); :func:`deliver` sends the spool in name order with
+``PUT /v1/batches/<batch id>`` and removes a file only when the service answered
+201 (stored) or 200 (already stored) — so a batch is delivered at least once and, the
+service being idempotent by batch id, stored exactly once. A batch the service refuses
+(400 bad, 403 outside the region, 409 id reused) moves to ``SPOOL/rejected/`` with the
+reason beside it, and delivery goes on; a network error, 401 or 5xx stops the run and
+keeps everything for the next one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from ctfleet.core.compliance import ControlResult
+from ctfleet.core.conventions import RESULTS_BATCHES_PATH
+from ctfleet.results import atomic_write_text
+from ctfleet.results.batch import check_batch_id, render_batch
+
+REFUSED = (400, 403, 409, 413)
+
+
+def enqueue(spool: Path, batch_id: str, results: Iterable[ControlResult]) -> Path:
+    check_batch_id(batch_id)
+    path = Path(spool) / f"{batch_id}.jsonl"
+    atomic_write_text(path, render_batch(results))
+    return path
+
+
+@dataclass
+class Delivery:
+    stored: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why delivery stopped early (network, auth, server)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected and not self.stopped
+
+    def as_dict(self) -> dict:
+        return {"stored": self.stored, "duplicates": self.duplicates, "rejected": self.rejected, "kept": self.kept,
+                "stopped": self.stopped}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to deliver: ``https://results.sdr-04.example:9163``, a user, a
+    password (already resolved from its reference) and the CA that signed the service's
+    certificate."""
+
+    url: str
+    user: str | None = None
+    password: str | None = None
+    cafile: str | None = None
+    timeout: float = 30.0
+
+    def __repr__(self) -> str:  # never the password
+        return f"Endpoint({self.url!r}, user={self.user!r})"
+
+    def put(self, batch_id: str, body: bytes) -> tuple[int, dict]:
+        """PUT one batch on a kept-alive connection (one per thread): a TLS handshake per
+        batch cost more than storing a host's audit."""
+        import http.client
+        import threading
+        import urllib.parse
+
+        u = urllib.parse.urlsplit(self.url)
+        headers = {"Content-Type": "application/x-ndjson"}
+        if self.user is not None:
+            token = base64.b64encode(f"{self.user}:{self.password or ''}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        local = self.__dict__.setdefault("_local", threading.local())  # frozen dataclass: per-instance cache
+        for attempt in (0, 1):
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                if u.scheme == "https":
+                    ctx = ssl.create_default_context(cafile=self.cafile)
+                    conn = http.client.HTTPSConnection(u.hostname, u.port or 443, timeout=self.timeout, context=ctx)
+                else:
+                    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=self.timeout)
+                local.conn = conn
+            try:
+                conn.request("PUT", u.path.rstrip("/") + f"{RESULTS_BATCHES_PATH}/{batch_id}", body=body, headers=headers)
+                r = conn.getresponse()
+                raw = r.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                local.conn = None
+                if attempt:
+                    raise
+                continue  # a kept-alive connection the server closed meanwhile: once more on a new one
+            except OSError:
+                conn.close()
+                local.conn = None
+                raise
+            try:
+                doc = json.loads(raw or b"{}")
+            except ValueError:
+                doc = {"error": r.reason}
+            return r.status, doc
+        raise AssertionError("unreachable")
+
+
+def deliver(spool: Path, endpoint: Endpoint) -> Delivery:
+    spool = Path(spool)
+    out = Delivery()
+    files = sorted(spool.glob("*.jsonl"))
+    for i, path in enumerate(files):
+        batch_id = path.stem
+        try:
+            status, doc = endpoint.put(batch_id, path.read_bytes())
+        except (OSError, ValueError) as exc:  # connection refused/reset, TLS, timeout
+            out.stopped = f"{batch_id}: {type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+            out.kept = [p.stem for p in files[i:]]
+            return out
+        if status in (200, 201):
+            (out.duplicates if doc.get("duplicate") else out.stored).append(batch_id)
+            path.unlink()
+        elif status in REFUSED:
+            reason = "; ".join([doc.get("error", f"HTTP {status}"), *doc.get("problems", [])])
+            out.rejected[batch_id] = reason
+            rej = spool / "rejected"
+            rej.mkdir(exist_ok=True)
+            atomic_write_text(rej / f"{batch_id}.reason", reason + "\n")
+            path.replace(rej / path.name)
+        else:
+            out.stopped = f"{batch_id}: HTTP {status}: {doc.get('error', '')}"
+            out.kept = [p.stem for p in files[i:]]
+            return out
+    return out
