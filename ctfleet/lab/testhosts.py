@@ -72,7 +72,7 @@ def inventory(fleet: dict[str, Any], ct: CT, norms: NormSet, roles: dict[str, st
             continue
         hostvars[name] = {"ansible_host": h["ip"], "ctfleet_role": role, "ctfleet_platform": "debian",
                           "ctfleet_os_version": "12", "ctfleet_ct": ct.code, "ctfleet_site": f"{ct.code}-S1"}
-    ct_group, shared = group_name("ct", ct.code), norms_group_name(ct)
+    ct_group, shared = group_name("ct", ct.code), norms_group_name(ct, norms.link_of(ct))
     all_vars = {
         "ansible_user": "ctfadmin", "ansible_become": True, "ansible_python_interpreter": "/usr/bin/python3",
         "ctfleet_admins": [{"name": "ctfadmin", "ssh_keys": [key_pub]}],

@@ -23,7 +23,7 @@ Run it::
     web_config: null          # exporter-toolkit web-config file (TLS, basic auth)
     probe: {method: icmp, count: 5, interval_seconds: 0.2}   # icmp | snmp | none
     snmp: {timeout_seconds: 1.0, retries: 1, concurrency: 256, max_rows: 10000}
-    results_dir: var/results  # relative to the project root
+    results_dir: var/results  # relative to the project root, or a results database URL (postgresql://...)
 
 Credentials come from each device's reference (``env:CTFLEET_SNMP_<region>`` ...)
 through :func:`ctfleet.edges.credentials.resolve`; the value is a JSON object with
@@ -55,7 +55,7 @@ from ctfleet.monitors.snmp_targets import version_label
 from ctfleet.monitors.probe import icmp_round, packet_round, udp_echo_probe
 from ctfleet.monitors.stored import StoredBatches
 from ctfleet.monitors.sweep import DevicePoll, Probe, Sweep, sweep_results
-from ctfleet.results import ResultsStore
+from ctfleet.results import ResultsStore, open_store
 
 __all__ = ["ProbeConfig", "SnmpConfig", "CollectorConfig", "load_config", "Collector", "shard_registry",
            "shard_label", "resolve_credentials", "main"]
@@ -181,7 +181,7 @@ class Collector:
         self.label = shard_label(self.config.shard)
         # the exposition is kept across sweeps; a reload (registry, norms) starts it anew
         self.exposition = Exposition(self.registry, self.norms)
-        self._batches = StoredBatches(self.store) if self.store is not None else None
+        self._batches = StoredBatches(self.store) if isinstance(self.store, ResultsStore) else None
 
     def reconfigure(self, config: CollectorConfig, registry: Registry | None = None, norms=None) -> None:
         """Apply a reloaded configuration (and registry/norms); the poller is rebuilt
@@ -197,10 +197,13 @@ class Collector:
     def _parts(self, sweep: Sweep | None = None, results: list | None = None) -> list:
         """The results the exposition counts: every batch of the store (the sweep's own
         among them, once written), else the sweep's results."""
-        if self.store is not None:
+        if isinstance(self.store, ResultsStore):
             if self._batches is None or self._batches.store is not self.store:
                 self._batches = StoredBatches(self.store)
             return self._batches.parts()
+        if self.store is not None:  # a results database: its current rows, read at every sweep
+            cts = set(self.registry.cts)
+            return [((1, "database"), None, lambda: list(self.store.iter_results(cts)))]
         return [sweep_part(sweep, self.registry, self.norms, results)] if sweep is not None else []
 
     async def _ensure_poller(self) -> Poller:
@@ -357,15 +360,15 @@ def _load(config_path: Path):
 
     cfg = load_config(config_path)
     project = load_project(cfg.profile)
-    results = Path(cfg.results_dir) if cfg.results_dir else project.results_dir
-    if not results.is_absolute():
-        results = project.root / results
+    results = cfg.results_dir or str(project.results_dir)
+    if "://" not in results and not Path(results).is_absolute():
+        results = str(project.root / results)
     web = None
     if cfg.web_config:
         from ctfleet.monitors.http import load_web_config
         wp = Path(cfg.web_config)
         web = load_web_config(wp if wp.is_absolute() else config_path.parent / wp)
-    return cfg, project, ResultsStore(results), web
+    return cfg, project, open_store(results), web  # a directory (JSONL files) or a database URL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -405,8 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     registry.register(collector.exporter)
     state = {"listen": cfg.listen, "web": cfg.web_config}
     host, _, port = cfg.listen.rpartition(":")
-    server = {"httpd": serve(registry, host.strip("[]"), int(port), web, version=collector.exporter.version,
-                                     render=collector.exporter.exposition)[0]}
+    from ctfleet.core.conventions import NODE_TARGETS_PATH
+    from ctfleet.monitors.node_sd import node_sd_app
+
+    extra = {NODE_TARGETS_PATH: node_sd_app(lambda: collector.registry)}  # the region's node_exporter targets (http_sd)
+    server = {"httpd": serve(registry, host.strip("[]"), int(port), web, extra=extra, version=collector.exporter.version,
+                             render=collector.exporter.exposition)[0]}
 
     def reload() -> None:
         new_cfg, new_project, new_store, new_web = _load(args.config)
@@ -416,8 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             server["httpd"].shutdown()
             server["httpd"].server_close()
             h, _, p = new_cfg.listen.rpartition(":")
-            server["httpd"] = serve(registry, h.strip("[]"), int(p), new_web, version=collector.exporter.version,
-                                     render=collector.exporter.exposition)[0]
+            server["httpd"] = serve(registry, h.strip("[]"), int(p), new_web, extra=extra, version=collector.exporter.version,
+                                    render=collector.exporter.exposition)[0]
             state.update(listen=new_cfg.listen, web=new_cfg.web_config)
         print(f"collector: reloaded {args.config} (shard {new_cfg.shard}, {len(collector.devices)} devices)", file=sys.stderr)
 

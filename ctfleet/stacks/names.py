@@ -81,6 +81,11 @@ def label(name: str) -> str:
     return f"{LABEL_PREFIX}/{name}"
 
 
+#: The annotation on a tenant's Namespace and a workload's PVC when the stack's config allows
+#: this update to delete or replace them (``ctfleet:allowDestructiveChanges: true``).
+DESTRUCTIVE_ALLOWED = label("destructive-changes-allowed")
+
+
 def is_dns_label(name: str) -> bool:
     return len(name) <= 63 and bool(DNS1123_LABEL.match(name))
 
@@ -94,6 +99,31 @@ def is_label_key(key: str) -> bool:
     if prefix and (len(prefix) > 253 or not all(is_dns_label(p) for p in prefix.split("."))):
         return False
     return 0 < len(name) <= 63 and bool(LABEL_NAME.match(name))
+
+
+# ------------------------------------------------------------------ one home per tenant
+def tenant_home(ct) -> str | None:
+    """The one tier whose stack holds this CT's tenant: the most local hosting it has.
+
+    A commune with arrondissements lives in its SDL's stack, a grouping member in its
+    ECI/GCT's, any other CT hosted by its region in the SDR's; a CT with none of these
+    (own hosting only) has no tenant. Never two: a namespace declared by two stacks
+    would be fought over, and deleted by whichever stack drops it first.
+
+    >>> from types import SimpleNamespace as C
+    >>> from ctfleet.core.models import Tier
+    >>> [tenant_home(C(tiers=t, grouping=g)) for t, g in [((Tier.SDR, Tier.SDL), None), ((Tier.SDR, Tier.ECI), "G"), ((Tier.SDR,), None)]]
+    ['sdl', 'eci', 'sdr']
+    """
+    from ctfleet.core.models import Tier
+
+    if Tier.SDL in ct.tiers:
+        return "sdl"
+    if Tier.ECI in ct.tiers and ct.grouping:
+        return "eci"
+    if Tier.SDR in ct.tiers:
+        return "sdr"
+    return None
 
 
 # ------------------------------------------------------------------ the stacks of the registry
@@ -124,7 +154,7 @@ def stack_index(registry: "Registry") -> dict[str, StackRef]:
         refs.append(StackRef(region_stack(r.name_fr), "sdr", code, f"SDR cloud of {r.name_fr} (region {code})"))
     for code in sorted(registry.groupings):
         g = registry.groupings[code]
-        if any(Tier.ECI in registry.cts[m].tiers for m in g.members if m in registry.cts):
+        if any(tenant_home(registry.cts[m]) == "eci" for m in g.members if m in registry.cts):
             refs.append(StackRef(grouping_stack(code), "eci", code, f"{g.kind.upper()} {g.name} ({code})"))
     for ct in sorted(registry.cts.values(), key=lambda c: c.code):
         if Tier.SDL in ct.tiers:
@@ -135,3 +165,16 @@ def stack_index(registry: "Registry") -> dict[str, StackRef]:
             raise ValueError(f"two hosting units share the stack name {ref.name!r}: {out[ref.name].title} and {ref.title}")
         out[ref.name] = ref
     return out
+
+
+def check_namespaces(registry: "Registry") -> None:
+    """Raise ValueError when two CTs or groupings would share a Kubernetes namespace, or one is not a DNS label."""
+    owner: dict[str, str] = {}
+    names = [(ct_namespace(c), f"CT {c}") for c in sorted(registry.cts)]
+    names += [(grouping_namespace(g), f"grouping {g}") for g in sorted(registry.groupings)]
+    for name, what in names:
+        if not is_dns_label(name):
+            raise ValueError(f"{what} gives the namespace {name!r}, which is not a DNS label")
+        if name in owner:
+            raise ValueError(f"two hosting units share the namespace {name!r}: {owner[name]} and {what}")
+        owner[name] = what
