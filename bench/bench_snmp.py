@@ -303,7 +303,6 @@ def render_times(sizes=(1590, 8000), sweeps: int = 6) -> list[dict]:
     simulated audits (~155k results, an unchanged part after the first sweep). CPU time
     of this process (``time.process_time``: the machine is shared), cold build apart."""
     import gc
-    from dataclasses import replace
     from datetime import datetime, timedelta, timezone
 
     from ctfleet.core.models import Role

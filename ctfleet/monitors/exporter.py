@@ -48,6 +48,7 @@ from ctfleet.core.evaluate import Applicability, assess_ct
 from ctfleet.core.models import CT, Role, Tier
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
+from ctfleet.monitors.hosting import hosting_series
 from ctfleet.monitors.sweep import Sweep, clean_text, connected, sweep_results
 
 CT_LABELS = list(conventions.CT_LABELS)
@@ -412,6 +413,15 @@ class Exposition:
         self._seen = _Seen()
         self._now: datetime | None = None
         self.stats = {"assessed": 0, "devices_rendered": 0, "parts_loaded": 0}  # of the last update
+        self._hosting: list[Family] = []  # declared tenants: hosted = declared and present (hosting.rules.yml)
+
+        def gauge(name: str, help: str, labels: list[str]) -> Family:
+            f = Family(name, _G, help, labels)
+            self._hosting.append(f)
+            return f
+
+        hosting_series(registry, gauge)  # from the registry alone: rendered once
+        self._hosting_text = "".join(f.render() for f in self._hosting)
         for i, s in enumerate(self._cts):  # what only a reload changes
             ct = s.ct
             self._set_ct(C_INFO, i, ((s.lv + (ct.name_fr, ",".join(t.value for t in ct.tiers), ct.grouping or ""), 1),))
@@ -715,6 +725,7 @@ class Exposition:
             out.append(self._dev_joined[fi])
         health = _sweep_families(sweep, sweeps_total) if sweep is not None else []
         out.extend(f.render() for f in health)
+        out.append(self._hosting_text)
         text = "".join(out).encode("utf-8")
 
         ct_samples = [list(x) for x in self._ct_samples]
@@ -728,7 +739,7 @@ class Exposition:
                     for b in per:
                         f.samples.extend(b)
                     fams.append(f)
-            return fams + health
+            return fams + health + self._hosting
 
         return Snapshot(text, families, built_at=time.time(), build_seconds=time.perf_counter() - t0)
 
