@@ -120,3 +120,10 @@ def attach_fleet(registry: Registry, norms: NormSet, profile: Profile, root: Pat
         d = Path(fleet.dir) if Path(fleet.dir).is_absolute() else root / fleet.dir
         sites, devices = load_fleet_dir(d, registry)
         registry.attach_fleet(sites, devices, f"files in {d}")
+    attach_links(registry, norms)
+
+
+def attach_links(registry: Registry, norms: NormSet) -> None:
+    """Tell the norms each CT's link type (its first site's uplink), so link norms
+    (standards/norms/links/) resolve for (segment, link type) everywhere."""
+    norms.attach_links({code: sites[0].uplink.type for code in registry.cts if (sites := registry.sites_of(code))})

@@ -172,28 +172,45 @@ def registry_list(region: Optional[str] = typer.Option(None, help="HCP region co
 @reports_errors
 def norms_show(target: str = typer.Argument(..., help="A segment name (e.g. commune_under_15k) or a CT code."),
                lot: Optional[int] = typer.Option(None, min=1, max=3, help="Lot, when TARGET is a segment (default: the segment's lot)."),
+               link: Optional[str] = typer.Option(None, help="Link type, when TARGET is a segment: fibre, adsl, 4g, vsat or none."),
                as_json: bool = typer.Option(False, "--json")) -> None:
-    """Resolved norms of a segment or a CT, with the file and line each value comes from."""
-    from ctfleet.core.errors import InputError, Problem, one_of
+    """Resolved norms of a segment or a CT, with the file and line each value comes from.
 
-    p = project(with_fleet=False)
+    A CT's link norms (LNK-*) follow its site's link type, from the fleet."""
+    from ctfleet.core.errors import InputError, Problem, one_of
+    from ctfleet.core.models import LinkType
+
+    link_types = [t.value for t in LinkType]
+    if link is not None and link not in link_types:
+        raise InputError(Problem("--link", f"unknown link type {link!r}", valid=one_of(link_types)))
     if target in {s.value for s in Segment}:
+        p = project(with_fleet=False)
         seg = Segment(target)
-        resolved = p.norms.resolve_for(seg, lot or p.rules.segments[seg].lot)
-        title = f"Norms of segment {seg.value}, lot {lot or p.rules.segments[seg].lot}"
-    elif target in p.national.cts:
-        ct = p.national.cts[target]
-        resolved = p.norms.resolve(ct)
-        title = f"Norms of {ct.code} {ct.name_fr} (segment {ct.segment.value}, lot {ct.lot})"
+        lot = lot or p.rules.segments[seg].lot
+        kind = LinkType(link) if link else None
+        resolved = p.norms.resolve_for(seg, lot, link=kind)
+        layers = p.norms.layers_for(seg, lot, link=kind)
+        title = f"Norms of segment {seg.value}, lot {lot}" + (f", on {kind.value}" if kind else "")
     else:
-        raise InputError(Problem("TARGET", f"{target!r} is neither a segment nor a CT code",
-                                 valid=one_of([s.value for s in Segment]) + ", or an HCP code such as 01.511.01.0"))
+        p = project(with_fleet=True)  # the CT's link type is its site's, from the fleet
+        if target not in p.national.cts:
+            raise InputError(Problem("TARGET", f"{target!r} is neither a segment nor a CT code",
+                                     valid=one_of([s.value for s in Segment]) + ", or an HCP code such as 01.511.01.0"))
+        if link is not None:
+            raise InputError(Problem("--link", "a CT's link type is its site's, from the fleet", valid="--link only with a segment"))
+        ct = p.national.cts[target]
+        kind = p.norms.link_of(ct)
+        resolved = p.norms.resolve(ct)
+        layers = p.norms.layers_of(ct)
+        title = (f"Norms of {ct.code} {ct.name_fr} (segment {ct.segment.value}, lot {ct.lot}, "
+                 f"link {kind.value if kind else 'unknown: no site in the fleet'})")
+    layer_names = [layer.name for layer in layers]
     if as_json:
         data = {cid: {"value": r.value, "applicable": r.applicable, "source": r.source, "layer": r.layer,
                       "title": r.control.title, "unit": r.control.unit} for cid, r in resolved.items()}
-        out.print_json(json.dumps(data, ensure_ascii=False))
+        out.print_json(json.dumps(data, ensure_ascii=False))  # each value names its layer ("link vsat", ...)
         return
-    t = Table(title=title)
+    t = Table(title=title, caption="layers applied, later winning: " + " > ".join(layer_names))
     for col in ("control", "title", "value", "applies to"):
         t.add_column(col)
     t.add_column("from", no_wrap=True)
@@ -332,7 +349,7 @@ def _mount_optional() -> None:
     import importlib.util
 
     for module, name in (("ctfleet.cli.stacks", "stacks"), ("ctfleet.cli.routers", "routers"), ("ctfleet.cli.report", "report"),
-                         ("ctfleet.cli.rollout", "rollout")):
+                         ("ctfleet.cli.rollout", "rollout"), ("ctfleet.cli.backups", "backups")):
         if importlib.util.find_spec(module) is None:
             continue
         mod = importlib.import_module(module)  # an import error in it must show

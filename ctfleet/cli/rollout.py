@@ -50,7 +50,14 @@ def _project():
 def _paths(project):
     from ctfleet.rollout.config import RolloutPaths
 
-    return RolloutPaths.of(project.root, project.results_dir)
+    profile = Path(project.profile.path).resolve() if project.profile.path else None
+    return RolloutPaths.of(project.root, project.results_dir, profile)
+
+
+def _check_scope(project, **selection) -> None:
+    from ctfleet.rollout.scope import check_scope
+
+    check_scope(project.profile.name, project.profile.region, project.registry, **selection)
 
 
 def _fail(exc: Exception) -> None:
@@ -108,6 +115,7 @@ def run(playbook: str = typer.Argument(..., help="Playbook in playbooks/ (site.y
                                  check=check, tags=tuple(_split(tags)), skip_tags=tuple(_split(skip_tags)),
                                  inventory=str(inventory) if inventory else None,
                                  private_key=str(private_key) if private_key else None, tuning=tuning)
+        _check_scope(project, ct=ct, region=region, lot=lot)
         if ct and ct not in project.registry.cts:
             raise InputError(Problem("--ct", f"unknown CT code {ct!r}", valid="an HCP code from `ctfleet registry list`"))
         if not (paths.playbooks / playbook).exists() and not Path(playbook).is_absolute():
@@ -153,6 +161,7 @@ def collect(ct: Optional[str] = typer.Option(None, "--ct"), region: Optional[str
     try:
         project = _project()
         paths = _paths(project)
+        _check_scope(project, ct=ct, region=region, lot=lot)
         base = RolloutRequest(playbook="collect_audits.yml", ct=ct, region=region, lot=lot,
                               inventory=str(inventory) if inventory else None, private_key=str(private_key) if private_key else None)
     except Exception as exc:  # noqa: BLE001 - validation and input errors alike end here with one message

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ctfleet.core.models import code_slug
 
 if TYPE_CHECKING:
-    from ctfleet.core.models import CT, Site
+    from ctfleet.core.models import CT, LinkType, Site
 
 # ---------------------------------------------------------------- Prometheus
 #: The scrape job of every collector's /metrics; the alert and recording rules select
@@ -39,8 +39,6 @@ NODE_TARGETS_PATH = "/sd/node"
 KPI_RECORD_PREFIX = "ctfleet:"
 REGION_KPI_PREFIX = "ctfleet_region:"
 REGION_EXTERNAL_LABEL = "sdr"
-#: The national Prometheus's rules (generated from the regional KPI rules), from the repo root.
-NATIONAL_RULES_DIR = "monitors/rules/national"
 #: Where the project keeps its Prometheus rules and Grafana dashboards, from the repo root.
 RULES_DIR = "monitors/rules"
 DASHBOARDS_DIR = "monitors/dashboards"
@@ -101,9 +99,33 @@ def lot_group(lot: int) -> str:
     return group_name("lot", lot)
 
 
-def norms_group_name(ct: CT) -> str:
-    """The shared norms group of a CT's (segment, lot), e.g. ``norms_region_lot1``."""
-    return f"norms_{ct.segment.value}_lot{ct.lot}"
+def norms_group_name(ct: CT, link: LinkType | None = None) -> str:
+    """The shared norms group of a CT's (segment, lot) and, when known, its site's link type
+    (link norms depend on it), e.g. ``norms_region_lot1``, ``norms_commune_under_15k_lot3_vsat``."""
+    return f"norms_{ct.segment.value}_lot{ct.lot}" + (f"_{link.value}" if link is not None else "")
+
+
+# ---------------------------------------------------------------- hosting tenants
+def ct_namespace(ct_code: str) -> str:
+    """A CT's tenant namespace (in its SDR cloud, or its SDL's), from its code, never its
+    name, so renaming a commune does not recreate its tenant.
+
+    >>> ct_namespace("01.511.01.0")
+    'ct-01-511-01-0'
+    """
+    return f"ct-{code_slug(ct_code)}"
+
+
+def grouping_namespace(grouping_code: str) -> str:
+    """An ECI/GCT grouping's tenant namespace (its code, lower-case)."""
+    return grouping_code.lower()
+
+
+#: The namespace label the stacks put on every tenant, holding its hosting tier, as
+#: kube-state-metrics exposes it in ``kube_namespace_labels`` (``ctfleet.ma/tier``
+#: sanitised); the hosting recording rules join on it. kube-state-metrics must be started
+#: with ``--metric-labels-allowlist=namespaces=[ctfleet.ma/tier]`` for it to appear.
+KSM_TIER_LABEL = "label_ctfleet_ma_tier"
 
 
 # ---------------------------------------------------------------- hosting quotas
@@ -175,3 +197,16 @@ def unit_range(unit: str | None) -> tuple[float, float]:
     ((0, 100), (0, 1000000))
     """
     return UNIT_RANGE.get(unit or "", (0, COUNT_MAX))
+
+
+# ---------------------------------------------------------------- backups (textfile metrics)
+#: Router backups, written by ``ctfleet routers backup`` for node_exporter's textfile
+#: collector on the collector host; the age is recorded by the rules (it grows between runs).
+ROUTER_BACKUP_LAST_SUCCESS = "ctfleet_router_backup_last_success_timestamp_seconds"
+ROUTER_BACKUP_MAX_AGE = "ctfleet_router_backup_max_age_seconds"
+ROUTER_BACKUP_RUN = "ctfleet_router_backup_run_timestamp_seconds"
+ROUTER_BACKUP_AGE = "ctfleet_router_backup_age_seconds"
+#: Reference servers' restic backups, written by the backup job on the server (SRV-3/SRV-5).
+SERVER_BACKUP_LAST_SUCCESS = "ctfleet_backup_last_success_timestamp_seconds"
+SERVER_BACKUP_SIZE = "ctfleet_backup_last_size_bytes"
+SERVER_BACKUP_MAX_AGE = "ctfleet_backup_max_age_seconds"
