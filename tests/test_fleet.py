@@ -153,11 +153,12 @@ def test_credentials_are_references_per_region(base, fleet):
 
 
 def test_whole_nation_is_fast(base):
-    start = time.perf_counter()
+    # CPU time of this thread, not wall time: the bound holds on a machine loaded by others.
+    start = time.thread_time()
     sites, devices = generate(base.national, base.norms, seed=1)
-    elapsed = time.perf_counter() - start
+    elapsed = time.thread_time() - start
     assert len(devices) > 20_000
-    assert elapsed < 2.0, f"generate took {elapsed:.2f}s"  # ~0.25s measured; slack for loaded CI machines
+    assert elapsed < 2.0, f"generate took {elapsed:.2f}s of CPU"  # ~0.25s measured
 
 
 def test_profile_default_attaches_the_generated_fleet(project):

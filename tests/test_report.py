@@ -73,8 +73,10 @@ def names(registry_only):
 def _recorded(at: float):
     """A fake Prometheus: instant and range answers for two regions, two lots, one segment."""
     counts = {"cts": {"01": 10, "02": 4}, "cts_connected": {"01": 9, "02": 2}, "cts_meeting_norms": {"01": 6, "02": 1},
+              "cts_failing": {"01": 3, "02": 2}, "cts_not_assessed": {"01": 1, "02": 1}, "cts_with_waivers": {"01": 2, "02": 0},
               "cts_equipped": {"01": 5, "02": 0}}
     lots = {"cts": {"1": 6, "3": 8}, "cts_connected": {"1": 6, "3": 5}, "cts_meeting_norms": {"1": 4, "3": 3},
+            "cts_failing": {"1": 1, "3": 4}, "cts_not_assessed": {"1": 1, "3": 1}, "cts_with_waivers": {"1": 2, "3": 0},
             "cts_equipped": {"1": 3, "3": 2}}
     segs = {k: {"commune_under_15k": sum(v.values())} for k, v in counts.items()}
     dims = {"region": counts, "lot": lots, "segment": segs}
@@ -135,11 +137,40 @@ def test_time_grid_steps():
     assert step == 10080.0 and len(times) == 61 and times[-1] == 10_000.0
 
 
+def _waivers():
+    from datetime import date
+
+    from ctfleet.core.waivers import Waiver, Waivers
+
+    # at = 2026-09-21: one waiver in force for months, one expiring in 9 days, one expired
+    return Waivers([
+        Waiver("01.511.01.0", None, "WS-4", "Postes sans TPM", "DGCT/DSI", date(2026, 6, 1), "DGCT/DSI/2026-40", date(2027, 3, 31), "w:1"),
+        Waiver("02.*", "srv1-*", "SRV-5", "Liaison trop lente pour la copie hors site", "SDR-02", date(2026, 7, 1), "SDR-02/2026-7",
+               date(2026, 9, 30), "w:9"),
+        Waiver("01.511.01.0", None, "RTR-6", "Bannière en cours", "DGCT/DSI", date(2026, 1, 1), "DGCT/DSI/2026-2", date(2026, 9, 1), "w:17"),
+    ])
+
+
 @pytest.fixture(scope="module")
 def data(names):
     at = 1_790_000_000.0
     qa, qr, _ = _recorded(at)
-    return collect(qa, qr, names, at, "1h", 3600, points=12)
+    return collect(qa, qr, names, at, "1h", 3600, points=12, waivers=_waivers())
+
+
+def test_three_outcomes_and_waivers_in_the_page(data, names):
+    assert data["national"]["cts_failing"] == 5 and data["national"]["cts_not_assessed"] == 2
+    for r in data["region"] + data["lot"] + [data["national"]]:
+        assert r["cts_meeting_norms"] + r["cts_failing"] + r["cts_not_assessed"] == r["cts"]
+    assert [w["reference"] for w in data["waivers"]["in_force"]] == ["SDR-02/2026-7", "DGCT/DSI/2026-40"]  # expired one gone
+    assert [w["reference"] for w in data["waivers"]["expiring"]] == ["SDR-02/2026-7"]
+    html = render_html(data, names, "fr")
+    for kpi in ("cts_failing", "cts_not_assessed", "cts_with_waivers"):
+        assert f'data-dim="region" data-key="01" data-kpi="{kpi}"' in html
+    assert "En échec" in html and "Non évaluées" in html and "Dérogations en vigueur" in html
+    assert 'data-waiver="SDR-02/2026-7" data-expiring="1"' in html and 'data-waiver="DGCT/DSI/2026-40" data-expiring="0"' in html
+    assert "DGCT/DSI/2026-2" not in html
+    assert "غير مقيَّمة" in render_html(data, names, "ar")
 
 
 def test_html_is_self_contained_and_attributed(data, names):

@@ -24,7 +24,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from conftest import ROOT
 
@@ -69,18 +68,19 @@ def browser(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reports(project, tmp_path_factory):
     """A Prometheus with a few minutes of the synthetic roll-out, and the report in both languages."""
-    from ctfleet.cli.main import app
     from ctfleet.lab.report_feed import feed_prometheus
 
     out = tmp_path_factory.mktemp("report")
     with feed_prometheus(project.registry, project.norms, ROOT, tmp_path_factory.mktemp("report-prom"), steps=4) as fed:
         at = round(fed.ended, 3)
         window = f"{int(at - fed.started) + 2}s"
-        runner = CliRunner()
+        # What `ctfleet report` does (its command is tested in test_kpi_empty.py), with the
+        # waivers the exporter judged with: the feed's simulated ones, labelled as such.
+        from ctfleet.reports.report import Names, PrometheusAPI, make_report
+
         for lang in ("fr", "ar"):
-            r = runner.invoke(app, ["report", "--prometheus", fed.prometheus.url, "--out", str(out), "--lang", lang,
-                                    "--range", window, "--at", str(at)])
-            assert r.exit_code == 0, r.output
+            make_report(PrometheusAPI(fed.prometheus.url), Names.from_project(project), out, lang=lang, range_text=window,
+                        at=at, waivers=fed.norms.waivers)
         prom = fed.prometheus
 
         def query(promql: str) -> list[dict]:
@@ -108,7 +108,9 @@ def _open(driver, reports, lang: str) -> None:
 def _prometheus_figures(query) -> dict[tuple[str, str, str], float]:
     """(dimension, key, kpi) -> value, straight from the recording rules."""
     figures: dict[tuple[str, str, str], float] = {}
-    for kpi in ("cts", "cts_connected", "cts_meeting_norms", "cts_equipped"):
+    from ctfleet.reports.kpi import KPIS
+
+    for kpi in KPIS:
         figures[("national", "", kpi)] = float(query(f"ctfleet:{kpi}:count")[0]["value"][1])
         for by in ("lot", "segment", "region"):
             for s in query(f"ctfleet:{kpi}:count_by_{by}"):
@@ -177,6 +179,15 @@ def test_french_report_in_chromium(browser, reports):
     assert "© OpenStreetMap contributors" in page and "CC BY 4.0" in page
     assert re.search(r"\(UTC\+0[01]:00\)", page) and "Africa/Casablanca" in page
     assert re.search(r"\+\d+,\d pts", page), "no trend delta shown"
+
+    # Three outcomes that add up, waivers apart (the simulated ones of the feed, labelled).
+    for dim, key, kpi in [k for k in expected if k[2] == "cts"]:
+        assert sum(expected[(dim, key, k)] for k in ("cts_meeting_norms", "cts_failing", "cts_not_assessed")) == expected[(dim, key, "cts")]
+        assert expected[(dim, key, "cts_meeting_norms")] <= expected[(dim, key, "cts_connected")]
+    assert all(expected[("national", "", k)] > 0 for k in ("cts_meeting_norms", "cts_failing", "cts_not_assessed", "cts_with_waivers"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "section.waivers tr[data-waiver]")
+    assert rows and all("SIMULATED" in r.text for r in rows)
+    assert any(r.get_attribute("data-expiring") == "1" for r in rows)
 
     # Failing controls listed, with CT names.
     failing = {s["metric"]["control"] for s in reports["query"]("ctfleet_ct_control_failing")}

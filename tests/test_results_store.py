@@ -159,3 +159,16 @@ def test_scope_refuses_other_regions_cts():
     assert "CT 05.191.01.01 is in region 05; this service takes region 04 only" in str(e.value)
     with pytest.raises(InputErrors, match="not in this service's registry"):
         check_scope(b, None, {"04.161.01.03"})
+
+
+def test_open_store_picks_the_database_or_the_files(tmp_path):
+    from ctfleet.results import ResultsStore, open_store
+
+    assert isinstance(open_store(tmp_path / "results"), ResultsStore)
+    db = open_store(str(tmp_path / "results.db"))
+    assert isinstance(db, SqlStore) and db.counts()["result_batches"] == 0  # migrated
+    db.write_batch("snmp", "region-04", audit("r1"))
+    db.write_batch("snmp", "region-04", audit("r1", status={"SYS-2": "fail"}, at=T0 + timedelta(minutes=1)))
+    assert db.counts()["result_batches"] == 2  # a writer can call it every sweep
+    assert {r.key: r.status.value for r in db.iter_results()}[("04.161.01.03", "r1", "SYS-2")] == "fail"
+    db.dispose()

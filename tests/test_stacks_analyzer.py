@@ -87,7 +87,9 @@ def _struct(props: dict):
 def analyze(stub, o: dict):
     from pulumi.runtime.proto import analyzer_pb2
 
-    req = analyzer_pb2.AnalyzeRequest(type=_type(o), properties=_struct(o), urn=_urn(o), name=o["metadata"]["name"])
+    # the options the program declares: namespaces and volume claims protected (ctfleet.stacks.components)
+    options = analyzer_pb2.AnalyzerResourceOptions(protect=o["kind"] in ("Namespace", "PersistentVolumeClaim"))
+    req = analyzer_pb2.AnalyzeRequest(type=_type(o), properties=_struct(o), urn=_urn(o), name=o["metadata"]["name"], options=options)
     return stub.Analyze(req)
 
 
@@ -213,3 +215,22 @@ def test_an_allow_all_network_policy_is_rejected(analyzer, good):
     n = len(np["spec"]["egress"]) - 1
     assert _mandatory(analyze(analyzer, np)) == [
         ("no-allow-all", f"NetworkPolicy/{NS}/allow-tenant-flows: egress[{n}] allows {{'ipBlock': {{'cidr': '0.0.0.0/0'}}}} on every port")]
+
+
+def test_unprotected_data_is_refused_unless_the_config_allows_it(analyzer, good):
+    from pulumi.runtime.proto import analyzer_pb2
+
+    def with_protect(o, protect):
+        req = analyzer_pb2.AnalyzeRequest(type=_type(o), properties=_struct(o), urn=_urn(o), name=o["metadata"]["name"],
+                                          options=analyzer_pb2.AnalyzerResourceOptions(protect=protect))
+        return analyzer.Analyze(req)
+
+    pvc = copy.deepcopy(_find(good, "PersistentVolumeClaim", "prometheus-data", "ctfleet-monitoring"))
+    ns = copy.deepcopy(_find(good, "Namespace", NS))
+    assert list(with_protect(pvc, True).diagnostics) == [] and list(with_protect(ns, True).diagnostics) == []
+    why = ("is not protected: an update could delete or replace it with its data; declare it with protect, or set "
+           "ctfleet:allowDestructiveChanges: true in the stack config for this update, after a backup")
+    assert _mandatory(with_protect(pvc, False)) == [("data-protected", f"PersistentVolumeClaim/ctfleet-monitoring/prometheus-data: {why}")]
+    assert _mandatory(with_protect(ns, False)) == [("data-protected", f"Namespace/{NS}: {why}")]
+    ns["metadata"]["annotations"]["ctfleet.ma/destructive-changes-allowed"] = "true"  # what allowDestructiveChanges writes
+    assert list(with_protect(ns, False).diagnostics) == []

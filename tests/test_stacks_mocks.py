@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ctfleet.core.models import Tier
 from ctfleet.stacks.generate import read_stack_file
 from ctfleet.stacks.manifests import render, sort_key
 from ctfleet.lab.pulumi_mocks import CaptureMocks, kubeconfig_text, run_stack, run_stacks, with_kubeconfig
-from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, ct_namespace
+from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, ct_namespace, tenant_home
 from ctfleet.stacks.policies import NormOracle, check
 from ctfleet.stacks.program import STACKS_DIR, load_inputs, main, plan_for
 
@@ -60,7 +59,7 @@ def test_names_and_counts_against_the_registry(inputs, captured):
         ref = inputs.stacks[name]
         namespaces = sorted(o["metadata"]["name"] for o in cap.manifests if o["kind"] == "Namespace")
         if ref.tier == "sdr":
-            hosted = [c for c, ct in inputs.registry.cts.items() if ct.region_code == ref.unit and Tier.SDR in ct.tiers]
+            hosted = [c for c, ct in inputs.registry.cts.items() if ct.region_code == ref.unit and tenant_home(ct) == "sdr"]
             expected = sorted([ct_namespace(c) for c in hosted] + [MONITORING_NAMESPACE, PKGCACHE_NAMESPACE])
         elif ref.tier == "national":
             expected = sorted(["ctfleet-monitoring"] + [f"nat-{p.slug}" for p in inputs.hosting.platforms])
@@ -75,7 +74,7 @@ def test_names_and_counts_against_the_registry(inputs, captured):
         assert types["ctfleet:hosting:Tenant"] == len(expected)
         assert types["kubernetes:core/v1:Namespace"] == types["kubernetes:core/v1:ResourceQuota"] == len(expected)
         assert types["kubernetes:core/v1:LimitRange"] == types["kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"] == len(expected)
-        assert types["ctfleet:system:App"] == {"national": 1, "sdr": 3}.get(ref.tier, 0)
+        assert types["ctfleet:system:Workload"] == {"national": 1, "sdr": 3}.get(ref.tier, 0)
         [provider] = cap.of_type("pulumi:providers:kubernetes")
         assert provider.inputs["context"] == name and provider.inputs["clusterIdentifier"] == name
     total = sum(len(c.manifests) for c in captured.values())
@@ -97,7 +96,7 @@ def test_quotas_equal_the_norms(inputs, captured):
             assert hard["requests.storage"] == f"{r['HST-3'].value}Gi"
             assert hard["pods"] == str(r["HST-4"].value)
             n += 1
-    assert n == 1590 + 1
+    assert n == 1547 + 1  # the SDR stacks' CTs and sdl-sale's
 
 
 def test_captured_objects_satisfy_the_policies(inputs, captured):
@@ -174,7 +173,7 @@ def test_the_entry_point_runs_as_the_engine_would(monkeypatch):
     cap = run_stack("sdl-rabat", deploy_config("sdl-rabat"), lambda: runpy.run_path(str(ROOT / "infra" / "__main__.py"),
                                                                                   run_name="__main__"))
     assert [o["metadata"]["name"] for o in cap.manifests if o["kind"] == "Namespace"] == ["ct-04-421-01-0"]
-    assert exported == ["stack", "tier", "unit", "tenantNamespaces", "tenantCount", "quotaTotal", "notes"]
+    assert exported == ["stack", "tier", "unit", "tenantNamespaces", "tenantCount", "quotaTotal", "notes", "dataInventory"]
 
 
 # ------------------------------------------------------------------ the cluster: explicit, from the secret config
@@ -238,3 +237,42 @@ def test_a_plain_text_or_missing_kubeconfig_is_refused_before_any_resource(input
         assert expected in str(exc.value)
         assert "test-token" not in str(exc.value)  # never the secret's text
         assert mocks.registrations == []
+
+
+# ------------------------------------------------------------------ data safety
+def _register_requests(monkeypatch) -> list:
+    from pulumi.runtime import mocks as runtime_mocks
+
+    seen = []
+    real = runtime_mocks.MockMonitor.RegisterResource
+
+    def register(self, request):
+        seen.append(request)
+        return real(self, request)
+
+    monkeypatch.setattr(runtime_mocks.MockMonitor, "RegisterResource", register)
+    return seen
+
+
+def test_namespaces_and_volumes_are_protected_and_retained(inputs, monkeypatch):
+    seen = _register_requests(monkeypatch)
+    run_stack("sdr-dakhla-oued-ed-dahab", deploy_config("sdr-dakhla-oued-ed-dahab"), lambda: main(inputs))
+    data = [r for r in seen if r.type in ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolumeClaim")]
+    tenants = plan_for(inputs, "sdr-dakhla-oued-ed-dahab", stack_config("sdr-dakhla-oued-ed-dahab")).tenants
+    assert len([r for r in data if r.type.endswith("Namespace")]) == len(tenants)
+    assert len([r for r in data if r.type.endswith("PersistentVolumeClaim")]) == 2
+    assert all(r.protect and r.retainOnDelete for r in data)
+    assert not any(r.protect for r in seen if r.type == "kubernetes:apps/v1:Deployment")
+    # a renamed component keeps its former type as an alias: its URN, and the objects under it, stay the same
+    workloads = [r for r in seen if r.type == "ctfleet:system:Workload"]
+    assert len(workloads) == 3
+    for r in workloads:
+        assert [a.spec.type for a in r.aliases] == ["ctfleet:system:App"], r.name
+
+    seen.clear()
+    allowed = deploy_config("sdr-dakhla-oued-ed-dahab") | {"ctfleet:allowDestructiveChanges": True}
+    cap = run_stack("sdr-dakhla-oued-ed-dahab", allowed, lambda: main(inputs))
+    data = [r for r in seen if r.type in ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolumeClaim")]
+    assert data and all(not r.protect and r.retainOnDelete for r in data)
+    assert all(o["metadata"]["annotations"]["ctfleet.ma/destructive-changes-allowed"] == "true"
+               for o in cap.manifests if o["kind"] in ("Namespace", "PersistentVolumeClaim"))

@@ -15,11 +15,10 @@ import pytest
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
-from ctfleet.core.models import Tier
 from ctfleet.stacks.generate import default_config, generate, read_stack_file
 from ctfleet.stacks.hosting import Quota, cpu_quantity, parse_quantity
 from ctfleet.stacks.manifests import render
-from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, ascii_slug, ct_namespace, is_dns_label
+from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, ascii_slug, ct_namespace, is_dns_label, tenant_home
 from ctfleet.stacks.plan import plan_stack
 from ctfleet.stacks.policies import NormOracle, check
 from ctfleet.stacks.program import STACKS_DIR, load_inputs
@@ -87,19 +86,22 @@ def test_regional_tenants_are_the_regions_cts(inputs, plans):
     for name in REGION_STACKS:
         plan = plans[name]
         region = plan.ref.unit
-        hosted = sorted(c for c, ct in inputs.registry.cts.items() if ct.region_code == region and Tier.SDR in ct.tiers)
+        hosted = sorted(c for c, ct in inputs.registry.cts.items() if ct.region_code == region and tenant_home(ct) == "sdr")
         assert [t.namespace for t in plan.tenants] == [ct_namespace(c) for c in hosted] + [MONITORING_NAMESPACE, PKGCACHE_NAMESPACE]
         assert [t.members[0] for t in plan.tenants if t.kind == "ct"] == hosted
         total += len(hosted)
-    assert total == len(inputs.registry.cts) == 1590  # every CT uses its region's SDR cloud
+    # every CT uses its region's SDR cloud, but the 6 SDL communes and the 37 grouping members live in their SDL/ECI stack
+    assert total == len(inputs.registry.cts) - 6 - 37 == 1547
 
 
 def test_ct_tenant_names_and_labels(plans):
-    tenant = plans["sdr-tanger-tetouan-al-hoceima"].tenant("ct-01-511-01-0")
+    tenant = plans["sdl-tanger"].tenant("ct-01-511-01-0")
     assert tenant.labels == {
-        "ctfleet.ma/stack": "sdr-tanger-tetouan-al-hoceima", "ctfleet.ma/tier": "sdr", "ctfleet.ma/kind": "ct",
+        "ctfleet.ma/stack": "sdl-tanger", "ctfleet.ma/tier": "sdl", "ctfleet.ma/kind": "ct",
+        "app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "ctfleet", "app.kubernetes.io/component": "tenant",
         "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/audit": "restricted",
-        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/enforce-version": "v1.33",
+        "pod-security.kubernetes.io/audit-version": "v1.33", "pod-security.kubernetes.io/warn-version": "v1.33",
         "ctfleet.ma/ct-code": "01.511.01.0", "ctfleet.ma/region": "01", "ctfleet.ma/segment": "commune_arrondissements",
         "ctfleet.ma/lot": "1",
     }
@@ -118,9 +120,14 @@ def test_quotas_equal_the_norms_for_every_ct(inputs, rendered):
         for ns_obj in (o for o in rendered[name] if o["kind"] == "Namespace"):
             code = ns_obj["metadata"]["labels"].get("ctfleet.ma/ct-code")
             if code:
-                assert quotas[ns_obj["metadata"]["name"]] == expected_quota(inputs, inputs.registry.cts[code]), code
+                hard = quotas[ns_obj["metadata"]["name"]]
+                assert {k: hard[k] for k in expected_quota(inputs, inputs.registry.cts[code])} == \
+                    expected_quota(inputs, inputs.registry.cts[code]), code
+                # Capsule-style object quotas: no LoadBalancer or NodePort Service, claims and ephemeral storage capped
+                assert hard["services.loadbalancers"] == hard["services.nodeports"] == "0", code
+                assert int(hard["persistentvolumeclaims"]) >= 1 and hard["requests.ephemeral-storage"] == f"{2 * int(hard['pods'])}Gi"
                 seen += 1
-    assert seen == 1590 + 6
+    assert seen == 1547 + 6
 
 
 def test_segment_capacity_examples(inputs, plans):
@@ -191,18 +198,21 @@ def test_tenant_objects_and_counts(rendered, plans):
                      # allow-collector, allow-prometheus; package cache: default-deny + allow-tenant-flows, allow-apt-cacher-ng
                      "NetworkPolicy": cts * 2 + 4 + 3,
                      "ServiceAccount": 3, "ConfigMap": 3, "Service": 3, "Deployment": 3, "PersistentVolumeClaim": 2}
-    ns = "ct-04-421-01-0"
+    ns = "ct-04-441-01-08"
     assert sorted(o["metadata"]["name"] for o in objs if o["metadata"].get("namespace") == ns) == [
         "allow-tenant-flows", "default-deny", "tenant-limits", "tenant-operators", "tenant-quota"]
     flows = next(o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"] == {**o["metadata"], "namespace": ns,
                                                                                        "name": "allow-tenant-flows"})
     assert flows["metadata"]["annotations"]["ctfleet.ma/flows"].split("; ") == [
-        "ingress[0] from-ingress: published services are reached through the ingress controller",
-        "ingress[1] from-monitoring: the cloud's Prometheus scrapes the tenant's metrics",
-        "egress[0] dns: name resolution through the cluster DNS",
-        "egress[1] to-pkgcache: Debian/Ubuntu packages through the region's cache (low-bandwidth communes)",
+        "ingress[0] same-namespace-in: the tenant's pods reach each other",
+        "ingress[1] from-ingress: published services are reached through the ingress controller",
+        "ingress[2] from-monitoring: the cloud's Prometheus scrapes the tenant's metrics",
+        "egress[0] same-namespace-out: the tenant's pods reach each other",
+        "egress[1] dns: name resolution through the cluster DNS",
+        "egress[2] to-pkgcache: Debian/Ubuntu packages through the region's cache (low-bandwidth communes)",
     ]
-    assert flows["spec"]["egress"][1] == {
+    assert flows["spec"]["ingress"][0] == {"from": [{"podSelector": {}}]}  # its own namespace's pods only
+    assert flows["spec"]["egress"][2] == {
         "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ctfleet-pkgcache"}},
                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "apt-cacher-ng"}}}],
         "ports": [{"protocol": "TCP", "port": 3142}]}
@@ -368,7 +378,7 @@ def test_cli_list_and_generate(cli, tmp_path: Path):
     assert r.exit_code == 0
     rows = json.loads(r.output)
     assert len(rows) == 27 and all(row["config"] == "ok" for row in rows)
-    assert next(row for row in rows if row["stack"] == "sdr-marrakech-safi")["tenants"] == "262"
+    assert next(row for row in rows if row["stack"] == "sdr-marrakech-safi")["tenants"] == "257"
     r = cli("generate", "--dir", str(tmp_path))
     assert r.exit_code == 0
     assert "27 stacks: 27 written" in r.output
@@ -386,3 +396,113 @@ def test_cli_plan_accepts_a_secret_kubeconfig(cli, tmp_path: Path):
     assert "Y2lwaGVydGV4dA" not in r.output
     r = cli("plan", "sdl-sale")  # the committed file has none yet: said, not refused
     assert r.exit_code == 0 and "(not set yet: pulumi up refuses to run without it)" in r.output
+
+
+def test_one_home_per_tenant_over_all_27_stacks(inputs):
+    """Every stack planned from its committed config: no namespace and no CT in two stacks, every hosted CT in one."""
+    from ctfleet.stacks.names import tenant_home
+    from ctfleet.stacks.program import plan_for
+
+    where: dict[str, list[str]] = {}
+    ct_home: dict[str, list[str]] = {}
+    for name in inputs.stacks:
+        raw, _ = read_stack_file(ROOT / STACKS_DIR / f"Pulumi.{name}.yaml")
+        for t in plan_for(inputs, name, raw).tenants:
+            where.setdefault(t.namespace, []).append(name)
+            for code in t.members:
+                ct_home.setdefault(code, []).append(name)
+    assert len(inputs.stacks) == 27
+    twice = {ns: stacks for ns, stacks in where.items() if len(stacks) > 1}
+    # the two system namespaces exist once per cloud (each stack has its own cluster), never a tenant's
+    assert set(twice) == {MONITORING_NAMESPACE, PKGCACHE_NAMESPACE}
+    assert {ns: len(s) for ns, s in twice.items()} == {MONITORING_NAMESPACE: 13, PKGCACHE_NAMESPACE: 12}
+    assert {code: s for code, s in ct_home.items() if len(s) > 1} == {}
+    hosted = {c for c, ct in inputs.registry.cts.items() if tenant_home(ct)}
+    assert set(ct_home) == hosted
+    sdl = [c for c in hosted if tenant_home(inputs.registry.cts[c]) == "sdl"]
+    eci = [c for c in hosted if tenant_home(inputs.registry.cts[c]) == "eci"]
+    assert len(sdl) == 6 and len(eci) == 37
+    for code in sdl + eci:  # the ones the SDR stacks used to declare too
+        assert not ct_home[code][0].startswith("sdr-"), code
+
+
+# ------------------------------------------------------------------ data safety
+def test_destructive_changes_against_the_deployed_inventory(cli, inputs, tmp_path: Path):
+    """A storage-class change and a tenant leaving the stack are shown as destructive and refused unless the config allows it."""
+    from ctfleet.stacks.readout import load_plan
+    from ctfleet.stacks.safety import data_inventory
+
+    deployed = data_inventory(render(load_plan(inputs, "sdr-dakhla-oued-ed-dahab")))
+    assert deployed["volumes"]["ctfleet-monitoring/prometheus-data"]["storageClassName"] is None
+    deployed["namespaces"].append("ct-12-999-01-01")  # a tenant the registry no longer puts in this stack
+    inventory = tmp_path / "deployed.json"
+    inventory.write_text(json.dumps(deployed), encoding="utf-8")
+    text = (ROOT / STACKS_DIR / "Pulumi.sdr-dakhla-oued-ed-dahab.yaml").read_text(encoding="utf-8")
+    changed = tmp_path / "Pulumi.sdr-dakhla-oued-ed-dahab.yaml"
+    changed.write_text(text + "  ctfleet:storageClass: fast-ssd\n", encoding="utf-8")
+
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--deployed", str(inventory), "--json")
+    assert r.exit_code == 1  # the committed config: only the removed tenant, refused
+    assert json.loads(r.output)["destructive_changes"] == [
+        "Namespace/ct-12-999-01-01: the tenant is no longer declared by this stack: deleting the namespace deletes everything "
+        "in it (its CT moved to another tier, or left the registry)"]
+    deployed["namespaces"].remove("ct-12-999-01-01")
+    inventory.write_text(json.dumps(deployed), encoding="utf-8")
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--deployed", str(inventory), "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["destructive_changes"] == []
+    deployed["namespaces"].append("ct-12-999-01-01")
+    inventory.write_text(json.dumps(deployed), encoding="utf-8")
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--config", str(changed), "--deployed", str(inventory), "--json")
+    assert r.exit_code == 1
+    assert json.loads(r.output)["destructive_changes"] == [
+        "Namespace/ct-12-999-01-01: the tenant is no longer declared by this stack: deleting the namespace deletes everything "
+        "in it (its CT moved to another tier, or left the registry)",
+        "PersistentVolumeClaim/ctfleet-monitoring/prometheus-data: storageClassName (cluster default) -> fast-ssd replaces the "
+        "volume and its data",
+        "PersistentVolumeClaim/ctfleet-pkgcache/apt-cacher-ng-data: storageClassName (cluster default) -> fast-ssd replaces the "
+        "volume and its data",
+    ]
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--config", str(changed), "--deployed", str(inventory))
+    assert r.exit_code == 1 and "pulumi up refuses them (protected)" in r.output
+    changed.write_text(text + "  ctfleet:storageClass: fast-ssd\n  ctfleet:allowDestructiveChanges: true\n", encoding="utf-8")
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--config", str(changed), "--deployed", str(inventory))
+    assert r.exit_code == 0, r.output
+    assert "allowed by ctfleet:allowDestructiveChanges" in r.output
+    inventory.write_text("not json", encoding="utf-8")
+    r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--deployed", str(inventory))
+    assert r.exit_code == 1 and f"{inventory}: not JSON" in r.output.replace("\n", "")
+
+
+# ------------------------------------------------------------------ tenancy
+def _quota_admits(hard: dict, used: dict, add: dict) -> bool:
+    """Kubernetes ResourceQuota admission: refused when any tracked resource would exceed its hard limit."""
+    return all(parse_quantity(used.get(k, 0)) + parse_quantity(v) <= parse_quantity(hard[k]) + 1e-9
+               for k, v in add.items() if k in hard)
+
+
+def test_a_default_sized_tenant_runs_its_full_pod_quota(rendered):
+    """Pods that state no resources take the LimitRange defaults; every tenant of every stack can start `pods` of them."""
+    checked = 0
+    for name, objs in rendered.items():
+        limits = {o["metadata"]["namespace"]: o["spec"]["limits"][0] for o in objs if o["kind"] == "LimitRange"}
+        for q in (o for o in objs if o["kind"] == "ResourceQuota"):
+            hard, lr = q["spec"]["hard"], limits[q["metadata"]["namespace"]]
+            pod = {"pods": 1} | {f"requests.{r}": v for r, v in lr["defaultRequest"].items()} \
+                | {f"limits.{r}": v for r, v in lr["default"].items()}
+            used: dict = {}
+            for _ in range(int(hard["pods"])):
+                assert _quota_admits(hard, used, pod), (name, q["metadata"]["namespace"], used)
+                used = {k: parse_quantity(used.get(k, 0)) + parse_quantity(v) for k, v in pod.items()}
+            assert not _quota_admits(hard, used, pod)  # and the next one is refused by the pod count, not before
+            checked += 1
+    assert checked == sum(1 for objs in rendered.values() for o in objs if o["kind"] == "Namespace") == 1596
+
+
+def test_a_load_balancer_service_is_refused_by_quota_in_a_ct_tenant(rendered):
+    objs = rendered["sdr-oriental"]
+    ct_quotas = [o["spec"]["hard"] for o in objs if o["kind"] == "ResourceQuota" and o["metadata"]["namespace"].startswith("ct-")]
+    assert len(ct_quotas) > 100
+    for hard in ct_quotas:
+        assert not _quota_admits(hard, {}, {"services": 1, "services.loadbalancers": 1})
+        assert not _quota_admits(hard, {}, {"services": 1, "services.nodeports": 1})
+        assert _quota_admits(hard, {}, {"services": 1})  # a ClusterIP Service behind the ingress is fine

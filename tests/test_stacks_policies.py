@@ -65,9 +65,6 @@ def test_a_deliberately_wrong_tenant_trips_each_policy(good, oracle):
     # a second tenant with no quota at all, and one whose quota forgets pods
     objs.remove(_find(objs, "ResourceQuota", "tenant-quota", "ct-12"))
     del _find(objs, "ResourceQuota", "tenant-quota", "ct-12-066")["spec"]["hard"]["pods"]
-    # a volume the program marked as replaced by this update
-    _find(objs, "PersistentVolumeClaim", "prometheus-data", "ctfleet-monitoring")["metadata"]["annotations"] = {
-        "ctfleet.ma/destructive-change": "storageClassName standard -> fast replaces the volume and its data"}
 
     found = sorted(str(v) for v in check(objs, oracle))
     assert found == sorted([
@@ -93,10 +90,9 @@ def test_a_deliberately_wrong_tenant_trips_each_policy(good, oracle):
         "[tenant-quota] ResourceQuota/ct-12-066/tenant-quota: does not cap pods",
         "[quota-within-norm] ResourceQuota/ct-12-066/tenant-quota: pods unlimited exceeds the norm's 100 "
         "(HST-4, standards/norms/segments/council.yaml:11-14)",
-        "[no-destructive-change] PersistentVolumeClaim/ctfleet-monitoring/prometheus-data: storageClassName standard -> fast "
-        "replaces the volume and its data; set ctfleet:allowDestructiveChanges: true in the stack config to allow it, after a backup",
     ])
-    assert {v.policy for v in check(objs, oracle)} == set(POLICIES)
+    # data-protected judges the protect option, which only the engine sends (tests/test_stacks_analyzer.py)
+    assert {v.policy for v in check(objs, oracle)} == set(POLICIES) - {"data-protected"}
 
 
 def test_unknown_tenants_and_wide_rules(good, oracle):

@@ -1,9 +1,9 @@
 """``ctfleet rollout``: run a playbook over communes with ansible-runner; ``ctfleet playbooks``.
 
-    ctfleet rollout workstations.yml --ct 04.161.01.03 --audit     audit a commune (changes nothing)
-    ctfleet rollout site.yml --ct 04.161.01.03 --allow-disruptive  audit, remediate, audit again
+    ctfleet rollout workstations.yml --ct 04.281.07.07 --audit     audit a commune (changes nothing)
+    ctfleet rollout site.yml --ct 04.281.07.07 --allow-disruptive  audit, remediate, audit again
     ctfleet rollout retry                                           only the hosts that failed last time
-    ctfleet rollout collect --ct 04.161.01.03                      deliver audits queued by ansible-pull
+    ctfleet rollout collect --ct 04.281.07.07                      deliver audits queued by ansible-pull
     ctfleet playbooks generate | check                              role inputs from the control catalogue
 
 ``rollout PLAYBOOK`` is the group's default command (:class:`_DefaultRun`), so the usual
@@ -21,7 +21,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from ctfleet.cli.common import err, out
+from ctfleet.cli.common import err, fail, out, styled
 from ctfleet.core.errors import CtfleetError, InputError, Problem
 
 
@@ -50,12 +50,18 @@ def _project():
 def _paths(project):
     from ctfleet.rollout.config import RolloutPaths
 
-    return RolloutPaths.of(project.root, project.results_dir)
+    profile = Path(project.profile.path).resolve() if project.profile.path else None
+    return RolloutPaths.of(project.root, project.results_dir, profile)
+
+
+def _check_scope(project, **selection) -> None:
+    from ctfleet.rollout.scope import check_scope
+
+    check_scope(project.profile.name, project.profile.region, project.registry, **selection)
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
-    raise typer.Exit(1)
+    fail(exc)
 
 
 def _execute(request, paths) -> int:
@@ -64,13 +70,13 @@ def _execute(request, paths) -> int:
     from ctfleet.rollout.runner import expected_tasks, run_rollout
 
     for note in build(request, paths, run_id="-").notes:
-        err.print(f"[dim]{note}[/]", markup=True)
+        err.print(styled(note, "dim"))
     with HostProgress(err, expected=expected_tasks(paths, request)) as progress:
         outcome = run_rollout(request, paths, on_event=progress.on_event)
     mode = "audit" if request.audit else "rollout"
     out.print(summary_table(outcome.state, f"{mode} {Path(request.playbook).name} on {request.selection}: {outcome.runner_status}"))
     if not outcome.state.hosts:
-        err.print(f"[yellow]no host matched {outcome.invocation.limit!r} in the inventory[/]", markup=True)
+        err.print(styled(f"no host matched {outcome.invocation.limit!r} in the inventory", "yellow"))
     out.print(f"run {outcome.run_id}: {outcome.results_written} control result(s) written to {paths.results}; "
               f"record {outcome.record}; artifacts {outcome.artifacts}")
     if outcome.failed_hosts:
@@ -109,6 +115,7 @@ def run(playbook: str = typer.Argument(..., help="Playbook in playbooks/ (site.y
                                  check=check, tags=tuple(_split(tags)), skip_tags=tuple(_split(skip_tags)),
                                  inventory=str(inventory) if inventory else None,
                                  private_key=str(private_key) if private_key else None, tuning=tuning)
+        _check_scope(project, ct=ct, region=region, lot=lot)
         if ct and ct not in project.registry.cts:
             raise InputError(Problem("--ct", f"unknown CT code {ct!r}", valid="an HCP code from `ctfleet registry list`"))
         if not (paths.playbooks / playbook).exists() and not Path(playbook).is_absolute():
@@ -154,6 +161,7 @@ def collect(ct: Optional[str] = typer.Option(None, "--ct"), region: Optional[str
     try:
         project = _project()
         paths = _paths(project)
+        _check_scope(project, ct=ct, region=region, lot=lot)
         base = RolloutRequest(playbook="collect_audits.yml", ct=ct, region=region, lot=lot,
                               inventory=str(inventory) if inventory else None, private_key=str(private_key) if private_key else None)
     except Exception as exc:  # noqa: BLE001 - validation and input errors alike end here with one message

@@ -8,18 +8,15 @@ team reads exactly what ``pulumi up`` would declare before running it.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from ctfleet.core.errors import CtfleetError, InputError, Problem, one_of
-
 app = typer.Typer(help="Pulumi stacks: national, regional (SDR), ECI/GCT and SDL clouds.", no_args_is_help=True)
 
-from ctfleet.cli.common import out  # noqa: E402
+from ctfleet.cli.common import out, styled  # noqa: E402
 from ctfleet.cli.common import reports_errors as _reports_errors  # noqa: E402
 
 
@@ -27,31 +24,6 @@ def _inputs():
     from ctfleet.stacks.program import load_inputs
 
     return load_inputs()
-
-
-def _stack_file(inputs, stack: str, config_file: Optional[Path]) -> tuple[Path, str]:
-    from ctfleet.stacks.program import STACKS_DIR
-
-    if stack not in inputs.stacks:
-        raise InputError(Problem("stack name", f"no hosting unit is called {stack!r}", valid=one_of(inputs.stacks)))
-    path = config_file or inputs.root / STACKS_DIR / f"Pulumi.{stack}.yaml"
-    shown = str(path) if config_file else str(STACKS_DIR / path.name)
-    if not path.exists():
-        raise InputError(Problem(shown, "file not found", valid="run `ctfleet stacks generate` to write the stack configs"))
-    return path, shown
-
-
-def load_plan(inputs, stack: str, config_file: Optional[Path] = None):
-    """The stack's plan from its config file; errors carry the file's line numbers."""
-    from ctfleet.stacks.config import validate_config
-    from ctfleet.stacks.generate import config_line_of, read_stack_file
-    from ctfleet.stacks.plan import plan_stack
-
-    path, shown = _stack_file(inputs, stack, config_file)
-    raw, doc = read_stack_file(path, shown)
-    cfg = validate_config(raw, stack, inputs.registry, shown, config_line_of(doc))
-    ref = inputs.stacks[stack]
-    return plan_stack(ref, cfg, inputs.registry, inputs.norms, inputs.hosting, inputs.rules if ref.tier == "sdr" else {})
 
 
 # ------------------------------------------------------------------ generate
@@ -73,7 +45,7 @@ def generate_cmd(
     for p in result.written:
         out.print(f"  wrote {p.name}")
     for p in result.stale:
-        out.print(f"  [yellow]stale:[/] {p.name} names no hosting unit of the registry (not deleted)")
+        out.print("  ", styled("stale:", "yellow"), f" {p.name} names no hosting unit of the registry (not deleted)", sep="")
 
 
 # ------------------------------------------------------------------ list
@@ -81,19 +53,9 @@ def generate_cmd(
 @_reports_errors
 def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Every stack the registry calls for, what it provisions, and whether its config is valid."""
-    inputs = _inputs()
-    rows = []
-    for name, ref in inputs.stacks.items():
-        status, tenants = "ok", ""
-        try:
-            plan = load_plan(inputs, name)
-            tenants = str(len(plan.tenants))
-        except InputError as exc:
-            status = "missing" if "file not found" in str(exc) else f"invalid: {exc.problem.message}"
-        except CtfleetError as exc:
-            n = len(getattr(exc, "problems", [])) or 1
-            status = f"invalid: {n} problem{'s' if n != 1 else ''} (ctfleet stacks plan {name})"
-        rows.append({"stack": name, "tier": ref.tier, "unit": ref.unit, "title": ref.title, "tenants": tenants, "config": status})
+    from ctfleet.stacks.readout import stack_rows
+
+    rows = stack_rows(_inputs())
     if as_json:
         out.print_json(json.dumps(rows, ensure_ascii=False))
         return
@@ -112,49 +74,34 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON."
 def plan_cmd(
     stack: str = typer.Argument(..., help="Stack name, e.g. national, sdr-rabat-sale-kenitra, eci-gct-zagora-draa, sdl-sale."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="Config file (default: infra/stacks/Pulumi.<stack>.yaml)."),
+    deployed: Optional[Path] = typer.Option(None, "--deployed", help="The stack's last inventory (pulumi stack output "
+                                            "dataInventory --json > FILE): list the changes that would destroy data."),
     manifests: bool = typer.Option(False, "--manifests", help="Print every Kubernetes object as YAML instead of the summary."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """What STACK declares — tenants, quotas and where they come from, network flows, workloads, policies — without a cloud."""
-    from ctfleet.stacks.manifests import render
-    from ctfleet.stacks.plan import _yaml
-    from ctfleet.stacks.policies import POLICIES, NormOracle, check
+    """What STACK declares — tenants, quotas and where they come from, network flows, workloads, policies — without a cloud.
+
+    Exits 1 when a policy fails, or when --deployed shows a destructive change the config does not allow."""
+    from ctfleet.stacks.readout import load_plan, manifests_yaml, plan_report
 
     inputs = _inputs()
-    plan = load_plan(inputs, stack, config_file)
-    objects = render(plan)
     if manifests:
-        out.print("---\n".join(_yaml(o) for o in objects), markup=False, soft_wrap=True)
+        out.print(manifests_yaml(load_plan(inputs, stack, config_file)), markup=False, soft_wrap=True)
         return
-    violations = check(objects, NormOracle(inputs.registry, inputs.norms, inputs.hosting))
-    kinds = Counter(o["kind"] for o in objects)
-    k = plan.config.kubernetes
-    target = f"render YAML to {k.renderYamlToDirectory}" if k.renderYamlToDirectory else \
-        f"context {k.context} of the secret ctfleet:kubeconfig" + ("" if plan.config.kubeconfig else
-                                                                   " (not set yet: pulumi up refuses to run without it)")
-    summary = {
-        "stack": plan.ref.name, "tier": plan.ref.tier, "unit": plan.ref.unit, "title": plan.ref.title, "target": target,
-        "objects": dict(sorted(kinds.items())), "notes": plan.notes,
-        "tenants": [{"namespace": t.namespace, "kind": t.kind, "title": t.title,
-                     "segment": t.labels.get("ctfleet.ma/segment"), "lot": t.labels.get("ctfleet.ma/lot"),
-                     "quota": t.quota.hard(), "quota_source": t.quota_source, "pod_security": t.psa_level,
-                     "default_deny": t.default_deny, "flows": [f"{f.policy}: {f.name}: {f.show()}" for f in t.flows],
-                     "operators": list(t.operator_groups), "members": list(t.members)} for t in plan.tenants],
-        "workloads": [{"name": a.name, "namespace": a.namespace, "image": a.image, "port": a.port} for a in plan.apps],
-        "policies": {pid: [str(v) for v in violations if v.policy == pid] for pid in POLICIES},
-    }
+    report = plan_report(inputs, stack, config_file, deployed)
     if as_json:
-        out.print_json(json.dumps(summary, ensure_ascii=False))
-        raise typer.Exit(1 if violations else 0)
-    _print_plan(plan, summary, violations)
-    if violations:
+        out.print_json(json.dumps(report.summary, ensure_ascii=False))
+    else:
+        _print_plan(report)
+    if report.refused:
         raise typer.Exit(1)
 
 
-def _print_plan(plan, summary: dict, violations) -> None:
+def _print_plan(report) -> None:
     from ctfleet.stacks.policies import POLICIES
 
-    out.print(f"[bold]{plan.ref.name}[/] — {plan.ref.title}")
+    plan, summary, violations = report.plan, report.summary, report.violations
+    out.print(styled(plan.ref.name, "bold"), f" — {plan.ref.title}", sep="")
     out.print(f"target: {summary['target']}")
     out.print("declares: " + ", ".join(f"{n} {kind}" for kind, n in summary["objects"].items())
               + f" ({sum(summary['objects'].values())} objects)")
@@ -167,11 +114,9 @@ def _print_plan(plan, summary: dict, violations) -> None:
         t.add_row(tp.namespace, tp.title, tp.labels.get("ctfleet.ma/segment", tp.kind), tp.labels.get("ctfleet.ma/lot", ""),
                   hard["limits.cpu"], hard["limits.memory"], hard["requests.storage"], hard["pods"],
                   tp.psa_level + ("" if tp.default_deny else " (no default deny)"), tp.quota_source)
-    total = plan.tenants[0].quota
-    for tp in plan.tenants[1:]:
-        total = total + tp.quota
-    t.add_row("total", "", "", "", total.hard()["limits.cpu"], total.hard()["limits.memory"], total.hard()["requests.storage"],
-              total.hard()["pods"], "", "", style="bold")
+    total = summary["total"]
+    t.add_row("total", "", "", "", total["limits.cpu"], total["limits.memory"], total["requests.storage"], total["pods"], "", "",
+              style="bold")
     out.print(t)
 
     # flows: tenants sharing the same set are shown once
@@ -179,10 +124,8 @@ def _print_plan(plan, summary: dict, violations) -> None:
     for tp in plan.tenants:
         groups.setdefault(tp.flows, []).append(tp.namespace)
     f = Table(title="Network: default deny, then only these flows")
-    f.add_column("tenants")
-    f.add_column("policy: flow")
-    f.add_column("flow")
-    f.add_column("why")
+    for col in ("tenants", "policy: flow", "flow", "why"):
+        f.add_column(col)
     for flows, namespaces in groups.items():
         who = namespaces[0] if len(namespaces) == 1 else f"{len(namespaces)} tenants ({namespaces[0]} ...)"
         for i, flow in enumerate(flows):
@@ -198,18 +141,24 @@ def _print_plan(plan, summary: dict, violations) -> None:
             a.add_row(app_.namespace, app_.name, app_.image, str(app_.port), f"{s.requests.cpu:g} cpu, {s.requests.memoryMiB}Mi",
                       f"{s.limits.cpu:g} cpu, {s.limits.memoryMiB}Mi", f"{s.dataGiB:g}Gi" if s.dataGiB else "")
         out.print(a)
-    out.print(f"operators: ClusterRole {plan.cluster_role} (no write access to quotas, limits or network policies) "
+    out.print(f"operators: ClusterRole {plan.cluster_role} (no write access to quotas or limits) "
               f"bound in every tenant to: {', '.join(plan.config.operatorGroups)}"
               + (" ({namespace} = the tenant's namespace)" if any("{namespace}" in g for g in plan.config.operatorGroups) else ""))
     p = Table(title="Policies")
-    p.add_column("policy")
-    p.add_column("checks")
-    p.add_column("result")
+    for col in ("policy", "checks", "result"):
+        p.add_column(col)
     for pid, text in POLICIES.items():
         found = [v for v in violations if v.policy == pid]
-        p.add_row(pid, text, "[green]pass[/]" if not found else f"[red]{len(found)} violation(s)[/]")
+        p.add_row(pid, text, styled("pass", "green") if not found else styled(f"{len(found)} violation(s)", "red"))
     out.print(p)
     for v in violations:
-        out.print(f"  [red]{v}[/]")
+        out.print("  ", styled(v, "red"), sep="")
+    if report.destructive:
+        allowed = plan.config.allowDestructiveChanges
+        out.print(styled("destructive changes", "bold red"), f" against the deployed stack ({len(report.destructive)}): "
+                  + ("allowed by ctfleet:allowDestructiveChanges" if allowed else
+                     "pulumi up refuses them (protected); back up, then set ctfleet:allowDestructiveChanges: true"), sep="")
+        for c in report.destructive:
+            out.print("  ", styled(c, "red"), sep="")
     for note in plan.notes:
-        out.print(f"[yellow]note:[/] {note}")
+        out.print(styled("note:", "yellow"), f" {note}", sep="")

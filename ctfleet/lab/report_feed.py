@@ -195,7 +195,11 @@ def feed_prometheus(registry: Registry, norms, root: Path, workdir: Path, steps:
             time.sleep(max(0.0, hold_until - time.monotonic()))
         # The last step's recording rules are evaluated by now (hold >= evaluation interval).
         prom.wait_for(f"ctfleet:cts:count and on() (max(ctfleet_sweeps_total) >= {steps})", 30)
-        yield Fed(prometheus=prom, exporter_url=exporter_url, norms=norms, steps=steps, started=t0, ended=time.time())
+        # Rule groups are stamped with their scheduled time but written when done: let every
+        # evaluation stamped before `ended` finish, so queries at `ended` never change.
+        ended = time.time()
+        time.sleep(2 * hold_seconds)
+        yield Fed(prometheus=prom, exporter_url=exporter_url, norms=norms, steps=steps, started=t0, ended=ended)
     finally:
         prom.stop()
         httpd.shutdown()

@@ -23,7 +23,7 @@ Run it::
     web_config: null          # exporter-toolkit web-config file (TLS, basic auth)
     probe: {method: icmp, count: 5, interval_seconds: 0.2}   # icmp | snmp | none
     snmp: {timeout_seconds: 1.0, retries: 1, concurrency: 256, max_rows: 10000}
-    results_dir: var/results  # relative to the project root
+    results_dir: var/results  # relative to the project root, or a results database URL (postgresql://...)
 
 Credentials come from each device's reference (``env:CTFLEET_SNMP_<region>`` ...)
 through :func:`ctfleet.edges.credentials.resolve`; the value is a JSON object with
@@ -54,7 +54,7 @@ from ctfleet.monitors.poller import Poller, SnmpCreds, Target, select_targets
 from ctfleet.monitors.snmp_targets import version_label
 from ctfleet.monitors.probe import icmp_round, packet_round, udp_echo_probe
 from ctfleet.monitors.sweep import DevicePoll, Probe, Sweep, sweep_results
-from ctfleet.results import ResultsStore
+from ctfleet.results import ResultsStore, open_store
 
 __all__ = ["ProbeConfig", "SnmpConfig", "CollectorConfig", "load_config", "Collector", "shard_registry",
            "shard_label", "resolve_credentials", "main"]
@@ -349,15 +349,15 @@ def _load(config_path: Path):
 
     cfg = load_config(config_path)
     project = load_project(cfg.profile)
-    results = Path(cfg.results_dir) if cfg.results_dir else project.results_dir
-    if not results.is_absolute():
-        results = project.root / results
+    results = cfg.results_dir or str(project.results_dir)
+    if "://" not in results and not Path(results).is_absolute():
+        results = str(project.root / results)
     web = None
     if cfg.web_config:
         from ctfleet.monitors.http import load_web_config
         wp = Path(cfg.web_config)
         web = load_web_config(wp if wp.is_absolute() else config_path.parent / wp)
-    return cfg, project, ResultsStore(results), web
+    return cfg, project, open_store(results), web  # a directory (JSONL files) or a database URL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,7 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     registry.register(collector.exporter)
     state = {"listen": cfg.listen, "web": cfg.web_config}
     host, _, port = cfg.listen.rpartition(":")
-    server = {"httpd": serve(registry, host.strip("[]"), int(port), web, version=collector.exporter.version)[0]}
+    from ctfleet.core.conventions import NODE_TARGETS_PATH
+    from ctfleet.monitors.node_sd import node_sd_app
+
+    extra = {NODE_TARGETS_PATH: node_sd_app(lambda: collector.registry)}  # the region's node_exporter targets (http_sd)
+    server = {"httpd": serve(registry, host.strip("[]"), int(port), web, extra=extra, version=collector.exporter.version,
+                             render=collector.exporter.exposition)[0]}
 
     def reload() -> None:
         new_cfg, new_project, new_store, new_web = _load(args.config)
@@ -407,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
             server["httpd"].shutdown()
             server["httpd"].server_close()
             h, _, p = new_cfg.listen.rpartition(":")
-            server["httpd"] = serve(registry, h.strip("[]"), int(p), new_web, version=collector.exporter.version)[0]
+            server["httpd"] = serve(registry, h.strip("[]"), int(p), new_web, extra=extra, version=collector.exporter.version,
+                                    render=collector.exporter.exposition)[0]
             state.update(listen=new_cfg.listen, web=new_cfg.web_config)
         print(f"collector: reloaded {args.config} (shard {new_cfg.shard}, {len(collector.devices)} devices)", file=sys.stderr)
 

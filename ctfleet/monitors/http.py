@@ -83,13 +83,16 @@ def with_basic_auth(app: Callable, users: dict[str, str], realm: str = "ctfleet"
     return wrapped
 
 
-def cached_metrics_app(registry: CollectorRegistry, version: Callable[[], object]) -> Callable:
+def cached_metrics_app(registry: CollectorRegistry, version: Callable[[], object],
+                       render: Callable[[], bytes] | None = None) -> Callable:
     """Serve the exposition text rendered once per ``version()`` change (one sweep), plain or gzip.
 
     Rendering a national snapshot takes about a second of CPU under the GIL the poller
     also needs; rendering it on every scrape (as prometheus-client's own app does) made
     scrapes time out while a sweep was running. The collector's data only changes once
-    per sweep, so the text is rendered then, and scrapes just send bytes.
+    per sweep, so the text is rendered then, and scrapes just send bytes. ``render``
+    (e.g. ``CtfleetCollector.exposition``) renders the text directly instead of through
+    ``generate_latest(registry)``.
     """
     import gzip
 
@@ -102,7 +105,7 @@ def cached_metrics_app(registry: CollectorRegistry, version: Callable[[], object
         v = version()
         with lock:
             if cache["version"] is not v:
-                plain = generate_latest(registry)
+                plain = render() if render is not None else generate_latest(registry)
                 cache.update(version=v, plain=plain, gzip=gzip.compress(plain, compresslevel=1))
             plain, gz = cache["plain"], cache["gzip"]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
@@ -115,12 +118,13 @@ def cached_metrics_app(registry: CollectorRegistry, version: Callable[[], object
 
 
 def serve(registry: CollectorRegistry, host: str, port: int, web_config: WebConfig | None = None,
-          extra: dict[str, Callable] | None = None, version: Callable[[], object] | None = None) -> tuple[WSGIServer, threading.Thread]:
+          extra: dict[str, Callable] | None = None, version: Callable[[], object] | None = None,
+          render: Callable[[], bytes] | None = None) -> tuple[WSGIServer, threading.Thread]:
     """Start serving /metrics (and any ``extra`` WSGI apps by path) in a thread.
 
     With ``version`` (e.g. ``CtfleetCollector.version``), the text is rendered once per change.
     """
-    metrics_app = cached_metrics_app(registry, version) if version else make_wsgi_app(registry)
+    metrics_app = cached_metrics_app(registry, version, render) if version else make_wsgi_app(registry)
     routes = dict(extra or {})
 
     def app(environ, start_response):

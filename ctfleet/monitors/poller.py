@@ -193,7 +193,7 @@ class Poller:
         except Exception as e:  # noqa: BLE001 - a bug or odd agent must not stop the sweep
             return fail("unsupported", f"unexpected {type(e).__name__}: {e}")
         return build_poll(target.hostname, version, scalars, table, note, loop.time() - t0, target.uplink,
-                          self.wraps, (target.host, target.port))
+                          self.wraps, (target.hostname, target.host, target.port))
 
     # -- many devices
 

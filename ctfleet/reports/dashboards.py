@@ -130,27 +130,37 @@ def _base(uid: str, title: str, description: str) -> db.Dashboard:
 
 
 # ------------------------------------------------------------------ dashboards
+#: The programme table's shares, in its order: connected, the three outcomes (they add up
+#: to the CTs), equipped. Only the good ones get red/orange/green thresholds.
+OUTCOME_KPIS = (("cts_connected", "Connectées"), ("cts_meeting_norms", "Conformes aux normes"), ("cts_failing", "En échec"),
+                ("cts_not_assessed", "Non évaluées"), ("cts_equipped", "Équipées"))
+GOOD = {"cts_connected", "cts_meeting_norms", "cts_equipped"}
+
+
 def national_overview(regions: dict[str, str]) -> db.Dashboard:
     pct = _thresholds((None, "red"), (0.5, "orange"), (0.8, "green"))
     d = _base(UIDS["national"], "ctfleet — Vue nationale",
               "Programme KPIs per lot and region (recording rules of monitors/rules/kpi.rules.yml), CTs down, worst CTs.")
     d = d.with_row(db.Row("Indicateurs du programme, par lot"))
     d = d.with_panel(kpi_stat("CT suivies", [("ctfleet:cts:count_by_lot", "Lot {{lot}}"), ("ctfleet:cts:count", "Total")], span=4))
-    for kpi, title in (("cts_connected", "Connectées"), ("cts_meeting_norms", "Conformes aux normes"), ("cts_equipped", "Équipées")):
+    for kpi, title in OUTCOME_KPIS:
         d = d.with_panel(kpi_stat(title, [(f"ctfleet:{kpi}:count_by_lot / ctfleet:cts:count_by_lot", "Lot {{lot}}"),
                                           (f"ctfleet:{kpi}:count / ctfleet:cts:count", "Total")],
-                                  unit="percentunit", span=5, thresholds=pct))
+                                  unit="percentunit", span=4, thresholds=pct if kpi in GOOD else None))
     d = d.with_panel(kpi_stat("Couverture des contrôles", [("ctfleet:ct_coverage:avg_by_lot", "Lot {{lot}}"), ("ctfleet:ct_coverage:avg", "Total")],
                               unit="percentunit", span=5, thresholds=pct,
                               description="Share of applicable controls with a known result: read 'meeting norms' beside it."))
 
     d = d.with_row(db.Row("Par région"))
     rename = {"region": "Région", "Value #A": "CT", "Value #B": "Connectées", "Value #C": "Conformes", "Value #D": "Équipées",
-              "Value #E": "Couverture"}
+              "Value #E": "Couverture", "Value #F": "En échec", "Value #G": "Non évaluées", "Value #H": "Avec dérogations"}
     reg_table = _join_table("KPI par région", [
         q("ctfleet:cts:count_by_region", ref="A", instant=True, table_format=True),
         q("ctfleet:cts_connected:count_by_region", ref="B", instant=True, table_format=True),
         q("ctfleet:cts_meeting_norms:count_by_region", ref="C", instant=True, table_format=True),
+        q("ctfleet:cts_failing:count_by_region", ref="F", instant=True, table_format=True),
+        q("ctfleet:cts_not_assessed:count_by_region", ref="G", instant=True, table_format=True),
+        q("ctfleet:cts_with_waivers:count_by_region", ref="H", instant=True, table_format=True),
         q("ctfleet:cts_equipped:count_by_region", ref="D", instant=True, table_format=True),
         q("ctfleet:ct_coverage:avg_by_region", ref="E", instant=True, table_format=True),
     ], by="region", rename=rename, span=14, height=12)
@@ -193,9 +203,9 @@ def region_view(regions: dict[str, str]) -> db.Dashboard:
     d = d.with_row(db.Row("Synthèse"))
     pct = _thresholds((None, "red"), (0.5, "orange"), (0.8, "green"))
     d = d.with_panel(kpi_stat("CT", [(f"ctfleet:cts:count_by_region{{{r}}}", "CT")], span=4))
-    for kpi, title in (("cts_connected", "Connectées"), ("cts_meeting_norms", "Conformes aux normes"), ("cts_equipped", "Équipées")):
+    for kpi, title in OUTCOME_KPIS:
         d = d.with_panel(kpi_stat(title, [(f"ctfleet:{kpi}:count_by_region{{{r}}} / ctfleet:cts:count_by_region{{{r}}}", title)],
-                                  unit="percentunit", span=5, thresholds=pct))
+                                  unit="percentunit", span=4, thresholds=pct if kpi in GOOD else None))
     d = d.with_panel(kpi_stat("Couverture", [(f"ctfleet:ct_coverage:avg_by_region{{{r}}}", "Couverture")], unit="percentunit", span=5,
                               thresholds=pct))
 

@@ -66,3 +66,17 @@ class ResultsStore:
 
     def latest(self) -> dict[tuple, ControlResult]:
         return latest(self.iter_results())
+
+
+def open_store(spec: str | Path):
+    """The results store a configuration names: a database URL (``postgresql://...``,
+    ``sqlite:///...``) or a ``*.db`` file opens the results database (migrated to the
+    current schema); any other path is the JSONL file store directory."""
+    text = str(spec)
+    if "://" in text or text.endswith((".db", ".sqlite")):
+        from ctfleet.results.db import SqlStore
+
+        store = SqlStore(text)
+        store.migrate()
+        return store
+    return ResultsStore(Path(text))

@@ -86,6 +86,9 @@ def build(request: RolloutRequest, paths: RolloutPaths, *, run_id: str,
         "CTFLEET_ROOT": str(paths.root),
         **tuning_env(request.tuning, paths.runs / "facts", mitogen_strategy_dir),
     }
+    if paths.profile is not None:
+        # the inventory script reads the same profile: a regional run sees only its region's fleet
+        env["CTFLEET_PROFILE"] = str(paths.profile)
     if request.private_key:
         env["ANSIBLE_PRIVATE_KEY_FILE"] = request.private_key
     if request.control_path_dir:

@@ -115,8 +115,9 @@ class RolloutPaths(_Strict):
     inventory: Path
     runs: Path  # ansible-runner private data dirs and artifacts (rotated)
     results: Path  # the shared results store
+    profile: Path | None = None  # the ctfleet profile: handed to the inventory script (CTFLEET_PROFILE)
 
     @classmethod
-    def of(cls, root: Path, results: Path) -> "RolloutPaths":
+    def of(cls, root: Path, results: Path, profile: Path | str | None = None) -> "RolloutPaths":
         return cls(root=root, playbooks=root / "playbooks", inventory=root / "inventory" / "ctfleet_inventory.py",
-                   runs=root / "var" / "rollout", results=results)
+                   runs=root / "var" / "rollout", results=results, profile=Path(profile) if profile else None)

@@ -13,7 +13,14 @@ Type tokens::
     ctfleet:tier:GroupingHosting   an ECI/GCT grouping's tenant
     ctfleet:tier:SdlHosting        an SDL's tenant (commune with arrondissements)
     ctfleet:hosting:Tenant         one tenant (namespace, quota, limits, network policies, RBAC)
-    ctfleet:system:App             one system workload (collector, Prometheus, apt-cacher-ng)
+    ctfleet:system:Workload        one system workload (collector, Prometheus, apt-cacher-ng); was ctfleet:system:App
+
+Data safety (see :mod:`ctfleet.stacks.safety`): Namespaces and PersistentVolumeClaims are
+declared with ``protect`` (the engine refuses to delete or replace them) unless the stack's
+config sets ``allowDestructiveChanges``, and always with ``retain_on_delete`` (an allowed
+removal leaves the object in the cluster for an administrator). A component whose type
+token or name changes keeps its former ones as aliases (:data:`FORMER_TYPES`), so a rename
+never replaces the objects under it.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from ctfleet.stacks.manifests import Manifest, app_objects, cluster_role, tenant_objects
+from ctfleet.stacks.manifests import Manifest, app_objects, cluster_role, render, tenant_objects
 from ctfleet.stacks.names import label
 from ctfleet.stacks.plan import AppPlan, StackPlan, TenantPlan
+from ctfleet.stacks.safety import DATA_KINDS, data_inventory
 
 _RESOURCE_CLASSES = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
@@ -41,6 +49,23 @@ _RESOURCE_CLASSES = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
 }
+
+
+# Type tokens components had before: their URNs stay the same resources (pulumi aliases).
+FORMER_TYPES: dict[str, tuple[str, ...]] = {
+    "ctfleet:system:Workload": ("ctfleet:system:App",),
+}
+
+
+def _aliases(type_token: str) -> list[pulumi.Alias]:
+    return [pulumi.Alias(type_=old) for old in FORMER_TYPES.get(type_token, ())]
+
+
+def data_options(obj: Manifest, opts: pulumi.ResourceOptions, allow_destructive: bool) -> pulumi.ResourceOptions:
+    """``opts``, plus protect and retain_on_delete for the objects that hold data."""
+    if obj["kind"] not in DATA_KINDS:
+        return opts
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=not allow_destructive, retain_on_delete=True))
 
 
 def _snake(key: str) -> str:
@@ -65,13 +90,15 @@ class Tenant(pulumi.ComponentResource):
 
     namespace: pulumi.Output[str]
 
-    def __init__(self, plan: TenantPlan, role: str, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, plan: TenantPlan, role: str, opts: Optional[pulumi.ResourceOptions] = None,
+                 allow_destructive: bool = False):
         super().__init__("ctfleet:hosting:Tenant", plan.namespace, None, opts)
         objs = tenant_objects(plan, role)
-        ns = declare(objs[0], plan.namespace, pulumi.ResourceOptions(parent=self))
+        ns = declare(objs[0], plan.namespace, data_options(objs[0], pulumi.ResourceOptions(parent=self), allow_destructive))
         inside = pulumi.ResourceOptions(parent=self, depends_on=[ns])
         for obj in objs[1:]:
-            declare(obj, f"{plan.namespace}-{obj['kind'].lower()}-{obj['metadata']['name']}", inside)
+            declare(obj, f"{plan.namespace}-{obj['kind'].lower()}-{obj['metadata']['name']}",
+                    data_options(obj, inside, allow_destructive))
         # the name as the provider reports it (a dependency on the namespace), else the planned one
         self.namespace = ns.metadata.apply(
             lambda md: (md.get("name") if isinstance(md, dict) else getattr(md, "name", None)) or plan.namespace)
@@ -81,13 +108,16 @@ class Tenant(pulumi.ComponentResource):
 class SystemApp(pulumi.ComponentResource):
     """A system workload: ServiceAccount, ConfigMap, Service, optional PVC, Deployment."""
 
+    TYPE = "ctfleet:system:Workload"
+
     def __init__(self, plan: AppPlan, stack_labels: dict[str, str], depends_on: list[pulumi.Resource],
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 opts: Optional[pulumi.ResourceOptions] = None, allow_destructive: bool = False):
         name = f"{plan.namespace}-{plan.name}"
-        super().__init__("ctfleet:system:App", name, None, opts)
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=_aliases(self.TYPE)))
+        super().__init__(self.TYPE, name, None, opts)
         inside = pulumi.ResourceOptions(parent=self, depends_on=depends_on)
         for obj in app_objects(plan, stack_labels):
-            declare(obj, f"{name}-{obj['kind'].lower()}", inside)
+            declare(obj, f"{name}-{obj['kind'].lower()}", data_options(obj, inside, allow_destructive))
         self.register_outputs({"image": plan.image})
 
 
@@ -108,18 +138,18 @@ class _Cloud(pulumi.ComponentResource):
         stack_labels = {label("stack"): plan.ref.name}
         role = declare(cluster_role(plan.cluster_role, stack_labels), plan.cluster_role, pulumi.ResourceOptions(parent=self))
         tenant_opts = pulumi.ResourceOptions(parent=self, depends_on=[role])
-        self.tenants = {t.namespace: Tenant(t, plan.cluster_role, tenant_opts) for t in plan.tenants}
+        allow = plan.config.allowDestructiveChanges
+        self.tenants = {t.namespace: Tenant(t, plan.cluster_role, tenant_opts, allow) for t in plan.tenants}
         for app in plan.apps:
-            SystemApp(app, stack_labels, [self.tenants[app.namespace]], pulumi.ResourceOptions(parent=self))
-        total = {"cpu": 0.0, "memoryGiB": 0.0, "storageGiB": 0.0, "pods": 0}
-        for t in plan.tenants:
-            total = {"cpu": total["cpu"] + t.quota.cpu, "memoryGiB": total["memoryGiB"] + t.quota.memory_gib,
-                     "storageGiB": total["storageGiB"] + t.quota.storage_gib, "pods": total["pods"] + t.quota.pods}
+            SystemApp(app, stack_labels, [self.tenants[app.namespace]], pulumi.ResourceOptions(parent=self), allow)
+        q = plan.quota_total()
+        total = {"cpu": q.cpu, "memoryGiB": q.memory_gib, "storageGiB": q.storage_gib, "pods": q.pods}
         self.tenant_namespaces = pulumi.Output.all(*[t.namespace for t in self.tenants.values()])
         self.tenant_count = pulumi.Output.from_input(len(plan.tenants))
         self.quota_total = pulumi.Output.from_input(total)
+        self.data_inventory = pulumi.Output.from_input(data_inventory(render(plan)))
         self.register_outputs({"tenantNamespaces": self.tenant_namespaces, "tenantCount": self.tenant_count,
-                               "quotaTotal": self.quota_total})
+                               "quotaTotal": self.quota_total, "dataInventory": self.data_inventory})
 
 
 class NationalCloud(_Cloud):

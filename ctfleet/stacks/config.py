@@ -22,6 +22,7 @@ before any resource is declared::
       ctfleet:siteCidrs: [10.4.0.0/16]        # sdr: commune networks (collector targets, package-cache clients)
       ctfleet:federationCidrs: [10.0.0.0/24]  # sdr: who may scrape /federate; national: where the regions are
       ctfleet:federate: {rabat-sale-kenitra: "10.4.255.10:9090"}   # national: regional Prometheus endpoints
+      ctfleet:platformCidrs: [10.0.1.0/24]    # sdr/eci/sdl: the national cloud's ingress (tenants' HTTPS egress)
       ctfleet:storageClass: standard          # optional
       ctfleet:prometheusRetention: 30d
       ctfleet:development: false              # true: a test cluster (localhost registries allowed)
@@ -100,6 +101,7 @@ class StackConfig(_Strict):
     siteCidrs: list[str] = []
     federationCidrs: list[str] = []
     federate: dict[str, str] = {}
+    platformCidrs: list[str] = []  # where tenants reach the national platforms (HTTPS egress allow-list)
     storageClass: str | None = None
     prometheusRetention: str = Field(default="30d", pattern=r"^[0-9]+[hdwy]$")
     development: bool = False  # a test cluster: images may come from a localhost registry
@@ -315,7 +317,7 @@ def _check_images(cfg: StackConfig, bad: Bad) -> None:
             bad(("images", name), f"{value!r} is not an image reference with an explicit tag", IMAGE_VALID)
         elif LOCAL_REGISTRY.match(value) and not cfg.development:
             bad(("images", name), f"{value!r} is on a registry only this machine can reach; the cluster's nodes cannot pull it",
-                "the registry your team pushes to (infra/images/README.md), or ctfleet:development: true for a test cluster")
+                "the registry your team pushes to (infra/README.md, Images), or ctfleet:development: true for a test cluster")
 
 
 def _check_groups_and_networks(cfg: StackConfig, bad: Bad) -> None:
@@ -329,7 +331,7 @@ def _check_groups_and_networks(cfg: StackConfig, bad: Bad) -> None:
                 one_of("{" + p + "}" for p in sorted(PLACEHOLDERS)))
     if not is_dns_label(cfg.ingressNamespace):
         bad(("ingressNamespace",), f"{cfg.ingressNamespace!r} is not a namespace name", "a DNS-1123 label, e.g. ingress-nginx")
-    for key in ("siteCidrs", "federationCidrs"):
+    for key in ("siteCidrs", "federationCidrs", "platformCidrs"):
         for i, cidr in enumerate(getattr(cfg, key)):
             try:
                 ipaddress.ip_network(cidr, strict=True)

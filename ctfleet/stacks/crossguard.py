@@ -113,7 +113,8 @@ def policies(oracle_factory: Callable[[], Oracle]) -> list:
             obj = resource_manifest(args.resource_type, args.props)
             if obj is None:
                 return
-            _report(check_resource(obj, oracle()), pid, report_violation, {_urn_key(obj): args.urn})
+            protected = bool(args.opts.protect) if args.opts is not None else None
+            _report(check_resource(obj, oracle(), protected), pid, report_violation, {_urn_key(obj): args.urn})
         return validate
 
     def stack(pid: str) -> Callable:

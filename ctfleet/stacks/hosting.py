@@ -10,6 +10,7 @@ Quantities follow Kubernetes: cores (``1.5`` -> ``1500m``), GiB (``64`` -> ``64G
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,10 +149,40 @@ class Apps(_Strict):
     nationalPrometheus: AppSpec
 
 
+class TenantObjects(_Strict):
+    """Object quotas every tenant gets besides its norm's capacity, scaled by its pod quota.
+
+    Capsule-style: Services by type (LoadBalancer and NodePort: none, publish through the
+    ingress), volume claims, ephemeral storage, ConfigMaps and Secrets.
+    """
+
+    ephemeralGiBPerPod: float = Field(default=2, gt=0)
+    volumeClaimsPerPod: float = Field(default=0.25, gt=0)
+    servicesPerPod: float = Field(default=0.5, gt=0)
+    configMapsPerPod: float = Field(default=1, gt=0)
+    secretsPerPod: float = Field(default=1, gt=0)
+    loadBalancers: int = Field(default=0, ge=0)
+    nodePorts: int = Field(default=0, ge=0)
+
+    def hard(self, pods: int) -> dict[str, str]:
+        """``spec.hard`` entries for a tenant of ``pods`` pods (each count at least 1; the
+        namespace's own ``kube-root-ca.crt`` ConfigMap counts too, hence the +1)."""
+        def n(ratio: float, extra: int = 0) -> str:
+            return str(max(1, math.ceil(pods * ratio)) + extra)
+        eph = gib_quantity(pods * self.ephemeralGiBPerPod)
+        return {
+            "requests.ephemeral-storage": eph, "limits.ephemeral-storage": eph,
+            "persistentvolumeclaims": n(self.volumeClaimsPerPod), "services": n(self.servicesPerPod),
+            "services.loadbalancers": str(self.loadBalancers), "services.nodeports": str(self.nodePorts),
+            "count/configmaps": n(self.configMapsPerPod, 1), "count/secrets": n(self.secretsPerPod),
+        }
+
+
 class HostingCatalogue(_Strict):
     platforms: list[PlatformSpec] = Field(min_length=1)
     system: SystemTenants
     apps: Apps
+    tenantObjects: TenantObjects = TenantObjects()
 
     def platform(self, slug: str) -> PlatformSpec | None:
         return next((p for p in self.platforms if p.slug == slug), None)

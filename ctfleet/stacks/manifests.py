@@ -16,7 +16,7 @@ import hashlib
 from typing import Any
 
 from ctfleet.stacks.hosting import cpu_quantity, gib_quantity
-from ctfleet.stacks.names import label
+from ctfleet.stacks.names import DESTRUCTIVE_ALLOWED, label
 from ctfleet.stacks.plan import NAME, RUN_AS, AppPlan, Flow, Peer, StackPlan, TenantPlan
 
 Manifest = dict[str, Any]
@@ -78,7 +78,7 @@ def tenant_objects(t: TenantPlan, role: str) -> list[Manifest]:
         {"apiVersion": "v1", "kind": "Namespace",
          "metadata": {"name": ns, "labels": dict(t.labels), "annotations": dict(t.annotations)}},
         {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": _md(QUOTA, ns, owned),
-         "spec": {"hard": t.quota.hard()}},
+         "spec": {"hard": t.quota.hard() | t.objects}},
         {"apiVersion": "v1", "kind": "LimitRange", "metadata": _md(LIMITS, ns, owned), "spec": {"limits": _limits(t)}},
     ]
     if t.default_deny:
@@ -108,6 +108,8 @@ def _limits(t: TenantPlan) -> list[dict]:
     """
     q = t.quota
     share = {"cpu": f"{max(1, int(q.cpu * 1000 // q.pods))}m", "memory": f"{max(1, int(q.memory_gib * 1024 // q.pods))}Mi"}
+    if t.ephemeral_gib_per_pod:
+        share["ephemeral-storage"] = gib_quantity(t.ephemeral_gib_per_pod)
     container = {
         "type": "Container",
         "default": dict(share),
@@ -191,7 +193,9 @@ def app_objects(a: AppPlan, stack_labels: dict[str, str]) -> list[Manifest]:
         pvc: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": gib_quantity(a.spec.dataGiB)}}}
         if a.storage_class:
             pvc["storageClassName"] = a.storage_class
-        objs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _md(f"{a.name}-data", ns, labels), "spec": pvc})
+        annotations = {DESTRUCTIVE_ALLOWED: "true"} if a.allow_destructive else None
+        objs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _md(f"{a.name}-data", ns, labels, annotations),
+                     "spec": pvc})
         mounts.append({"name": "data", "mountPath": a.data_mount})
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": f"{a.name}-data"}})
     container: dict[str, Any] = {

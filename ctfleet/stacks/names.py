@@ -23,7 +23,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ctfleet.core.models import code_slug
+from ctfleet.core.conventions import ct_namespace, grouping_namespace  # noqa: F401 (shared names, re-exported)
+from ctfleet.core.hosting import tenant_home  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from ctfleet.core.registry import Registry
@@ -64,14 +65,6 @@ def sdl_stack(commune_name_fr: str) -> str:
     return f"sdl-{ascii_slug(commune_name_fr)}"
 
 
-def ct_namespace(ct_code: str) -> str:
-    return f"ct-{code_slug(ct_code)}"
-
-
-def grouping_namespace(grouping_code: str) -> str:
-    return grouping_code.lower()
-
-
 def platform_namespace(platform_slug: str) -> str:
     return f"nat-{platform_slug}"
 
@@ -79,6 +72,11 @@ def platform_namespace(platform_slug: str) -> str:
 def label(name: str) -> str:
     """A ctfleet label key: ``ctfleet.ma/<name>``."""
     return f"{LABEL_PREFIX}/{name}"
+
+
+#: The annotation on a tenant's Namespace and a workload's PVC when the stack's config allows
+#: this update to delete or replace them (``ctfleet:allowDestructiveChanges: true``).
+DESTRUCTIVE_ALLOWED = label("destructive-changes-allowed")
 
 
 def is_dns_label(name: str) -> bool:
@@ -94,6 +92,11 @@ def is_label_key(key: str) -> bool:
     if prefix and (len(prefix) > 253 or not all(is_dns_label(p) for p in prefix.split("."))):
         return False
     return 0 < len(name) <= 63 and bool(LABEL_NAME.match(name))
+
+
+# ------------------------------------------------------------------ one home per tenant
+# tenant_home lives in the core (ctfleet.core.hosting), so the monitors can count what
+# the stacks declare without importing the stacks; re-exported here for the stacks.
 
 
 # ------------------------------------------------------------------ the stacks of the registry
@@ -124,7 +127,7 @@ def stack_index(registry: "Registry") -> dict[str, StackRef]:
         refs.append(StackRef(region_stack(r.name_fr), "sdr", code, f"SDR cloud of {r.name_fr} (region {code})"))
     for code in sorted(registry.groupings):
         g = registry.groupings[code]
-        if any(Tier.ECI in registry.cts[m].tiers for m in g.members if m in registry.cts):
+        if any(tenant_home(registry.cts[m]) == "eci" for m in g.members if m in registry.cts):
             refs.append(StackRef(grouping_stack(code), "eci", code, f"{g.kind.upper()} {g.name} ({code})"))
     for ct in sorted(registry.cts.values(), key=lambda c: c.code):
         if Tier.SDL in ct.tiers:
@@ -135,3 +138,16 @@ def stack_index(registry: "Registry") -> dict[str, StackRef]:
             raise ValueError(f"two hosting units share the stack name {ref.name!r}: {out[ref.name].title} and {ref.title}")
         out[ref.name] = ref
     return out
+
+
+def check_namespaces(registry: "Registry") -> None:
+    """Raise ValueError when two CTs or groupings would share a Kubernetes namespace, or one is not a DNS label."""
+    owner: dict[str, str] = {}
+    names = [(ct_namespace(c), f"CT {c}") for c in sorted(registry.cts)]
+    names += [(grouping_namespace(g), f"grouping {g}") for g in sorted(registry.groupings)]
+    for name, what in names:
+        if not is_dns_label(name):
+            raise ValueError(f"{what} gives the namespace {name!r}, which is not a DNS label")
+        if name in owner:
+            raise ValueError(f"two hosting units share the namespace {name!r}: {owner[name]} and {what}")
+        owner[name] = what

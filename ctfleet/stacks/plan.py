@@ -15,22 +15,27 @@ Which tenants each tier hosts:
 - sdr: one per CT of the region hosted by its SDR + the region's monitoring and package cache
 - eci: one for the grouping, sized by the sum of its hosted members' norms
 - sdl: one for the commune with arrondissements, sized by its norm
+
+Each CT's tenant lives in exactly one stack, the one :func:`~ctfleet.stacks.names.tenant_home`
+names (SDL, else its grouping's ECI/GCT, else its region's SDR).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ruamel.yaml import YAML
 
 from ctfleet.core.conventions import COLLECTOR_JOB, COLLECTOR_PORT, QUOTA_CONTROLS
-from ctfleet.core.models import CT, Tier
+from ctfleet.core.models import CT
 from ctfleet.core.norms import NormSet, Resolved
 from ctfleet.core.registry import Registry
 from ctfleet.stacks.config import StackConfig
+from ctfleet.stacks.schema import K8S_VERSION
 from ctfleet.stacks.hosting import AppSpec, HostingCatalogue, Quota, QuotaSpec
 from ctfleet.stacks.names import (
+    DESTRUCTIVE_ALLOWED,
     MONITORING_NAMESPACE,
     PKGCACHE_NAMESPACE,
     StackRef,
@@ -40,6 +45,7 @@ from ctfleet.stacks.names import (
     label,
     platform_namespace,
     region_stack,
+    tenant_home,
 )
 
 Kind = Literal["ct", "grouping", "platform", "system"]
@@ -115,6 +121,8 @@ class TenantPlan:
     flows: tuple[Flow, ...]
     operator_groups: tuple[str, ...]
     members: tuple[str, ...] = ()  # CT codes the tenant serves
+    objects: dict[str, str] = field(default_factory=dict)  # object quotas (infra/hosting.yaml tenantObjects), spec.hard entries
+    ephemeral_gib_per_pod: float = 0.0  # the LimitRange default, so pods fit the ephemeral-storage quota
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,7 @@ class AppPlan:
     storage_class: str | None = None
     sysctls: tuple[tuple[str, str], ...] = ()  # namespaced "safe" sysctls only (allowed under PSA restricted)
     env_from_secret: str | None = None  # an optional Secret whose keys become environment variables
+    allow_destructive: bool = False  # the stack's config lets this update replace the volume
 
 
 @dataclass
@@ -153,6 +162,10 @@ class StackPlan:
 
     def tenant(self, namespace: str) -> TenantPlan:
         return next(t for t in self.tenants if t.namespace == namespace)
+
+    def quota_total(self) -> Quota:
+        """The capacity the stack hands out: the sum of its tenants' quotas."""
+        return sum((t.quota for t in self.tenants), Quota(0, 0, 0, 0))
 
 
 # ------------------------------------------------------------------ capacity from the norms
@@ -193,6 +206,10 @@ def _pods(**labels: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(labels.items()))
 
 
+# A tenant's own pods talk to each other (an application and its database), nothing more.
+SAME_NAMESPACE = (Flow("same-namespace-in", "ingress", (Peer(),), "the tenant's pods reach each other"),
+                  Flow("same-namespace-out", "egress", (Peer(),), "the tenant's pods reach each other"))
+
 DNS = Flow("dns", "egress", (Peer(namespace="kube-system", pods=_pods(**{"k8s-app": "kube-dns"})),),
            "name resolution through the cluster DNS", ports=(("UDP", 53), ("TCP", 53)))
 
@@ -216,19 +233,39 @@ def _cidr_peers(cidrs: list[str]) -> tuple[Peer, ...]:
     return tuple(Peer(cidr=c) for c in cidrs)
 
 
+def tenant_flows(cfg: StackConfig, *extra: Flow) -> tuple[Flow, ...]:
+    """A hosted tenant's flows: its own pods, DNS, the ingress, then the tier's services
+    (``extra``) and the national platforms over HTTPS when the config says where they are."""
+    flows = [*SAME_NAMESPACE, DNS, _from_ingress(cfg), *extra]
+    if cfg.platformCidrs:
+        flows.append(Flow("to-national-platforms", "egress", _cidr_peers(cfg.platformCidrs),
+                          "the shared national platforms (Rokhas, Watiqa, ...) through the national cloud's ingress",
+                          ports=(("TCP", 443),)))
+    return tuple(flows)
+
+
 # ------------------------------------------------------------------ tenants
 def _groups(cfg: StackConfig, namespace: str, stack: str) -> tuple[str, ...]:
     return tuple(g.replace("{namespace}", namespace).replace("{stack}", stack) for g in cfg.operatorGroups)
 
 
 def _base_labels(ref: StackRef, kind: Kind, psa: str) -> dict[str, str]:
+    # Pod Security pinned to the Kubernetes version the objects are validated against, so a
+    # cluster upgrade does not tighten (or loosen) the rules under running tenants unseen.
+    version = f"v{K8S_VERSION}"
     return {
         label("stack"): ref.name,
         label("tier"): ref.tier,
         label("kind"): kind,
+        "app.kubernetes.io/managed-by": "pulumi",
+        "app.kubernetes.io/part-of": "ctfleet",
+        "app.kubernetes.io/component": "tenant" if kind != "system" else "system",
         f"{PSA}/enforce": psa,
+        f"{PSA}/enforce-version": version,
         f"{PSA}/audit": psa,
+        f"{PSA}/audit-version": version,
         f"{PSA}/warn": psa,
+        f"{PSA}/warn-version": version,
     }
 
 
@@ -263,7 +300,17 @@ def plan_stack(ref: StackRef, cfg: StackConfig, registry: Registry, norms: NormS
                rules: dict[str, str] | None = None) -> StackPlan:
     """Everything ``ref``'s stack declares. ``rules``: Prometheus rule files by name (regional only)."""
     planner = {"national": _plan_national, "sdr": _plan_regional, "eci": _plan_grouping, "sdl": _plan_sdl}[ref.tier]
-    return planner(ref, cfg, registry, norms, hosting, rules or {})
+    plan = planner(ref, cfg, registry, norms, hosting, rules or {})
+    objects = hosting.tenantObjects
+    plan.tenants = [replace(t, objects=objects.hard(t.quota.pods), ephemeral_gib_per_pod=objects.ephemeralGiBPerPod)
+                    for t in plan.tenants]
+    if cfg.allowDestructiveChanges:
+        # said on the objects themselves, so the policy pack sees why they are not protected
+        plan.tenants = [replace(t, annotations=t.annotations | {DESTRUCTIVE_ALLOWED: "true"}) for t in plan.tenants]
+        plan.apps = [replace(a, allow_destructive=True) for a in plan.apps]
+        plan.notes.append("ctfleet:allowDestructiveChanges is true: namespaces and volumes are not protected for this update; "
+                          "set it back to false afterwards")
+    return plan
 
 
 def _plan_national(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting: HostingCatalogue, rules) -> StackPlan:
@@ -275,7 +322,7 @@ def _plan_national(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
         source = f"infra/hosting.yaml (platforms: {p.slug})"
         tenants.append(TenantPlan(ns, "platform", p.name, labels,
                                   {label("name"): p.name, label("purpose"): p.purpose, label("quota-source"): source},
-                                  p.quota.quota(), source, psa, deny, (DNS, _from_ingress(cfg), FROM_MONITORING),
+                                  p.quota.quota(), source, psa, deny, (*SAME_NAMESPACE, DNS, _from_ingress(cfg), FROM_MONITORING),
                                   _groups(cfg, ns, ref.name)))
     prom = _pods(**{NAME: "prometheus"})
     mon_flows = [DNS, _from_ingress(cfg, PROMETHEUS_PORT, prom),
@@ -310,8 +357,8 @@ def _plan_national(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
 
 def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting: HostingCatalogue, rules) -> StackPlan:
     region = ref.unit
-    cts = sorted((ct for ct in registry.cts.values() if ct.region_code == region and Tier.SDR in ct.tiers), key=lambda c: c.code)
-    flows = (DNS, _from_ingress(cfg), FROM_MONITORING, TO_PKGCACHE)
+    cts = sorted((ct for ct in registry.cts.values() if ct.region_code == region and tenant_home(ct) == "sdr"), key=lambda c: c.code)
+    flows = tenant_flows(cfg, FROM_MONITORING, TO_PKGCACHE)
     tenants = [ct_tenant(ref, cfg, ct, norms, flows) for ct in cts]
 
     prom, coll, acng = (_pods(**{NAME: n}) for n in ("prometheus", "collector", "apt-cacher-ng"))
@@ -371,7 +418,7 @@ def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
         prom_config["rule_files"] = [f"/etc/prometheus/{name}" for name in rule_files]
     apps = [
         AppPlan("collector", MONITORING_NAMESPACE, cfg.image("collector"), COLLECTOR_PORT, hosting.apps.collector,
-                {"collector.yaml": _yaml(collector_config)}, "/etc/ctfleet",
+                {"collector.yaml": yaml_text(collector_config)}, "/etc/ctfleet",
                 args=("--config", "/etc/ctfleet/collector.yaml"),
                 # SNMP credentials (env:CTFLEET_SNMP_<region> references), from a Secret the SDR
                 # team creates out of band, so no credential passes through Pulumi state
@@ -396,10 +443,8 @@ def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
 
 def _plan_grouping(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting, rules) -> StackPlan:
     g = registry.groupings[ref.unit]
-    members = [registry.cts[m] for m in g.members if m in registry.cts and Tier.ECI in registry.cts[m].tiers]
-    quota = Quota(0, 0, 0, 0)
-    for ct in members:
-        quota = quota + norm_quota(norms, ct)[0]
+    members = [registry.cts[m] for m in g.members if m in registry.cts and tenant_home(registry.cts[m]) == "eci"]
+    quota = sum((norm_quota(norms, ct)[0] for ct in members), Quota(0, 0, 0, 0))
     sources = sorted({norm_quota(norms, ct)[1] for ct in members})
     psa_deny = {_security(norms, ct) for ct in members}
     # the strictest member wins: one namespace cannot be less strict than any CT it serves
@@ -411,7 +456,7 @@ def _plan_grouping(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
     annotations = {label("name"): g.name, label("members"): ",".join(ct.code for ct in members),
                    label("quota-source"): source}
     tenant = TenantPlan(ns, "grouping", g.name, labels, annotations, quota, source, psa, deny,
-                        (DNS, _from_ingress(cfg)), _groups(cfg, ns, ref.name), tuple(ct.code for ct in members))
+                        tenant_flows(cfg), _groups(cfg, ns, ref.name), tuple(ct.code for ct in members))
     notes = [f"grouping {g.code} is illustrative (inventory/groupings.yaml): not a real membership"] if g.illustrative else []
     return StackPlan(ref, cfg, [tenant], [], notes)
 
@@ -419,7 +464,7 @@ def _plan_grouping(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
 def _plan_sdl(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting, rules) -> StackPlan:
     ct = registry.cts[ref.unit]
     arr = ",".join(ct.arrondissements)
-    tenant = ct_tenant(ref, cfg, ct, norms, (DNS, _from_ingress(cfg)), {label("arrondissements"): arr})
+    tenant = ct_tenant(ref, cfg, ct, norms, tenant_flows(cfg), {label("arrondissements"): arr})
     return StackPlan(ref, cfg, [tenant], [], [])
 
 
@@ -439,14 +484,14 @@ PassThroughPattern: .*:443$
 
 def _prometheus_app(name: str, cfg: StackConfig, spec: AppSpec, prom_config: dict, rule_files: dict[str, str]) -> AppPlan:
     return AppPlan(name, MONITORING_NAMESPACE, cfg.image("prometheus"), PROMETHEUS_PORT, spec,
-                   {"prometheus.yml": _yaml(prom_config)} | rule_files, "/etc/prometheus",
+                   {"prometheus.yml": yaml_text(prom_config)} | rule_files, "/etc/prometheus",
                    args=("--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",
                          f"--storage.tsdb.retention.time={cfg.prometheusRetention}"),
                    data_mount="/prometheus", probe={"httpGet": {"path": "/-/ready", "port": "http"}},
                    storage_class=cfg.storageClass)
 
 
-def _yaml(data: Any) -> str:
+def yaml_text(data: Any) -> str:
     import io
 
     y = YAML(typ="safe", pure=True)

@@ -10,8 +10,8 @@ pack in ``infra/policy/``) a real preview or update. Each policy has an id and a
     tenant-labels          a tenant namespace carries the required labels, valid, and Pod Security at the norm (HST-5)
     no-allow-all           no NetworkPolicy rule opens all peers on all ports
     no-privileged-pods     no pod is privileged, on the host's network/PID/IPC, root, or able to escalate
-    no-destructive-change  no object the program marked as destructive (a replaced volume, a removed tenant)
-                           unless the stack's config allows it (``ctfleet:allowDestructiveChanges``)
+    data-protected         Namespaces and PersistentVolumeClaims are declared with ``protect`` (the engine then
+                           refuses to delete or replace them) unless the stack's config allows destructive changes
 
 - **stack** policies need several objects (a namespace and what is in it)::
 
@@ -37,24 +37,24 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
-from ctfleet.core.models import Tier
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
 from ctfleet.stacks.hosting import HostingCatalogue, Quota, parse_quantity
-from ctfleet.stacks.names import is_label_key, is_label_value, label
+from ctfleet.stacks.names import DESTRUCTIVE_ALLOWED, is_label_key, is_label_value, label, tenant_home
 
 POLICIES = {
     "tenant-labels": "tenant namespaces carry the required labels with valid values, and Pod Security Admission at the norm's level (HST-5)",
     "no-allow-all": "no NetworkPolicy rule allows all peers on all ports",
     "no-privileged-pods": "no pod is privileged, uses the host's network, PID or IPC namespaces or paths, runs as root or can escalate",
-    "no-destructive-change": "no object is replaced or removed with its data (a volume, a tenant) unless the stack config allows it",
+    "data-protected": "namespaces and volume claims are protected (never deleted or replaced with their data) unless the stack "
+                      "config allows destructive changes",
     "tenant-quota": "every tenant namespace has a ResourceQuota capping cpu, memory, storage, pods, Service types, volume claims "
                     "and ephemeral storage, with LimitRange defaults that let it reach its pod quota",
     "tenant-default-deny": "every tenant namespace has a default-deny NetworkPolicy for ingress and egress (HST-6)",
     "quota-within-norm": "each tenant's quota is within its norm (HST-1..HST-4)",
 }
 #: Which policies judge one object (resource policies) and which need the whole stack.
-RESOURCE_POLICIES = ("tenant-labels", "no-allow-all", "no-privileged-pods", "no-destructive-change")
+RESOURCE_POLICIES = ("tenant-labels", "no-allow-all", "no-privileged-pods", "data-protected")
 STACK_POLICIES = ("tenant-quota", "tenant-default-deny", "quota-within-norm")
 
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
@@ -66,7 +66,8 @@ REQUIRED_LABELS = {
     "system": [label("system")],
 }
 QUOTA_KEYS = (("requests.cpu", "limits.cpu", "cpu"), ("requests.memory", "limits.memory", "memory"),
-              ("requests.storage",), ("pods",))
+              ("requests.storage",), ("pods",), ("services.loadbalancers",), ("services.nodeports",),
+              ("persistentvolumeclaims",), ("requests.ephemeral-storage", "limits.ephemeral-storage"))
 POD_KINDS = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"}
 
 
@@ -86,10 +87,6 @@ class _Unknown:
 
 UNKNOWN = _Unknown()
 
-#: The annotation the program puts on an object whose change would destroy data, with why,
-#: and the one saying the stack's config allows it (``ctfleet:allowDestructiveChanges``).
-DESTRUCTIVE = label("destructive-change")
-DESTRUCTIVE_ALLOWED = label("destructive-change-allowed")
 
 
 @dataclass(frozen=True)
@@ -148,7 +145,7 @@ class NormOracle:
             g = self.registry.groupings.get(labels.get(label("grouping"), ""))
             if g is None:
                 return f"grouping {labels.get(label('grouping'))!r} is not in inventory/groupings.yaml"
-            parts = [self._ct(m) for m in g.members if m in self.registry.cts and Tier.ECI in self.registry.cts[m].tiers]
+            parts = [self._ct(m) for m in g.members if m in self.registry.cts and tenant_home(self.registry.cts[m]) == "eci"]
             exps = [p for p in parts if isinstance(p, Expectation)]
             total = Quota(0, 0, 0, 0)
             for e in exps:
@@ -217,8 +214,12 @@ def check_all(objects: Iterable[dict[str, Any]], oracle: Oracle) -> Findings:
     return found
 
 
-def check_resource(obj: dict[str, Any], oracle: Oracle) -> Findings:
-    """The resource policies on one object (what the engine asks before creating or changing it)."""
+def check_resource(obj: dict[str, Any], oracle: Oracle, protected: bool | None = None) -> Findings:
+    """The resource policies on one object (what the engine asks before creating or changing it).
+
+    ``protected``: the resource's ``protect`` option, when known (the engine sends it; plain
+    manifests do not carry it, so ``data-protected`` is only judged through the pack).
+    """
     found = Findings()
     kind = obj.get("kind")
     if kind == "Namespace" and label("stack") in _map(_map(obj.get("metadata")).get("labels")):
@@ -227,7 +228,8 @@ def check_resource(obj: dict[str, Any], oracle: Oracle) -> Findings:
         check_network_policy(obj, found)
     elif kind in POD_KINDS:
         check_pods(obj, found)
-    check_destructive(obj, found)
+    if protected is not None:
+        check_data_protected(obj, protected, found)
     return found
 
 
@@ -492,12 +494,15 @@ def check_pods(obj: dict[str, Any], found: Findings) -> None:
 
 
 # ------------------------------------------------------------------ data safety
-def check_destructive(obj: dict[str, Any], found: Findings) -> None:
-    """Objects the program marked (see :mod:`ctfleet.stacks.safety`) are refused unless allowed."""
+def check_data_protected(obj: dict[str, Any], protected: bool, found: Findings) -> None:
+    """Data-bearing objects must be protected, unless the object says the stack's config allowed it."""
+    if obj.get("kind") not in ("Namespace", "PersistentVolumeClaim") or protected:
+        return
     annotations = _map(_map(obj.get("metadata")).get("annotations"))
-    why = annotations.get(DESTRUCTIVE)
-    if why is UNKNOWN:
-        found.unknown("no-destructive-change", _subject(obj), f"metadata.annotations[{DESTRUCTIVE}]")
-    elif why and annotations.get(DESTRUCTIVE_ALLOWED) != "true":
-        found.bad("no-destructive-change", _subject(obj),
-                  f"{why}; set ctfleet:allowDestructiveChanges: true in the stack config to allow it, after a backup")
+    allowed = annotations.get(DESTRUCTIVE_ALLOWED)
+    if allowed is UNKNOWN:
+        found.unknown("data-protected", _subject(obj), f"metadata.annotations[{DESTRUCTIVE_ALLOWED}]")
+    elif allowed != "true":
+        found.bad("data-protected", _subject(obj),
+                  "is not protected: an update could delete or replace it with its data; declare it with protect, or set "
+                  "ctfleet:allowDestructiveChanges: true in the stack config for this update, after a backup")

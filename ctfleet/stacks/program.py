@@ -128,3 +128,5 @@ def main(inputs: Inputs | None = None) -> None:
     pulumi.export("tenantCount", cloud.tenant_count)
     pulumi.export("quotaTotal", cloud.quota_total)
     pulumi.export("notes", plan.notes)
+    # what `ctfleet stacks plan STACK --deployed` compares the next plan with
+    pulumi.export("dataInventory", cloud.data_inventory)

@@ -29,7 +29,7 @@ def prometheus_config(exporter: str, rule_files: list[str], scrape_interval: str
 
 
 class Prometheus(Service):
-    def __init__(self, workdir: Path, config: dict, port: int | None = None):
+    def __init__(self, workdir: Path, config: dict, port: int | None = None, extra_args: tuple[str, ...] = ()):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -37,7 +37,7 @@ class Prometheus(Service):
         with cfg_path.open("w") as fh:
             YAML(typ="safe").dump(config, fh)
         argv = [require("prometheus", "prometheus"), f"--config.file={cfg_path}", f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle", "--log.level=warn"]
+                f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle", "--log.level=warn", *extra_args]
         super().__init__("prometheus", argv, workdir / "prometheus.log")
 
     def start(self, timeout: float = 30.0) -> "Prometheus":  # type: ignore[override]

@@ -27,7 +27,9 @@ from ctfleet.reports.kpi import KPIS, kpi_rows, national_row
 QueryAt = Callable[[str, float], list[dict]]
 QueryRange = Callable[[str, float, float, float], list[dict]]
 DIMENSIONS = ("lot", "segment", "region")
-SHARES = {"connected": "cts_connected", "meeting_norms": "cts_meeting_norms", "equipped": "cts_equipped"}
+#: The programme table's shares, in its order: connected, then the three outcomes, then equipped.
+SHARES = {"connected": "cts_connected", "meeting_norms": "cts_meeting_norms", "failing": "cts_failing",
+          "not_assessed": "cts_not_assessed", "equipped": "cts_equipped"}
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
@@ -84,8 +86,26 @@ def _shares(num: list[float | None], den: list[float | None]) -> list[float | No
     return [None if n is None or not d else n / d for n, d in zip(num, den)]
 
 
+def waiver_rows(waivers, at: float) -> dict[str, list[dict]]:
+    """Waivers in force at ``at`` and those of them expiring within 30 days (from the
+    reviewed files of ``standards/waivers/``, not from Prometheus)."""
+    from datetime import datetime, timezone
+
+    if waivers is None:
+        return {"in_force": [], "expiring": []}
+    when = datetime.fromtimestamp(at, tz=timezone.utc)
+
+    def row(w) -> dict:
+        return {"ct": w.ct, "device": w.device or "", "control": w.control, "reason": w.reason, "approved_by": w.approved_by,
+                "approved_on": w.approved_on.isoformat(), "reference": w.reference, "expires": w.expires.isoformat(),
+                "expiring": w.expiring(when), "source": w.source}
+
+    in_force = [row(w) for w in waivers.in_force(when)]
+    return {"in_force": in_force, "expiring": [r for r in in_force if r["expiring"]]}
+
+
 def collect(query_at: QueryAt, query_range: QueryRange, names: Names, at: float, range_text: str,
-            range_seconds: int, points: int = 60) -> dict:
+            range_seconds: int, points: int = 60, waivers=None) -> dict:
     q = lambda promql: query_at(promql, at)  # noqa: E731 - every figure at the same instant
     times, step = time_grid(at, range_seconds, points)
     start = times[0]
@@ -119,6 +139,7 @@ def collect(query_at: QueryAt, query_range: QueryRange, names: Names, at: float,
         m = s["metric"]
         failing.setdefault((m.get("control", ""), m.get("severity", "")), []).append(
             {"ct": m.get("ct", ""), "region": m.get("region", ""), "devices": int(float(s["value"][1]))})
+    data["waivers"] = waiver_rows(waivers, at)
     data["failing"] = [
         {"control": cid, "severity": sev, "title": names.controls.get(cid, ("", ""))[0],
          "cts": sorted(cts, key=lambda c: (c["region"], c["ct"]))}

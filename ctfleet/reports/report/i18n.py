@@ -29,6 +29,17 @@ STRINGS: dict[str, dict[str, str]] = {
         "connected": "Connectées",
         "meeting_norms": "Conformes aux normes",
         "equipped": "Équipées",
+        "failing": "En échec",
+        "not_assessed": "Non évaluées",
+        "with_waivers": "Avec dérogations",
+        "waivers_title": "Dérogations en vigueur",
+        "waivers_none": "Aucune dérogation en vigueur.",
+        "waivers_expiring": "expirent dans les 30 jours",
+        "waiver_expires": "Échéance",
+        "waiver_approved": "Approuvée par",
+        "waiver_reference": "Référence",
+        "waiver_reason": "Motif",
+        "waiver_soon": "expire bientôt",
         "coverage": "Couverture des contrôles",
         "coverage_short": "Couverture",
         "trend": "Tendance",
@@ -55,9 +66,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "sev_high": "élevée",
         "sev_medium": "moyenne",
         "sev_low": "faible",
-        "note_norms": "« Conformes aux normes » compte les CT dont chaque contrôle au résultat connu est réussi. "
-                      "À lire avec la couverture : un contrôle sans résultat (audit pas encore passé) est inconnu "
-                      "et ne compte jamais comme réussi.",
+        "note_norms": "« Conformes aux normes » : chaque contrôle applicable a un résultat connu et récent, et aucun n'échoue "
+                      "(un contrôle sous dérogation en vigueur est compté à part). « En échec » : au moins un échec connu. "
+                      "« Non évaluées » : des résultats manquent ou sont périmés. Les trois font le total des CT ; une CT "
+                      "non connectée n'est jamais conforme. À lire avec la couverture des contrôles.",
         "note_hosted": "L'indicateur « CT hébergées » n'est pas encore publié par les collecteurs ; il n'apparaît pas ici.",
         "attr_map": "Fond de carte : © OpenStreetMap contributors, sous licence ODbL (paquet morocco-map 1.3.0).",
         "attr_hcp": "Codes et noms des collectivités : Haut-Commissariat au Plan (HCP), RGPH 2024, réutilisés selon CC BY 4.0.",
@@ -86,6 +98,17 @@ STRINGS: dict[str, dict[str, str]] = {
         "connected": "متصلة",
         "meeting_norms": "مطابقة للمعايير",
         "equipped": "مجهّزة",
+        "failing": "غير مستوفية",
+        "not_assessed": "غير مقيَّمة",
+        "with_waivers": "بإعفاءات",
+        "waivers_title": "الإعفاءات السارية",
+        "waivers_none": "لا توجد إعفاءات سارية.",
+        "waivers_expiring": "تنتهي خلال 30 يومًا",
+        "waiver_expires": "تاريخ الانتهاء",
+        "waiver_approved": "صادق عليها",
+        "waiver_reference": "المرجع",
+        "waiver_reason": "السبب",
+        "waiver_soon": "تنتهي قريبًا",
         "coverage": "تغطية نقاط المراقبة",
         "coverage_short": "التغطية",
         "trend": "التطور",
@@ -112,8 +135,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "sev_high": "عالية",
         "sev_medium": "متوسطة",
         "sev_low": "منخفضة",
-        "note_norms": "«مطابقة للمعايير» تعني أن كل نقاط المراقبة ذات النتيجة المعروفة ناجحة. "
-                      "تُقرأ مع نسبة التغطية: نقطة مراقبة بلا نتيجة (لم يُجرَ تدقيقها بعد) تُعدّ مجهولة ولا تُحتسب ناجحة أبدًا.",
+        "note_norms": "«مطابقة للمعايير»: لكل نقطة مراقبة مطبَّقة نتيجة معروفة وحديثة ولا توجد أي نقطة غير مستوفاة "
+                      "(النقاط المعفاة بإعفاء ساري تُحتسب على حدة). «غير مستوفية»: فشل معروف واحد على الأقل. "
+                      "«غير مقيَّمة»: نتائج ناقصة أو متقادمة. مجموع الثلاث يساوي عدد الجماعات؛ والجماعة غير المتصلة لا تكون مطابقة أبدًا.",
         "note_hosted": "مؤشر «الجماعات المستضافة» لا تنشره أدوات الجمع بعد، لذا لا يظهر هنا.",
         "attr_map": "الخريطة: © OpenStreetMap contributors، بترخيص ODbL (حزمة morocco-map 1.3.0).",
         "attr_hcp": "رموز وأسماء الجماعات: المندوبية السامية للتخطيط، الإحصاء العام للسكان والسكنى 2024، بترخيص CC BY 4.0.",

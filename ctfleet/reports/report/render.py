@@ -25,7 +25,8 @@ from ctfleet.reports.report.i18n import fmt_int, fmt_pct, fmt_points, fmt_time, 
 BINS = [(0.0, "#ffffcc"), (0.2, "#a1dab4"), (0.4, "#41b6c4"), (0.6, "#2c7fb8"), (0.8, "#253494")]
 NO_DATA = "#d9d9d9"
 LOW_COVERAGE = 0.5
-LINES = {"connected": "#2c7fb8", "meeting_norms": "#d95f02", "equipped": "#1b9e77", "coverage": "#7570b3"}
+LINES = {"connected": "#2c7fb8", "meeting_norms": "#d95f02", "failing": "#b30000", "not_assessed": "#8c8c8c",
+         "equipped": "#1b9e77", "coverage": "#7570b3"}
 
 
 def colour(share: float | None) -> str:
@@ -93,13 +94,14 @@ def _row_view(r: dict, by: str, names: Names, lang: str, s: dict) -> dict:
     else:
         label = s["national"]
     cells = []
-    for kpi in ("cts_connected", "cts_meeting_norms", "cts_equipped"):
+    for kpi in SHARES.values():  # connected, meeting, failing, not assessed, equipped
         share = _share(r[kpi], r["cts"])
         cells.append({"kpi": kpi, "value": r[kpi], "text": fmt_int(r[kpi], lang), "share": share,
                       "share_text": fmt_pct(share, lang)})
+    waived = {"kpi": "cts_with_waivers", "value": r.get("cts_with_waivers", 0), "text": fmt_int(r.get("cts_with_waivers", 0), lang)}
     trend = r.get("trend", {})
     return {
-        "dim": by, "key": key, "label": label, "cts": r["cts"], "cts_text": fmt_int(r["cts"], lang), "cells": cells,
+        "dim": by, "key": key, "label": label, "cts": r["cts"], "cts_text": fmt_int(r["cts"], lang), "cells": cells, "waived": waived,
         "coverage": r["coverage"], "coverage_text": fmt_pct(r["coverage"], lang),
         "spark": {name: polyline_segments(trend.get(name, []), 120, 30) for name in ("connected", "meeting_norms")},
         "delta": fmt_points(_delta(trend.get("meeting_norms", [])), lang),
@@ -125,6 +127,8 @@ def view_model(data: dict, names: Names, lang: str, prometheus_url: str) -> dict
                       "share_text": fmt_pct(share, lang), "colour": LINES[name],
                       "spark": polyline_segments(nat["trend"].get(name, []), 160, 36),
                       "delta": fmt_points(_delta(nat["trend"].get(name, [])), lang)})
+    cards.append({"kpi": "cts_with_waivers", "label": s["with_waivers"], "value": nat["cts_with_waivers"],
+                  "text": fmt_int(nat["cts_with_waivers"], lang), "share_text": "", "spark": [], "colour": "#555"})
     cards.append({"kpi": "coverage", "label": s["coverage"], "value": nat["coverage"], "text": fmt_pct(nat["coverage"], lang),
                   "share_text": "", "colour": LINES["coverage"], "spark": polyline_segments(nat["trend"].get("coverage", []), 160, 36),
                   "delta": fmt_points(_delta(nat["trend"].get("coverage", [])), lang)})
@@ -171,7 +175,10 @@ def view_model(data: dict, names: Names, lang: str, prometheus_url: str) -> dict
             "cts": [{"ct": c["ct"], "name": _name(names.cts, c["ct"], lang), "region": _name(names.regions, c["region"], lang),
                      "devices": c["devices"]} for c in f["cts"]]})
 
+    waivers = [dict(w, name=_name(names.cts, w["ct"], lang) if w["ct"] in names.cts else "",
+                    title=names.controls.get(w["control"], ("", ""))[0]) for w in data.get("waivers", {}).get("in_force", [])]
     return {
+        "waivers": waivers, "waivers_expiring": sum(1 for w in waivers if w["expiring"]),
         "lang": lang, "dir": "rtl" if lang == "ar" else "ltr", "s": s,
         "generated": fmt_time(data["at"], lang), "period_from": fmt_time(times[0], lang) if times else "",
         "period_to": fmt_time(data["at"], lang), "range": data["range"], "prometheus": prometheus_url,
@@ -193,7 +200,7 @@ def render_csv(data: dict, names: Names, lang: str = "fr") -> str:
     head = [s["csv_dimension"], s["csv_code"], s["csv_name"], s["cts"]]
     for name in SHARES:
         head += [s[name], f"{s[name]} ({s['share']})"]
-    head += [s["coverage"], f"{s['meeting_norms']} ({s['change']})"]
+    head += [s["with_waivers"], s["coverage"], f"{s['meeting_norms']} ({s['change']})"]
     w.writerow(head)
     nat = dict(data["national"], national="")
     for by, rows in [("national", [nat])] + [(by, _ordered(data[by], by, names)) for by in DIMENSIONS]:
@@ -204,7 +211,7 @@ def render_csv(data: dict, names: Names, lang: str = "fr") -> str:
                 share = _share(r[kpi], r["cts"])
                 line += [r[kpi], "" if share is None else f"{share:.4f}"]
             delta = _delta(r.get("trend", {}).get("meeting_norms", []))
-            line += [f"{r['coverage']:.4f}", "" if delta is None else f"{delta:+.4f}"]
+            line += [r.get("cts_with_waivers", 0), f"{r['coverage']:.4f}", "" if delta is None else f"{delta:+.4f}"]
             w.writerow(line)
     return "\ufeff" + buf.getvalue()
 
