@@ -250,8 +250,11 @@ def validate() -> None:
     from ctfleet import ansible_inventory
     from ctfleet.stacks.names import check_namespaces, stack_index
 
+    from ctfleet.core.targets import load_targets
+
     p = project()
     ansible_inventory.render(p)  # raises when two codes give one group name
+    load_targets(p.paths.standards, p.paths.show, {s.id for s in p.norms.catalogue.sources})  # standards/targets.yaml
     try:
         stack_index(p.national)
         check_namespaces(p.national)
