@@ -268,10 +268,15 @@ ROUND_1 = [
           r"/etc/shadow mode 0644 root:shadow \(want at most 0640"),
     Drift("host-key-readable", "th02", "SYS-14", "chmod 644 /etc/ssh/ssh_host_ed25519_key", "chmod 600 /etc/ssh/ssh_host_ed25519_key",
           r"/etc/ssh/ssh_host_ed25519_key mode 0644 root:root \(want at most 0600"),
-    # Backup: the timer switched off. Monitoring agent: node_exporter stopped. Either also stops
-    # a service of the server's configuration type (SRV-1).
-    Drift("backup-timer-disabled", "th02", "SRV-3", "systemctl disable --now ctfleet-backup.timer",
-          "systemctl enable --now ctfleet-backup.timer", r"ctfleet-backup\.timer inactive/disabled", also=("SRV-1",)),
+    # Backup (SRV-3 judges the local repository itself, SRV-5 the off-site one; SRV-5 is off in
+    # this two-host fleet, tests/test_backups_hosts.py proves it): the repository deleted to
+    # free space. The timer switched off stops a service of the configuration type (SRV-1);
+    # SRV-3 only sees it once a backup is missed. Monitoring agent: node_exporter stopped.
+    Drift("backup-repository-deleted", "th02", "SRV-3", "mv /var/backups/ctfleet/restic /root/restic.moved",
+          "mv /root/restic.moved /var/backups/ctfleet/restic",
+          r"no successful backup: .*/var/backups/ctfleet/restic"),
+    Drift("backup-timer-disabled", "th02", "SRV-1", "systemctl disable --now ctfleet-backup.timer",
+          "systemctl enable --now ctfleet-backup.timer", r"running: file_share; required: file_share, backup_agent"),
     Drift("node-exporter-stopped", "th02", "SRV-6", "systemctl stop prometheus-node-exporter", "systemctl start prometheus-node-exporter",
           r"node_exporter on :9100 answering False", also=("SRV-1",)),
 ]
@@ -317,11 +322,12 @@ ROUND_2 = [
     Drift("sshd-config-readable", "th01", "SYS-14", "chmod 666 /etc/ssh/sshd_config.d/00-ctfleet.conf",
           "chmod 600 /etc/ssh/sshd_config.d/00-ctfleet.conf",
           r"/etc/ssh/sshd_config\.d/00-ctfleet\.conf mode 0666 root:root", also=("SYS-15",)),
-    # Backup: retention shortened; the off-site copy dropped. Monitoring agent: textfile collector off.
+    # Backup: retention shortened; the repository's password file lost. Monitoring agent: textfile collector off.
     Drift("backup-retention-short", "th02", "SRV-4",
-          "cp -a /etc/ctfleet/backup.env /root/backup.env && sed -i 's/^CTFLEET_KEEP_WITHIN=.*/CTFLEET_KEEP_WITHIN=7d/' /etc/ctfleet/backup.env"
-          " && sed -i '/^CTFLEET_OFFSITE_REPOSITORY=/d' /etc/ctfleet/backup.env",
-          "cp -a /root/backup.env /etc/ctfleet/backup.env", r"keep within 7 days", also=("SRV-5",)),
+          "cp -a /etc/ctfleet/backup.env /root/backup.env && sed -i 's/^CTFLEET_KEEP_WITHIN=.*/CTFLEET_KEEP_WITHIN=7d/' /etc/ctfleet/backup.env",
+          "cp -a /root/backup.env /etc/ctfleet/backup.env", r"keep within 7 days"),
+    Drift("backup-password-lost", "th02", "SRV-3", "mv /etc/ctfleet/backup.pass /root/backup.pass",
+          "mv /root/backup.pass /etc/ctfleet/backup.pass", r"no successful backup: .*/etc/ctfleet/backup\.pass"),
     Drift("node-exporter-no-textfile", "th02", "SRV-6",
           "cp -a /etc/default/prometheus-node-exporter /root/pne && echo 'ARGS=\"--no-collector.textfile\"' > /etc/default/prometheus-node-exporter"
           " && systemctl restart prometheus-node-exporter",
