@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctfleet.core.conventions import group_name, norms_group_name
 from ctfleet.core.errors import InputError, Problem
-from ctfleet.core.models import CT, Device, Level, Platform, Role, Segment, Site
+from ctfleet.core.models import CT, Device, Level, LinkType, Platform, Role, Segment, Site
 from ctfleet.core.norms import NormSet, Resolved
 from ctfleet.core.registry import Registry
 
@@ -87,13 +87,11 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"norm value {value!r} of type {type(value).__name__} cannot be written to the inventory")
 
 
-def norm_layers(norms: NormSet, ct_or_segment: CT | Segment, lot: int | None = None) -> list[str]:
-    """The layer files applied, in order: for a CT (with its override) or a (segment, lot)."""
+def norm_layers(norms: NormSet, ct_or_segment: CT | Segment, lot: int | None = None, link: LinkType | None = None) -> list[str]:
+    """The layer files applied, in order: for a CT (with its link type and override) or a (segment, lot, link type)."""
     if isinstance(ct_or_segment, CT):
-        segment, lot, code = ct_or_segment.segment, ct_or_segment.lot, ct_or_segment.code
-    else:
-        segment, code = ct_or_segment, None
-    return [layer.name for layer in norms.layers_for(segment, lot, code)]
+        return [layer.name for layer in norms.layers_of(ct_or_segment)]
+    return [layer.name for layer in norms.layers_for(ct_or_segment, lot, None, link)]
 
 
 def norm_vars(resolved: dict[str, Resolved], layers: list[str], sources: bool = False) -> dict[str, Any]:
@@ -231,9 +229,11 @@ def render(source: "Project | Registry", norms: NormSet | None = None, *, profil
             g.child(g.name("region", ct.region_code), ct_group)
         else:
             g.child(g.name("province", ct.province_code), ct_group)
-        shared = norms_group_name(ct)
+        link = norms.link_of(ct)
+        shared = norms_group_name(ct, link)
         if shared not in g.vars:
-            g.vars[shared] = norm_vars(norms.resolve_for(ct.segment, ct.lot), norm_layers(norms, ct.segment, ct.lot), norm_sources)
+            g.vars[shared] = norm_vars(norms.resolve_for(ct.segment, ct.lot, link=link),
+                                       norm_layers(norms, ct.segment, ct.lot, link), norm_sources)
             g.child(g.name("segment", ct.segment.value), shared)
             g.child(g.name("lot", ct.lot), shared)
         g.child(shared, ct_group)

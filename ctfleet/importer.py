@@ -46,13 +46,13 @@ import io
 import ipaddress
 import math
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Literal
 
 from pydantic import ValidationError
 
+from ctfleet.core.conventions import unit_range
 from ctfleet.core.errors import InputError, InputErrors, Problem, one_of
 from ctfleet.core.models import (PLATFORMS_BY_ROLE, UPLINK_INTERFACE_FORMS, Device, Link, LinkType, Platform, Role, Site,
                                  code_slug, interface_ref_problem)
@@ -101,6 +101,47 @@ class Row:
         return Problem(self.file, message, line=self.line, column=column, valid=valid)
 
 
+def format_help() -> str:
+    """The import format, column by column, from the importer's own rules (shown by
+    ``ctfleet import --help`` and in the README, which a test keeps equal to this)."""
+    low, high = unit_range("Mbit/s")
+    link = ", ".join(t.value for t in LinkType)
+    backup = ", ".join(t for t in _link_types(False))
+    routers = ", ".join(sorted(p.value for p in PLATFORMS_BY_ROLE[Role.ROUTER]))
+    hosts = ", ".join(sorted(p.value for p in PLATFORMS_BY_ROLE[Role.SERVER]))
+    rows = [
+        ("sites", "site_code", "yes", "S- and the CT code with dashes, optionally -suffix: S-01-511-01-01, S-01-511-01-01-annexe; unique, case ignored"),
+        ("sites", "ct_code", "yes", "HCP code as text: 01 (region), 01.511 (province), 01.511.01.01 (commune)"),
+        ("sites", "name", "yes", "text"),
+        ("sites", "uplink_type", "yes", link),
+        ("sites", "uplink_mbps", "yes", f"number, {low:,} to {high:,} (dot or, in a ;-separated file, comma for decimals)"),
+        ("sites", "backup_type", "no", f"{backup}; empty with backup_mbps for no backup link"),
+        ("sites", "backup_mbps", "no", "as uplink_mbps; given exactly when backup_type is"),
+        ("devices", "hostname", "yes", "letters, digits, '-' (case folded), at most 63; unique"),
+        ("devices", "site_code", "yes", "a site of this import or already in the fleet directory"),
+        ("devices", "role", "yes", ", ".join(r.value for r in Role)),
+        ("devices", "platform", "yes", f"router: {routers}; server, workstation: {hosts}"),
+        ("devices", "os_version", "no", "text, e.g. debian-12"),
+        ("devices", "mgmt_address", "no", "unicast IPv4 or IPv6 address, one device each"),
+        ("devices", "credentials_ref", "no", "env:NAME, file:/absolute/path or vault:FILE#key - never a password"),
+        ("devices", "snmp_version", "no", ", ".join(SNMP_VERSIONS) + " (empty: none)"),
+    ]
+    width = max(len(c) for _, c, _, _ in rows)
+    lines = [f"  {table:<8} {column:<{width}} {req:<4} {what}" for table, column, req, what in rows]
+    return "\n".join([
+        "Files: .csv (UTF-8; comma- or semicolon-separated) or .xlsx with a sheet named sites and/or devices",
+        "(other sheets are ignored; a hidden sites/devices sheet or two sheets for one table are refused).",
+        "Row 1 is the header (column names, any case, any order). Codes are typed as text, never as numbers.",
+        "",
+        f"  {'table':<8} {'column':<{width}} {'req.':<4} valid values",
+        *lines,
+        "",
+        "Every problem of every file is reported at once (file, row, column, what is valid); nothing is",
+        "written unless the whole input is valid. The fleet directory is replaced as one unit: the new",
+        "sites.csv and devices.csv are written beside the old ones and switched in one step.",
+    ])
+
+
 # ---------------------------------------------------------------- reading tables
 def read_table(path: Path | str, kind: Kind | None = None) -> tuple[Kind, list[Row]]:
     """One table: a CSV file, or one sheet of a workbook (``kind`` or its only known sheet).
@@ -122,13 +163,14 @@ def read_tables(path: Path | str, kind: Kind | None = None) -> list[tuple[Kind, 
         raise InputError(Problem(str(path), f"unknown table kind {kind!r}", valid=one_of(KINDS)))
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return [_table(str(path), _csv_records(path), kind, workbook=False)]
+        records, delimiter = _csv_records(path)
+        return [_table(str(path), records, kind, workbook=False, decimal_comma=delimiter == ";")]
     if suffix in (".xlsx", ".xlsm"):
         return [_table(f"{path}[{name}]", records, name, workbook=True) for name, records in _xlsx_sheets(path, kind)]
     raise InputError(Problem(str(path), f"unsupported file type {path.suffix or '(none)'!r}", valid=".csv or .xlsx"))
 
 
-def _csv_records(path: Path) -> list[list[str]]:
+def _csv_records(path: Path) -> tuple[list[list[str]], str]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -140,64 +182,155 @@ def _csv_records(path: Path) -> list[list[str]]:
     return _csv_records_of(str(path), data)
 
 
-def _csv_records_of(display: str, data: bytes) -> list[list[str]]:
+def _csv_records_of(display: str, data: bytes) -> tuple[list[list[str]], str]:
+    """The records of a CSV file and its delimiter (``,``, or ``;`` as French-locale Excel saves)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(Problem(display, f"not UTF-8 text ({exc.reason} at byte {exc.start})",
                                  valid="save the sheet as 'CSV UTF-8'")) from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    delimiter = _delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter)
     try:
-        return list(reader)
+        return list(reader), delimiter
     except csv.Error as exc:
         raise InputError(Problem(display, f"malformed CSV: {exc}", line=reader.line_num,
                                  valid="values separated by commas, quotes closed")) from None
 
 
+def _delimiter(text: str) -> str:
+    """``;`` for what French-locale Excel saves as "CSV" (a header with semicolons and no comma), else ``,``."""
+    header = text.split("\n", 1)[0]
+    return ";" if ";" in header and "," not in header else ","
+
+
+MAX_CELLS = 5_000_000  # ~100,000 rows of the widest table with room to spare; a workbook beyond is not a fleet
+
+
 def _xlsx_sheets(path: Path, kind: Kind | None) -> list[tuple[Kind, list[list[str]]]]:
     import openpyxl  # only needed for workbooks
 
+    books = []
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        # Two streaming reads: cached values, and formulas (to name a formula that has no saved value).
+        for data_only in (True, False):
+            books.append(openpyxl.load_workbook(path, read_only=True, data_only=data_only))
     except FileNotFoundError:
         raise InputError(Problem(str(path), "file not found")) from None
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise InputError(Problem(str(path), f"not a readable XLSX workbook ({exc})")) from None
+    except Exception as exc:  # noqa: BLE001 - zipfile, XML and openpyxl errors alike: the file is not a workbook we can read
+        for wb in books:
+            wb.close()
+        raise InputError(Problem(str(path), f"not a readable XLSX workbook ({type(exc).__name__}: {str(exc)[:200]})",
+                                 valid="a workbook saved by Excel or LibreOffice as .xlsx")) from None
+    values, formulas = books
     try:
-        by_name = {ws.title.strip().lower(): ws for ws in wb.worksheets}
-        wanted = [kind] if kind else [k for k in KINDS if k in by_name]
-        missing = [k for k in wanted if k not in by_name]
-        if not wanted or missing:
-            raise InputError(Problem(str(path), f"no sheet named {' or '.join(missing or KINDS)}",
-                                     valid=f"sheets named sites and/or devices (found: {', '.join(ws.title for ws in wb.worksheets)})"))
-        return [(k, [[_cell_text(v) for v in r] for r in by_name[k].iter_rows(min_row=1, values_only=True)]) for k in wanted]
+        return [(k, _sheet_records(path, values[title], formulas[title])) for k, title in _chosen_sheets(path, values, kind)]
     finally:
-        wb.close()
+        values.close()
+        formulas.close()
 
 
-def _cell_text(value) -> str:
+def _chosen_sheets(path: Path, wb, kind: Kind | None) -> list[tuple[Kind, str]]:
+    """The sheet to read for each wanted table; two sheets for one table, or a hidden one, are refused."""
+    by_kind: dict[Kind, list] = {k: [ws for ws in wb.worksheets if ws.title.strip().lower() == k] for k in KINDS}
+    wanted = [kind] if kind else [k for k in KINDS if by_kind[k]]
+    missing = [k for k in wanted if not by_kind[k]]
+    if not wanted or missing:
+        raise InputError(Problem(str(path), f"no sheet named {' or '.join(missing or KINDS)}",
+                                 valid=f"sheets named sites and/or devices (found: {', '.join(ws.title for ws in wb.worksheets)})"))
+    problems = []
+    for k in wanted:
+        sheets = by_kind[k]
+        hidden = lambda ws: " (hidden)" if ws.sheet_state != "visible" else ""  # noqa: E731
+        if len(sheets) > 1:
+            names = " and ".join(f"{ws.title!r}{hidden(ws)}" for ws in sheets)
+            problems.append(Problem(str(path), f"sheets {names} both name the {k} table",
+                                    valid="one sheet named sites and one named devices; rename or delete the other"))
+        elif hidden(sheets[0]):
+            problems.append(Problem(str(path), f"sheet {sheets[0].title!r} is hidden", valid="unhide the sheet to import it, or delete it"))
+    if problems:
+        raise InputErrors(problems) if len(problems) > 1 else InputError(problems[0])
+    return [(k, by_kind[k][0].title) for k in wanted]
+
+
+def _sheet_records(path: Path, values_ws, formulas_ws) -> list[list[str]]:
+    """The sheet's rows as text, read to the real data extent (a stray far cell or thousands of styled
+    empty rows cost nothing: the declared dimension is ignored and empty cells are not padded)."""
+    values_ws.reset_dimensions()
+    formulas_ws.reset_dimensions()
+    records, cells = [], 0
+    for value_row, formula_row in zip(values_ws.iter_rows(), formulas_ws.iter_rows()):
+        cells += len(value_row)
+        if cells > MAX_CELLS:
+            raise InputError(Problem(f"{path}[{values_ws.title}]", f"more than {MAX_CELLS:,} cells", line=len(records) + 1,
+                                     valid="one sheet of sites or devices; delete stray content far right or below"))
+        records.append([_cell_text(v, f) for v, f in zip(value_row, formula_row)])
+    while records and not any(records[-1]):
+        records.pop()
+    return records
+
+
+class Odd(str):
+    """A cell whose text is not what the person meant (a date, a formula with no value, a number in a
+    code column); :func:`_table` reports it once it knows the column."""
+
+    def __new__(cls, text: str, kind: str, original: str):
+        self = super().__new__(cls, text)
+        self.kind, self.original = kind, original
+        return self
+
+
+def _cell_text(cell, formula_cell=None) -> str:
     """A cell as the text a person typed: ``100.0`` -> ``"100"``, empty -> ``""``."""
+    import datetime
+
+    value = getattr(cell, "value", cell)
     if value is None:
+        formula = getattr(formula_cell, "value", None)
+        if getattr(formula_cell, "data_type", None) == "f" and isinstance(formula, str):
+            return Odd("?", "formula", formula[:60])
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        shown = value.date().isoformat() if isinstance(value, datetime.datetime) and value.time() == datetime.time() else value.isoformat()
+        return Odd(shown, "date", shown)
+    if isinstance(value, (int, float)):
+        text = _number_text(value)
+        return Odd(text, "number", text)
     return str(value).strip()
 
 
-def _table(display: str, records: list[list[str]], kind: Kind | None, workbook: bool) -> tuple[Kind, list[Row]]:
+def _number_text(value: float) -> str:
+    """``100.0`` -> ``"100"``, ``2.5`` -> ``"2.5"``, ``1e308`` -> ``"1e+308"`` (never a 309-digit integer)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+#: Columns that hold codes: a number there lost its leading zeros (01.511 -> 1.511).
+CODE_COLUMNS = ("ct_code", "site_code")
+
+
+def _table(display: str, records: list[list[str]], kind: Kind | None, workbook: bool,
+           allow_empty: bool = False, decimal_comma: bool = False) -> tuple[Kind, list[Row]]:
     if not records or not any(c.strip() for c in records[0]):
         raise InputError(Problem(display, "no header row", line=1, valid=_header_help()))
     width = len(records[0])
     header = [c.strip().lower() for c in records[0]]
     while header and not header[-1]:  # spreadsheets pad rows with empty cells
         header.pop()
+    if workbook and "" in header:  # a value far right of the header, past empty cells
+        stray = next(i for i in range(header.index(""), len(header)) if header[i])
+        raise InputError(Problem(display, f"a value right of the header's last column, in column {_column_letter(stray)} "
+                                          f"({records[0][stray].strip()[:40]!r})", line=1, valid="nothing right of the header's columns"))
     kind = kind or _detect_kind(display, header)
     _check_header(display, header, kind)
     problems, rows = [], []
     for line, record in enumerate(records[1:], start=2):
-        cells = [c.strip() for c in record]
+        cells = [c if isinstance(c, Odd) else c.strip() for c in record]
         if not any(cells):
             continue  # blank row
         misfit = _misfit(cells, header, width, workbook)
@@ -206,10 +339,49 @@ def _table(display: str, records: list[list[str]], kind: Kind | None, workbook: 
             problems.append(Problem(display, misfit, line=line, valid=valid))
             continue
         cells += [""] * (len(header) - len(cells))
-        rows.append(Row(display, line, dict(zip(header, cells))))
+        values = dict(zip(header, cells))
+        odd = [p for p in (_odd_problem(display, line, c, v) for c, v in values.items()) if p]
+        if odd:
+            problems.extend(odd)
+            continue
+        if decimal_comma:
+            values = {c: _decimal_point(v) if c in NUMBER_COLUMNS else v for c, v in values.items()}
+        rows.append(Row(display, line, {c: str(v) for c, v in values.items()}))
     if problems:
         raise InputErrors(problems)
+    if not rows and not allow_empty:
+        raise InputError(Problem(display, "no data rows under the header", valid="one row per site or device"))
     return kind, rows
+
+
+NUMBER_COLUMNS = ("uplink_mbps", "backup_mbps")
+
+
+def _decimal_point(text: str) -> str:
+    """``2,5`` -> ``2.5`` in a semicolon-separated file, where the comma can only be a decimal comma."""
+    return text.replace(",", ".") if re.fullmatch(r"-?\d+,\d+", text) else text
+
+
+def _column_letter(index: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    return get_column_letter(index + 1)
+
+
+def _odd_problem(display: str, line: int, column: str, value: str) -> Problem | None:
+    if not isinstance(value, Odd):
+        return None
+    if value.kind == "formula":
+        return Problem(display, f"the cell is a formula ({value.original}) with no saved value", line=line, column=column,
+                       valid="open and save the file in Excel or LibreOffice, or type the value")
+    if value.kind == "date":
+        return Problem(display, f"the cell holds a date ({value.original}), not text", line=line, column=column,
+                       valid="format the column as Text before typing; a spreadsheet turns some text into dates")
+    if value.kind == "number" and column in CODE_COLUMNS:
+        example = "01.511.01.01" if column == "ct_code" else "S-01-511-01-01"
+        return Problem(display, f"{value.original} is stored as a number, so a leading zero is lost", line=line, column=column,
+                       valid=f"format the column as Text and type the code, e.g. {example}")
+    return None
 
 
 def _misfit(cells: list[str], header: list[str], width: int, workbook: bool) -> str | None:
@@ -259,6 +431,13 @@ def validate_fleet(site_rows: Iterable[Row], device_rows: Iterable[Row], registr
     """
     problems: list[Problem] = []
     sites = _validate_sites(list(site_rows), registry, problems)
+    existing_sites = list(existing_sites)
+    existing_spelling = {s.code.lower(): s.code for s in existing_sites}
+    for site, row in sites:
+        spelled = existing_spelling.get(site.code.lower(), site.code)
+        if spelled != site.code:
+            problems.append(row.problem("site_code", f"site code {site.code!r} differs only by case from {spelled!r}, already in the fleet",
+                                        valid="the same spelling to update it, or another code"))
     known_sites = {s.code for s in existing_sites} | {s.code for s, _ in sites}
     devices = _validate_devices(list(device_rows), known_sites, list(existing_devices), problems)
     if problems:
@@ -267,14 +446,17 @@ def validate_fleet(site_rows: Iterable[Row], device_rows: Iterable[Row], registr
 
 
 def _validate_sites(rows: list[Row], registry: Registry, problems: list[Problem]) -> list[tuple[Site, Row]]:
-    out, first_row = [], {}
+    out, first = [], {}  # by the code's lowercase: names derived from it (Ansible groups, namespaces) fold case
     for row in rows:
         before = len(problems)
         code = row.get("site_code")
-        if code in first_row:
-            problems.append(row.problem("site_code", f"duplicate site code {code!r} (first at row {first_row[code]})"))
+        if code.lower() in first:
+            line, spelled = first[code.lower()]
+            how = f"first at row {line}" if spelled == code else \
+                f"first at row {line} as {spelled!r}; codes differing only by case name one site"
+            problems.append(row.problem("site_code", f"duplicate site code {code!r} ({how})"))
         elif code:
-            first_row[code] = row.line
+            first[code.lower()] = (row.line, code)
         site = _site(row, registry, problems)
         if site and len(problems) == before:
             out.append((site, row))
@@ -290,8 +472,10 @@ def _site(row: Row, registry: Registry, problems: list[Problem]) -> Site | None:
     if code and not SITE_CODE.match(code):
         p(row.problem("site_code", f"{code!r} is not a site code", valid="S- and the CT code with dashes, e.g. S-01-511-01-01 or S-01-511-01-01-annexe"))
     if ct_code and ct_code not in registry.cts:
-        p(row.problem("ct_code", f"unknown CT code {ct_code!r}",
-                      valid="an HCP code such as 01 (region), 01.511 (province), 01.511.01.0 (commune)"))
+        padded = "0" + ct_code
+        valid = (f"did you mean {padded!r}? A spreadsheet drops the leading zero of a code stored as a number"
+                 if padded in registry.cts else "an HCP code such as 01 (region), 01.511 (province), 01.511.01.0 (commune)")
+        p(row.problem("ct_code", f"unknown CT code {ct_code!r}", valid=valid))
     elif ct_code and code and SITE_CODE.match(code) and not _belongs(code, ct_code):
         slug = code_slug(ct_code)
         p(row.problem("site_code", f"site code {code!r} does not belong to CT {ct_code}", valid=f"S-{slug} or S-{slug}-<suffix>"))
@@ -341,17 +525,23 @@ def _link_types(uplink: bool) -> list[str]:
 
 def _number(row: Row, column: str, problems: list[Problem]) -> float | None:
     text = row.get(column)
+    low, high = unit_range("Mbit/s")
     try:
         value = float(text)  # "2,5" is refused: it could also be 2500 ("2,500") elsewhere
     except ValueError:
         value = float("nan")
-    if not math.isfinite(value):
+    if not math.isfinite(value) and text.strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
+        value = float("nan")
+    if math.isnan(value):
         problems.append(row.problem(column, f"{text!r} is not a number", valid="a number of Mbit/s >= 0 with a dot for decimals, e.g. 20 or 2.5"))
         return None
     if value < 0:
         problems.append(row.problem(column, f"{text} is negative", valid="a number of Mbit/s >= 0"))
         return None
-    return value
+    if value > high:
+        problems.append(row.problem(column, f"{text} Mbit/s is out of range", valid=f"{low:,} to {high:,} Mbit/s"))
+        return None
+    return value + 0.0  # -0.0 -> 0.0
 
 
 def _validate_devices(rows: list[Row], known_sites: set[str], existing: list[Device],
@@ -426,10 +616,17 @@ def _address(row: Row, problems: list[Problem]):
     if not text:
         return None
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         problems.append(row.problem("mgmt_address", f"{text!r} is not an IP address", valid="an IPv4 or IPv6 address, e.g. 10.4.0.1"))
         return False
+    if address.version == 6 and address.ipv4_mapped:  # ::ffff:10.4.0.1 is 10.4.0.1
+        address = address.ipv4_mapped
+    if address.is_unspecified or address.is_multicast or str(address) == "255.255.255.255":
+        problems.append(row.problem("mgmt_address", f"{text!r} is not the address of one device",
+                                    valid="a unicast IPv4 or IPv6 address, e.g. 10.4.0.1"))
+        return False
+    return address
 
 
 def _credentials(row: Row, problems: list[Problem]):
@@ -521,7 +718,8 @@ def _load_existing(directory: Path, registry: Registry, required: str | None = N
         display, data = str(directory / FILE_NAMES[kind]), files[FILE_NAMES[kind]]
         if data is None and required:
             problems.append(Problem(display, f"file not found; {required}"))
-        found = _collect(problems, lambda: _table(display, _csv_records_of(display, data), kind, False)) if data is not None else (kind, [])
+        found = _collect(problems, lambda: _table(display, _csv_records_of(display, data)[0], kind, False, allow_empty=True)) \
+            if data is not None else (kind, [])
         rows[kind] = found[1] if found else []
     if problems:
         raise InputErrors(problems) if len(problems) > 1 else InputError(problems[0])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ctfleet.core.classify import SegmentRules
 from ctfleet.core.errors import InputError, Problem
@@ -35,6 +35,13 @@ class Profile(BaseModel):
     fleet: FleetConfig = FleetConfig()
     results_dir: str = "var/results"
     path: str | None = Field(default=None, exclude=True)
+
+    @field_validator("region", mode="before")
+    @classmethod
+    def _region_is_text(cls, v):
+        if isinstance(v, int) and not isinstance(v, bool):
+            raise ValueError(f"the region code must be text: YAML reads {v:02d} as the number {v} (valid: quote it, region: \"{v:02d}\")")
+        return v
 
 
 def project_root() -> Path:
@@ -113,3 +120,10 @@ def attach_fleet(registry: Registry, norms: NormSet, profile: Profile, root: Pat
         d = Path(fleet.dir) if Path(fleet.dir).is_absolute() else root / fleet.dir
         sites, devices = load_fleet_dir(d, registry)
         registry.attach_fleet(sites, devices, f"files in {d}")
+    attach_links(registry, norms)
+
+
+def attach_links(registry: Registry, norms: NormSet) -> None:
+    """Tell the norms each CT's link type (its first site's uplink), so link norms
+    (standards/norms/links/) resolve for (segment, link type) everywhere."""
+    norms.attach_links({code: sites[0].uplink.type for code in registry.cts if (sites := registry.sites_of(code))})

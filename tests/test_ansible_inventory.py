@@ -22,7 +22,7 @@ from ctfleet.core.models import CT, Device, Level, Link, Role, Segment, Site
 from ctfleet.core.errors import InputError
 from ctfleet.core.norms import load_norms
 from ctfleet.core.secrets import CredentialRef
-from ctfleet.project import load_project
+from ctfleet.project import attach_links, load_project
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "inventory" / "ctfleet_inventory.py"
@@ -60,6 +60,7 @@ def loaded():
     project = load_project(root=ROOT, with_fleet=False)
     registry = project.national.scoped(REGION)  # a new Registry object: safe to attach a fleet to
     tiny_fleet(registry)
+    attach_links(registry, project.norms)  # link norms follow the tiny fleet's link types
     return registry, project.norms
 
 
@@ -166,13 +167,13 @@ def test_nesting_region_province_ct_site(loaded, inv):
 
 
 def test_each_ct_is_in_exactly_one_norms_group_under_its_segment_and_lot(loaded, inv):
-    registry, _ = loaded
+    registry, norms = loaded
     norms_groups = [g for g in inv if g.startswith("norms_")]
     for ct in registry.cts.values():
         holders = [g for g in norms_groups if group_name("ct", ct.code) in inv[g]["children"]]
-        assert holders == [norms_group_name(ct)]
+        assert holders == [norms_group_name(ct, norms.link_of(ct))]
     for g in norms_groups:
-        segment, lot = re.fullmatch(r"norms_(.+)_lot(\d)", g).groups()
+        segment, lot, _ = re.fullmatch(r"norms_(.+)_lot(\d)(_fibre|_adsl|_4g|_vsat|_none)?", g).groups()
         assert g in inv[f"segment_{segment}"]["children"] and g in inv[f"lot_{lot}"]["children"]
     assert sum(len(inv[g]["children"]) for g in norms_groups) == len(registry.cts)
 
@@ -205,9 +206,10 @@ def test_merged_norms_of_a_server_equal_resolve(loaded, inv, segment):
 
 
 def test_segments_really_differ_in_the_inventory(loaded, inv):
-    registry, _ = loaded
-    small = inv[norms_group_name(commune_of(registry, Segment.COMMUNE_UNDER_15K))]["vars"]["ctfleet_norms"]
-    large = inv[norms_group_name(commune_of(registry, Segment.COMMUNE_100K_250K))]["vars"]["ctfleet_norms"]
+    registry, norms = loaded
+    small, large = (commune_of(registry, s) for s in (Segment.COMMUNE_UNDER_15K, Segment.COMMUNE_100K_250K))
+    small = inv[norms_group_name(small, norms.link_of(small))]["vars"]["ctfleet_norms"]
+    large = inv[norms_group_name(large, norms.link_of(large))]["vars"]["ctfleet_norms"]
     assert small != large and small["LNK-1"] < large["LNK-1"]
 
 
@@ -225,7 +227,7 @@ def test_per_ct_override_goes_on_the_ct_group_complete(loaded, data_copy):
     assert ct_vars["ctfleet_norms_layers"][-1] == f"ct {ct.code}"
     server = next(d.hostname for d in registry.devices_of(ct.code) if d.role == Role.SERVER)
     assert merged_like_ansible(inv, server)["ctfleet_norms"]["SYS-2"] == 7
-    others = [c for c in inv[norms_group_name(ct)]["children"] if c != group_name("ct", ct.code)]
+    others = [c for c in inv[norms_group_name(ct, norms.link_of(ct))]["children"] if c != group_name("ct", ct.code)]
     assert others and all("ctfleet_norms" not in inv[c]["vars"] for c in others)
 
 
@@ -312,7 +314,7 @@ def test_ansible_inventory_graph_shows_the_groups(ansible_env, regional):
     graph = run.stdout
     ct = next(c for c in regional.registry.cts.values() if c.level == Level.COMMUNE)
     for group in (f"region_{REGION}", group_name("province", ct.province_code), group_name("ct", ct.code),
-                  norms_group_name(ct), f"segment_{ct.segment.value}", f"lot_{ct.lot}", "role_router", "role_server",
+                  norms_group_name(ct, regional.norms.link_of(ct)), f"segment_{ct.segment.value}", f"lot_{ct.lot}", "role_router", "role_server",
                   "role_workstation", "tier_national", "tier_sdr"):
         assert f"@{group}:" in graph, group
     assert "@region_01:" not in graph  # the profile's region scope holds

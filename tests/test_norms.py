@@ -1,4 +1,4 @@
-"""Norms layered baseline -> lot -> segment -> CT override, with provenance."""
+"""Norms layered baseline -> lot -> segment -> link type -> CT override, with provenance (link layers: test_link_norms)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ctfleet.project import load_project
 def test_layering_and_provenance(registry_only):
     p = registry_only
     small = p.norms.resolve_for(Segment.COMMUNE_UNDER_15K, 3)
-    assert small["LNK-2"].value == 800 and small["LNK-2"].layer == "segment commune_under_15k"
+    assert small["LNK-1"].value == 2 and small["LNK-1"].layer == "segment commune_under_15k"
     assert small["SYS-2"].value == 45 and small["SYS-2"].layer == "lot-3"
     assert small["RTR-2"].value == "v3-authpriv" and small["RTR-2"].source.startswith("standards/norms/baseline.yaml:")
     seat = p.norms.resolve_for(Segment.COMMUNE_UNDER_15K, 1)  # a chef-lieu under 15,000 is lot 1
@@ -40,7 +40,7 @@ def test_ct_override_wins(data_copy):
     r = p.norms.resolve(ct)["LNK-2"]
     assert r.value == 1200 and r.layer == "ct 12.066.03.05" and r.source.endswith("12.066.03.05.yaml:3")
     other = p.registry.ct("12.066.05.03")
-    assert p.norms.resolve(other)["LNK-2"].value == 800
+    assert p.norms.resolve(other)["LNK-2"].value == 150  # no fleet: no link layer, the baseline
 
 
 def test_one_change_in_one_place(data_copy):

@@ -178,3 +178,125 @@ def test_cli_check_and_generate_agree(tmp_path):
 
     r = CliRunner().invoke(playbooks_app, ["check"])
     assert r.exit_code == 0 and "ok: generated role files match" in r.output, r.output
+
+
+# ---------------------------------------------------------------------- effective-state readers
+# Recorded outputs of the hosts' own tools (tests/fixtures/audit/*/README.md says how); the
+# same readers are proven on booted hosts by tests/test_audit_mutations.py.
+AUDIT_FIXTURES = ROOT / "tests" / "fixtures" / "audit"
+
+
+@pytest.mark.parametrize("case, deny, tcp, words", [
+    ("good", True, [22, 445, 9100], []),
+    ("empty", False, ["any"], ["input hook chains none"]),
+    ("acceptall", False, ["any"], ["inet ctfleet input handle 13: 'accept' opens tcp every port"]),
+    ("policy", False, ["any"], ["(policy accept)", "'policy accept' opens tcp every port"]),
+    ("jump", False, ["any"], ["inet ctfleet lan handle 14: 'accept' opens tcp every port"]),
+    ("range", True, None, ["'tcp dport 8000-8100 accept' opens tcp 8000-8100", "'udp dport 53 accept' opens udp 53"]),
+    ("second", True, [22, 445, 9100], ["ip extra in (policy accept), inet ctfleet input (policy drop)"]),
+])
+def test_firewall_is_judged_by_its_verdicts(case, deny, tcp, words):
+    out = ctfleet_audit.ctfleet_nft_inbound((AUDIT_FIXTURES / "nft" / f"{case}.json").read_text(), [22, 445, 9100])
+    assert out["default_deny"] is deny, out["evidence"]
+    if tcp is not None:
+        assert out["tcp"] == tcp
+    for w in words:
+        assert w in out["evidence"], out["evidence"]
+    if case == "range":  # the ports the extra rules open, and only those, beyond the norm
+        assert out["tcp"] == [22, 445, *range(8000, 8101), 9100] and out["udp"] == [53]
+    if case == "good":
+        assert out["extra"] == [] and out["udp"] == []
+
+
+def test_sshd_is_asked_in_every_context_and_names_the_line():
+    gathered = (AUDIT_FIXTURES / "sshd" / "match_lan_gathered.txt").read_text()
+    runs = (AUDIT_FIXTURES / "sshd" / "match_lan_runs.txt").read_text()
+    assert ctfleet_audit.ctfleet_sshd_args(gathered) == ["-o", "PasswordAuthentication=yes"]
+    ctx = ctfleet_audit.ctfleet_sshd_contexts(gathered, [{"name": "ctfadmin"}], ["192.168.4.0/24"],
+                                              [{"address": "10.250.81.11", "network": "10.250.81.0", "netmask": "255.255.255.0"}])
+    addrs = {c.split("addr=")[1].split(",")[0] for c in ctx}
+    assert addrs == {"127.0.0.1", "10.0.0.1", "10.250.81.1", "192.168.4.1", "203.0.113.10"}  # Match Address, LAN, admins, outside
+    assert {c.split(",")[0] for c in ctx} == {"user=root", "user=ctfadmin"}
+    root = ctfleet_audit.ctfleet_sshd_effective(runs, "permitrootlogin", gathered)
+    assert root["observed"] is False
+    assert "permitrootlogin yes for user=root,host=10.0.0.1,addr=10.0.0.1" in root["evidence"]
+    assert "50-lan.conf:4 'PermitRootLogin yes' (in 'Match Address 10.0.0.0/8' at line 3)" in root["evidence"]
+    pw = ctfleet_audit.ctfleet_sshd_effective(runs, "password", gathered)
+    assert pw["observed"] is False and "sshd command line (unit ExecStart) '-o PasswordAuthentication=yes'" in pw["evidence"]
+    tries = ctfleet_audit.ctfleet_sshd_effective(runs, "maxauthtries", gathered, 4)
+    assert tries["observed"] == 8 and "50-lan.conf:5 'MaxAuthTries 8'" in tries["evidence"]
+    broken = ctfleet_audit.ctfleet_sshd_effective("### user=root\n/etc/ssh/sshd_config line 3: Bad option\n### rc=255\n", "password")
+    assert broken["observed"] is None and "Bad option" in broken["evidence"]
+
+
+def test_sshd_command_line_variables_are_expanded_as_systemd_does():
+    g = ("### execstart\n{ path=/usr/sbin/sshd ; argv[]=/usr/sbin/sshd -D $SSHD_OPTS -f ${ALT} ; ignore_errors=no }\n"
+         "### environ\nSSHD_OPTS=\nSSHD_OPTS=-oPermitRootLogin=yes -o MaxAuthTries=9\nALT=/etc/ssh/alt_config\n")
+    assert ctfleet_audit.ctfleet_sshd_args(g) == ["-o", "PermitRootLogin=yes", "-o", "MaxAuthTries=9", "-f", "/etc/ssh/alt_config"]
+
+
+def test_sudo_grants_name_the_account_and_the_line():
+    text = ("### root groups=root\nUser root may run the following commands on h:\n    (ALL : ALL) ALL\n### rc=0\n"
+            "### ctfadmin groups=ctfadmin,sudo\nUser ctfadmin may run the following commands on h:\n    (ALL) NOPASSWD: ALL\n### rc=0\n"
+            "### agent groups=agent,users\nUser agent may run the following commands on h:\n    (ALL) ALL\n### rc=0\n"
+            "### nobody groups=nogroup\nUser nobody is not allowed to run sudo on h.\n### rc=0\n")
+    sudoers = "/etc/sudoers:50:%sudo\tALL=(ALL:ALL) ALL\n/etc/sudoers.d/50-users:1:%users ALL=(ALL) ALL\n"
+    out = ctfleet_audit.ctfleet_sudo_grants(text, [{"name": "ctfadmin"}], sudoers)
+    assert out["observed"] is False
+    assert out["evidence"].startswith("sudo -l -U: agent may run (ALL) ALL (granted by /etc/sudoers.d/50-users:1 '%users ALL=(ALL) ALL')")
+    ok = ctfleet_audit.ctfleet_sudo_grants(text.split("### agent")[0], [{"name": "ctfadmin"}], sudoers)
+    assert ok["observed"] is True and "2 accounts" in ok["evidence"]
+
+
+_APT_OK = ("### package\ninstall ok installed\n### timers\napt-daily.timer enabled active\napt-daily-upgrade.timer enabled active\n"
+           "### dump\nAPT::Periodic \"\";\nAPT::Periodic::Update-Package-Lists \"1\";\nAPT::Periodic::Unattended-Upgrade \"1\";\n"
+           "Unattended-Upgrade::Origins-Pattern \"\";\n"
+           "Unattended-Upgrade::Origins-Pattern:: \"origin=Debian,codename=${distro_codename},label=Debian-Security\";\n"
+           "### files\n/etc/apt/apt.conf.d/20auto-upgrades:2:APT::Periodic::Update-Package-Lists \"1\";\n")
+
+
+@pytest.mark.parametrize("drift, words", [
+    (("", ""), None),
+    (("APT::Periodic \"\";\n", "APT::Periodic \"\";\nAPT::Periodic::Enable \"0\";\n"),
+     "APT::Periodic::Enable \"0\""),
+    (("apt-daily-upgrade.timer enabled active", "apt-daily-upgrade.timer masked inactive"), "apt-daily-upgrade.timer masked/inactive"),
+    (("label=Debian-Security", "label=Debian"), "no security origin"),
+    (("install ok installed", "unknown ok not-installed"), "unattended-upgrades not installed"),
+])
+def test_updates_are_judged_by_apt_config_and_the_timers(drift, words):
+    out = ctfleet_audit.ctfleet_apt_updates(_APT_OK.replace(*drift) if drift[0] else _APT_OK)
+    assert out["observed"] is (words is None), out["evidence"]
+    assert (words or "Unattended-Upgrade \"1\"") in out["evidence"]
+
+
+_LOG_OK = ("### virt\nmachine\n### rules\nauditctl -l: 8 rules\n### auditd\nactive\n### rsyslog\nactive\n"
+           "### plugin\n/etc/audit/plugins.d/syslog.conf:9:active = yes\n/etc/audit/plugins.d/syslog.conf:11:args = LOG_INFO LOG_LOCAL6\n"
+           "### forward\n/etc/rsyslog.d/60-ctfleet-forward.conf:3:auth,authpriv.*;local6.* action(type=\"omfwd\" target=\"10.4.0.9\"\n"
+           "### journald\n### journald_files\n\n### probe\nlocal=yes wait=3 collector=yes")
+
+
+@pytest.mark.parametrize("drift, words", [
+    (("", ""), None),
+    (("args = LOG_INFO LOG_LOCAL6", "args = LOG_INFO"), "does not select user (the facility of audit events, "
+                                                        "/etc/audit/plugins.d/syslog.conf:11 args = LOG_INFO)"),
+    (("### journald\n### journald_files\n", "### journald\nForwardToSyslog=no\n### journald_files\n/etc/systemd/journald.conf\n"),
+     "ForwardToSyslog=no (/etc/systemd/journald.conf)"),
+    (("collector=yes", "collector=no"), "did not arrive at the collector 10.4.0.9:514"),
+    (("target=\"10.4.0.9\"", "target=\"10.4.0.1\""), "no rsyslog rule forwards to the collector 10.4.0.9:514"),
+    (("### auditd\nactive", "### auditd\ninactive"), "auditd inactive"),
+])
+def test_log_forwarding_is_judged_link_by_link(drift, words):
+    out = ctfleet_audit.ctfleet_log_forwarding(_LOG_OK.replace(*drift) if drift[0] else _LOG_OK, "10.4.0.9:514")
+    assert out["observed"] is (words is None), out["evidence"]
+    assert (words or "probe event reached rsyslog and the collector") in out["evidence"]
+    container = ctfleet_audit.ctfleet_log_forwarding(_LOG_OK.replace("machine", "container").replace("### auditd\nactive", "### auditd\ninactive"),
+                                                      "10.4.0.9:514")
+    assert container["observed"] is None and "a container cannot run it" in container["evidence"]
+
+
+def test_file_modes_allow_stricter_and_name_what_is_wider():
+    specs = [{"path": "/etc/shadow", "mode": "0640", "owner": "root", "group": "root|shadow"}]
+    assert ctfleet_audit.ctfleet_file_modes("/etc/shadow 600 root shadow", specs)["observed"] is True
+    wide = ctfleet_audit.ctfleet_file_modes("/etc/shadow 644 root shadow\n/etc/x 600 root root", specs)
+    assert wide["observed"] is False and wide["evidence"] == "/etc/shadow mode 0644 root:shadow (want at most 0640, owner root, group root|shadow)"
+    assert ctfleet_audit.ctfleet_file_modes("", specs, "stat: cannot statx")["observed"] is None

@@ -22,6 +22,8 @@ import pytest
 
 from ctfleet.core.compliance import Status
 from ctfleet.core.models import Device, Platform, Role
+from ctfleet.core.secrets import Secret
+from ctfleet.routers.configtext import mask
 from ctfleet.results import ResultsStore
 from ctfleet.routers.backups import BackupStore
 from ctfleet.routers.drivers import Target, VtyshSession, Login
@@ -253,3 +255,186 @@ def test_cli_and_playbook_on_the_lab(lab, registry_only, tmp_path) -> None:
     assert "failed=0" in r.stdout and "r-lab-1" in r.stdout and "r-lab-2" in r.stdout
     stored = ResultsStore(tmp_path / "walk" / "results").latest()
     assert {(k[1], k[2]) for k in stored} >= {("r-lab-1", "RTR-1"), ("r-lab-2", "RTR-7")}
+
+
+# ---------------------------------------------------------------------- backups that restore
+def _keyed_ops(p, lab, tmp: Path, **kw) -> RouterOps:
+    """Operations with encrypted full copies (age keys made here), restores, and the age metrics."""
+    from ctfleet.routers.backups import new_identity
+
+    identity, recipient = new_identity()
+    key = tmp / "keys" / "router-backups.agekey"
+    key.parent.mkdir(parents=True)
+    key.write_text(identity.reveal() + "\n")
+    ops = _ops(p, lab, tmp, **kw)
+    ops.settings = ops.settings.model_copy(update={"backup_recipients": [recipient], "backup_identity": f"file:{key}",
+                                                   "backup_metrics_file": str(tmp / "textfile" / "ctfleet_router_backups.prom")})
+    ops.backups = BackupStore(tmp / "backups", p.root, recipients=[recipient])
+    return ops
+
+
+def _paths_of(cfg: str) -> set:
+    from ctfleet.routers.configtext import parse, paths
+
+    return paths(parse(cfg))
+
+
+def _no_canary_in_history(store: BackupStore, canaries: list[str]) -> int:
+    """Every blob of every commit (and the working tree) must be free of the canaries; returns blobs read."""
+    n = 0
+    for sha, path, data in store.history():
+        n += 1
+        for c in canaries:
+            assert c.encode() not in data, f"secret in the backup history: {sha[:10]} {path}"
+    for f in store.path.rglob("*"):
+        if f.is_file() and ".git" not in f.parts:
+            for c in canaries:
+                assert c.encode() not in f.read_bytes(), f"secret in the backup tree: {f}"
+    return n
+
+
+def test_encrypted_backup_restore_and_the_age_metric(lab, registry_only, tmp_path) -> None:
+    """A router with a secret ctfleet does not manage (FRR's vty password): backed up masked
+    and encrypted; a changed secret commits the encrypted copy alone; a broken router is
+    restored to a chosen revision, the secret back in place; no secret ever in git."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    p = registry_only
+    r = lab.routers[1]
+    ops = _keyed_ops(p, lab, tmp_path)
+    job = _job(p, CTS[1], r)
+    canary1, canary2 = "canary-" + os.urandom(6).hex(), "canary-" + os.urandom(6).hex()
+    r.vtysh("configure terminal", f"password {canary1}", "end")
+
+    first = ops.run("backup", [job])
+    assert first.outcomes[0].status == "ok" and first.outcomes[0].data["sealed"], first.outcomes[0].summary
+    rev_a = first.commit
+    rel = ops.backups.relpath(job.device, job.ct)
+    assert "password <secret>" in (ops.backups.path / rel).read_text()
+    assert (ops.backups.path / (rel + ".age")).read_text().startswith("-----BEGIN AGE ENCRYPTED FILE-----")
+    saved_a = _strip(r.vtysh("show running-config"))
+
+    # The age metric: node_exporter textfile, checked by promtool, the norm beside it.
+    prom = Path(ops.settings.backup_metrics_file).read_text()
+    check = subprocess.run(["promtool", "check", "metrics"], input=prom, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    fams = {f.name: f for f in text_string_to_metric_families(prom)}
+    last = fams["ctfleet_router_backup_last_success_timestamp_seconds"].samples[0]
+    assert last.labels["device"] == r.name and last.labels["ct"] == CTS[1] and abs(last.value - time.time()) < 120
+    norm = fams["ctfleet_router_backup_max_age_seconds"].samples[0]
+    assert norm.value == float(job.norms["RTR-7"].value) * 3600
+
+    # Only the secret changes: one commit, the encrypted copy alone, the secret still out of git.
+    r.vtysh("configure terminal", f"password {canary2}", "end")  # overwrites the old one
+    second = ops.run("backup", [job])
+    assert second.commit and second.commit != rev_a
+    changed = subprocess.run(["git", "-C", str(ops.backups.path), "show", "--name-only", "--format=%B", second.commit],
+                             capture_output=True, text=True).stdout
+    assert rel + ".age" in changed and f"\n{rel}\n" not in changed and "encrypted copy only" in changed
+    assert ops.run("backup", [job]).commit is None  # nothing changed: no commit, no re-encryption
+
+    # Break the router (as a technician's mistake would), then restore revision A.
+    r.vtysh("configure terminal", "ip route 198.51.100.0/24 blackhole", "no ip route 192.0.2.0/24 blackhole", "end")
+    restored = ops.run("restore", [job], rev=rev_a, revert_after=30).outcomes[0]
+    assert restored.status == "changed", restored.summary
+    assert f"restored revision {rev_a[:10]}" in restored.summary and "confirmed and saved" in restored.summary
+    assert "still differing" not in restored.summary
+    now = _strip(r.vtysh("show running-config"))
+    assert _paths_of(now) == _paths_of(saved_a), (now, saved_a)
+    assert f"password {canary1}" in now  # the secret kept only in the encrypted copy is back
+    assert canary1 not in json.dumps([restored.summary, restored.data.get("commands")])  # never on screen
+    assert lab.routers[1].guard("status").startswith("idle confirmed")
+    assert ops.run("restore", [job], rev=rev_a).outcomes[0].status == "in-norm"  # already there: nothing sent
+
+    # A revision whose restore cuts management: the router reverts by itself.
+    cut = Secret(saved_a.replace("ip route 192.0.2.0/24 blackhole", f"ip route 192.0.2.0/24 blackhole\nip route {r.host_address}/32 blackhole"))
+    ops.backups.init()
+    ops.backups.save(job.device, job.ct, mask(cut.reveal()), full=cut)
+    rev_cut = ops.backups.commit()
+    t = time.monotonic()
+    o = ops.restore(job, rev_cut, revert_after=10)
+    assert o.status == "reverted", o.summary
+    assert "restored its saved configuration by itself" in o.summary and time.monotonic() - t < 45
+    assert _paths_of(_strip(r.vtysh("show running-config"))) == _paths_of(saved_a)
+
+    blobs = _no_canary_in_history(ops.backups, [canary1, canary2, lab.password])
+    assert blobs >= 6
+    r.vtysh("configure terminal", "no password", "end")
+
+
+def test_restore_refuses_what_it_cannot_restore(lab, registry_only, tmp_path) -> None:
+    """No identity for an encrypted revision, a masked-only revision with secrets, an unknown
+    revision: one clear error per router, nothing sent."""
+    p = registry_only
+    r = lab.routers[0]
+    job = _job(p, CTS[0], r)
+    ops = _keyed_ops(p, lab, tmp_path)
+    rev = ops.run("backup", [job]).commit
+    no_identity = _ops(p, lab, tmp_path)
+    no_identity.backups = ops.backups
+    o = no_identity.restore(job, rev)
+    assert o.status == "failed" and o.error_kind == "credentials" and "backup_identity" in o.summary
+    o = ops.restore(job, "0" * 40)
+    assert (o.status, o.error_kind) == ("failed", "backup") and f"no backup of {r.name}" in o.summary, o.summary
+    masked_only = _ops(p, lab, tmp_path / "m")
+    r.vtysh("configure terminal", "password only-masked-1", "end")
+    try:
+        masked_only.run("backup", [job])
+        o = masked_only.restore(job)
+        assert o.status == "failed" and o.error_kind == "credentials" and "kept only masked" in o.summary, o.summary
+    finally:
+        r.vtysh("configure terminal", "no password", "end")
+    assert r.guard("status").split()[0] == "idle"
+
+
+def test_backup_walkthrough_on_the_lab(lab, registry_only, tmp_path) -> None:
+    """The README's "Backups that restore" commands, as a technician runs them: keygen, the
+    schedule (its unit's ExecStart run as the timer would), the backup, git log, restore."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    root = registry_only.root
+    walk = tmp_path / "walk"
+    env_file = write_lab_project(walk, registry_only, lab, CTS)
+    env = dict(os.environ)
+    for line in env_file.read_text().splitlines():
+        k, _, v = shlex.split(line)[1].partition("=")
+        env[k] = v
+    ctfleet = [sys.executable, "-m", "ctfleet.cli.main"]
+
+    def run(*args: str, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run([*ctfleet, *args], capture_output=True, text=True, env=env, cwd=root, timeout=180, **kw)
+
+    key = walk / "keys" / "router-backups.agekey"
+    r = run("routers", "keygen", "--identity-file", str(key))
+    assert r.returncode == 0, r.stderr
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and key.read_text().count("AGE-SECRET-KEY-1") == 1
+    settings_lines = [ln.strip() for ln in r.stdout.splitlines() if ln.strip().startswith(("backup_recipients:", "backup_identity:"))]
+    assert len(settings_lines) == 2
+    textfile = walk / "textfile" / "ctfleet_router_backups.prom"
+    with open(env["CTFLEET_ROUTER_SETTINGS"], "a") as fh:
+        fh.write("\n".join(settings_lines) + f"\nbackup_metrics_file: {textfile}\n")
+    assert run("routers", "keygen", "--identity-file", str(key)).returncode == 1  # never overwrites a key
+
+    units = walk / "units"
+    r = run("routers", "schedule", "--out", str(units), "--ctfleet", f"{sys.executable} -m ctfleet.cli.main")
+    assert r.returncode == 0, r.stderr
+    service = (units / "ctfleet-router-backup.service").read_text()
+    assert "OnCalendar=*-*-* 00/6:00:00" in (units / "ctfleet-router-backup.timer").read_text()  # RTR-7 24 h / 4
+    exec_start = next(ln.split("=", 1)[1] for ln in service.splitlines() if ln.startswith("ExecStart="))
+    fired = subprocess.run(shlex.split(exec_start), capture_output=True, text=True, env=env, cwd="/", timeout=180)  # the timer fires
+    assert fired.returncode == 0, fired.stdout + fired.stderr
+    repo = walk / "backups"
+    log = subprocess.run(["git", "-C", str(repo), "log", "--stat", "-1"], capture_output=True, text=True).stdout
+    assert "2 of 2 routers changed" in log and ".cfg.age" in log
+    fams = {f.name: f for f in text_string_to_metric_families(textfile.read_text())}
+    assert {s.labels["device"] for s in fams["ctfleet_router_backup_last_success_timestamp_seconds"].samples} == {"r-lab-1", "r-lab-2"}
+
+    r0 = lab.routers[0]
+    saved = _strip(r0.vtysh("show running-config"))
+    rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True).stdout.strip()
+    r0.vtysh("configure terminal", "ip route 203.0.113.0/24 blackhole", "end")  # a wrong change on the router
+    assert run("routers", "restore", "--ct", CTS[0], "--rev", rev, stdin=subprocess.DEVNULL).returncode == 1  # asks for --yes
+    r = run("routers", "restore", "--ct", CTS[0], "--rev", rev, "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"restored revision {rev}" in " ".join(r.stdout.split())
+    assert _paths_of(_strip(r0.vtysh("show running-config"))) == _paths_of(saved)

@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ctfleet.core.errors import InputError, Problem
 from ctfleet.core.models import Level, Segment
 from ctfleet.project import Project, load_project
 
@@ -172,28 +173,45 @@ def registry_list(region: Optional[str] = typer.Option(None, help="HCP region co
 @reports_errors
 def norms_show(target: str = typer.Argument(..., help="A segment name (e.g. commune_under_15k) or a CT code."),
                lot: Optional[int] = typer.Option(None, min=1, max=3, help="Lot, when TARGET is a segment (default: the segment's lot)."),
+               link: Optional[str] = typer.Option(None, help="Link type, when TARGET is a segment: fibre, adsl, 4g, vsat or none."),
                as_json: bool = typer.Option(False, "--json")) -> None:
-    """Resolved norms of a segment or a CT, with the file and line each value comes from."""
-    from ctfleet.core.errors import InputError, Problem, one_of
+    """Resolved norms of a segment or a CT, with the file and line each value comes from.
 
-    p = project(with_fleet=False)
+    A CT's link norms (LNK-*) follow its site's link type, from the fleet."""
+    from ctfleet.core.errors import InputError, Problem, one_of
+    from ctfleet.core.models import LinkType
+
+    link_types = [t.value for t in LinkType]
+    if link is not None and link not in link_types:
+        raise InputError(Problem("--link", f"unknown link type {link!r}", valid=one_of(link_types)))
     if target in {s.value for s in Segment}:
+        p = project(with_fleet=False)
         seg = Segment(target)
-        resolved = p.norms.resolve_for(seg, lot or p.rules.segments[seg].lot)
-        title = f"Norms of segment {seg.value}, lot {lot or p.rules.segments[seg].lot}"
-    elif target in p.national.cts:
-        ct = p.national.cts[target]
-        resolved = p.norms.resolve(ct)
-        title = f"Norms of {ct.code} {ct.name_fr} (segment {ct.segment.value}, lot {ct.lot})"
+        lot = lot or p.rules.segments[seg].lot
+        kind = LinkType(link) if link else None
+        resolved = p.norms.resolve_for(seg, lot, link=kind)
+        layers = p.norms.layers_for(seg, lot, link=kind)
+        title = f"Norms of segment {seg.value}, lot {lot}" + (f", on {kind.value}" if kind else "")
     else:
-        raise InputError(Problem("TARGET", f"{target!r} is neither a segment nor a CT code",
-                                 valid=one_of([s.value for s in Segment]) + ", or an HCP code such as 01.511.01.0"))
+        p = project(with_fleet=True)  # the CT's link type is its site's, from the fleet
+        if target not in p.national.cts:
+            raise InputError(Problem("TARGET", f"{target!r} is neither a segment nor a CT code",
+                                     valid=one_of([s.value for s in Segment]) + ", or an HCP code such as 01.511.01.0"))
+        if link is not None:
+            raise InputError(Problem("--link", "a CT's link type is its site's, from the fleet", valid="--link only with a segment"))
+        ct = p.national.cts[target]
+        kind = p.norms.link_of(ct)
+        resolved = p.norms.resolve(ct)
+        layers = p.norms.layers_of(ct)
+        title = (f"Norms of {ct.code} {ct.name_fr} (segment {ct.segment.value}, lot {ct.lot}, "
+                 f"link {kind.value if kind else 'unknown: no site in the fleet'})")
+    layer_names = [layer.name for layer in layers]
     if as_json:
         data = {cid: {"value": r.value, "applicable": r.applicable, "source": r.source, "layer": r.layer,
                       "title": r.control.title, "unit": r.control.unit} for cid, r in resolved.items()}
-        out.print_json(json.dumps(data, ensure_ascii=False))
+        out.print_json(json.dumps(data, ensure_ascii=False))  # each value names its layer ("link vsat", ...)
         return
-    t = Table(title=title)
+    t = Table(title=title, caption="layers applied, later winning: " + " > ".join(layer_names))
     for col in ("control", "title", "value", "applies to"):
         t.add_column(col)
     t.add_column("from", no_wrap=True)
@@ -228,29 +246,53 @@ def norms_controls() -> None:
 @app.command()
 @reports_errors
 def validate() -> None:
-    """Load everything (registry, seats, groupings, overrides, norms, fleet); exit 1 naming the first bad file, line or key."""
+    """Load everything (registry, seats, groupings, overrides, norms, fleet) and derive every name other tools get
+    (Ansible groups, stack names, namespaces); exit 1 naming the first bad file, line, key or name collision."""
+    from ctfleet import ansible_inventory
+    from ctfleet.stacks.names import check_namespaces, stack_index
+
     p = project()
+    ansible_inventory.render(p)  # raises when two codes give one group name
+    try:
+        stack_index(p.national)
+        check_namespaces(p.national)
+    except ValueError as exc:
+        raise InputError(Problem("stacks", str(exc), valid="names that differ after lower-casing and keeping only letters and digits")) from None
     r = p.registry
     roles = r.role_counts()
     out.print(f"ok: {len(r.cts):,} CTs ({len(r.regions)} regions, {len(r.provinces)} councils, "
               f"{sum(1 for c in r.cts.values() if c.level == Level.COMMUNE):,} communes, {len(r.arrondissements)} arrondissements), "
               f"{len(p.norms.controls)} controls, {len(r.sites):,} sites, "
               + ", ".join(f"{n:,} {k.value}s" for k, n in sorted(roles.items(), key=lambda kv: kv[0].value))
-              + f" [{r.fleet_label}]")
+              + f" [{r.fleet_label}]", soft_wrap=True)
 
 
-@app.command("import")
+def _import_help() -> str:
+    from ctfleet.importer import format_help
+
+    paragraphs = [*format_help().split("\n\n"), "Example: ctfleet import sites-04.xlsx devices-04.csv --into /srv/ctfleet/fleet-04"]
+    # "\b" before a paragraph keeps Click from re-wrapping it (the column table above all).
+    return "Import sites and devices from regional spreadsheets into a fleet directory.\n\n" + \
+        "\n\n".join("\b\n" + p for p in paragraphs)
+
+
+@app.command("import", help=_import_help())
 @reports_errors
 def import_(files: list[Path] = typer.Argument(..., help="CSV or XLSX files of sites and/or devices."),
             into: Path = typer.Option(..., "--into", help="Fleet directory to merge into (sites.csv, devices.csv)."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Validate only; write nothing.")) -> None:
-    """Import sites and devices from regional spreadsheets; all bad rows are reported at once and nothing is written unless the whole input is valid."""
     from ctfleet.importer import import_files
 
     p = project(with_fleet=False)
     summary = import_files(files, p.national, into, dry_run=dry_run)
     verb = "would write" if dry_run else "wrote"
-    out.print(f"ok: {verb} {summary}")
+    t = Table(title=f"{verb} {summary['out_dir']} from {', '.join(summary['files'])}")
+    for col in ("table", "rows imported", "added", "updated", "total in the fleet"):
+        t.add_column(col, justify="left" if col == "table" else "right")
+    for kind in ("sites", "devices"):
+        c = summary[kind]
+        t.add_row(kind, f"{c['imported']:,}", f"{c['added']:,}", f"{c['updated']:,}", f"{c['total']:,}")
+    out.print(t)
 
 
 @app.command()
@@ -308,7 +350,7 @@ def _mount_optional() -> None:
     import importlib.util
 
     for module, name in (("ctfleet.cli.stacks", "stacks"), ("ctfleet.cli.routers", "routers"), ("ctfleet.cli.report", "report"),
-                         ("ctfleet.cli.rollout", "rollout")):
+                         ("ctfleet.cli.rollout", "rollout"), ("ctfleet.cli.backups", "backups")):
         if importlib.util.find_spec(module) is None:
             continue
         mod = importlib.import_module(module)  # an import error in it must show

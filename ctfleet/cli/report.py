@@ -7,19 +7,16 @@ through :mod:`ctfleet.reports.report` and prints where the files are.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-from ctfleet.core.errors import CtfleetError
+from ctfleet.cli.common import out, reports_errors
+from ctfleet.core.errors import InputError, Problem
 
 app = typer.Typer(help="The programme KPI report (HTML, CSV, JSON) from Prometheus; the Grafana dashboards.",
                   invoke_without_command=True)
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 
 def _project(with_fleet: bool = True):
@@ -29,6 +26,7 @@ def _project(with_fleet: bool = True):
 
 
 @app.callback()
+@reports_errors
 def report(ctx: typer.Context,
            prometheus: str = typer.Option("http://127.0.0.1:9090", "--prometheus", envvar="CTFLEET_PROMETHEUS",
                                           help="Prometheus base URL (the one that loads monitors/rules/kpi.rules.yml)."),
@@ -42,15 +40,11 @@ def report(ctx: typer.Context,
         return
     from ctfleet.reports.report import Names, PrometheusAPI, make_report
 
-    try:
-        if lang not in ("fr", "ar"):
-            raise CtfleetError(f"--lang: {lang!r} is not a report language (valid: fr, ar)")
-        p = _project()
-        files = make_report(PrometheusAPI(prometheus), Names.from_project(p), out_dir if out_dir.is_absolute() else Path.cwd() / out_dir,
-                            lang=lang, range_text=range_, at=at, waivers=p.norms.waivers)
-    except CtfleetError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
-        raise typer.Exit(1) from None
+    if lang not in ("fr", "ar"):
+        raise InputError(Problem("--lang", f"{lang!r} is not a report language", valid="fr, ar"))
+    p = _project()
+    files = make_report(PrometheusAPI(prometheus), Names.from_project(p), out_dir if out_dir.is_absolute() else Path.cwd() / out_dir,
+                        lang=lang, range_text=range_, at=at, waivers=p.norms.waivers)
     for kind, path in files.items():
         out.print(f"{kind}: {path}")
     import json
@@ -63,6 +57,7 @@ def report(ctx: typer.Context,
 
 
 @app.command("dashboards")
+@reports_errors
 def dashboards(out_dir: Path = typer.Option(None, "--out", help="Default: monitors/dashboards of the project.")) -> None:
     """Write the Grafana dashboards (national, region, CT) and provisioning files, generated from code."""
     from ctfleet.reports.dashboards import regions_from_project, write

@@ -1,9 +1,9 @@
 """``ctfleet rollout``: run a playbook over communes with ansible-runner; ``ctfleet playbooks``.
 
-    ctfleet rollout workstations.yml --ct 04.161.01.03 --audit     audit a commune (changes nothing)
-    ctfleet rollout site.yml --ct 04.161.01.03 --allow-disruptive  audit, remediate, audit again
+    ctfleet rollout workstations.yml --ct 04.281.07.07 --audit     audit a commune (changes nothing)
+    ctfleet rollout site.yml --ct 04.281.07.07 --allow-disruptive  audit, remediate, audit again
     ctfleet rollout retry                                           only the hosts that failed last time
-    ctfleet rollout collect --ct 04.161.01.03                      deliver audits queued by ansible-pull
+    ctfleet rollout collect --ct 04.281.07.07                      deliver audits queued by ansible-pull
     ctfleet playbooks generate | check                              role inputs from the control catalogue
 
 ``rollout PLAYBOOK`` is the group's default command (:class:`_DefaultRun`), so the usual
@@ -21,7 +21,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from ctfleet.cli.common import err, out
+from ctfleet.cli.common import err, fail, out, styled
 from ctfleet.core.errors import CtfleetError, InputError, Problem
 
 
@@ -61,8 +61,7 @@ def _check_scope(project, **selection) -> None:
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
-    raise typer.Exit(1)
+    fail(exc)
 
 
 def _execute(request, paths) -> int:
@@ -71,13 +70,13 @@ def _execute(request, paths) -> int:
     from ctfleet.rollout.runner import expected_tasks, run_rollout
 
     for note in build(request, paths, run_id="-").notes:
-        err.print(f"[dim]{note}[/]", markup=True)
+        err.print(styled(note, "dim"))
     with HostProgress(err, expected=expected_tasks(paths, request)) as progress:
         outcome = run_rollout(request, paths, on_event=progress.on_event)
     mode = "audit" if request.audit else "rollout"
     out.print(summary_table(outcome.state, f"{mode} {Path(request.playbook).name} on {request.selection}: {outcome.runner_status}"))
     if not outcome.state.hosts:
-        err.print(f"[yellow]no host matched {outcome.invocation.limit!r} in the inventory[/]", markup=True)
+        err.print(styled(f"no host matched {outcome.invocation.limit!r} in the inventory", "yellow"))
     out.print(f"run {outcome.run_id}: {outcome.results_written} control result(s) written to {paths.results}; "
               f"record {outcome.record}; artifacts {outcome.artifacts}")
     if outcome.failed_hosts:

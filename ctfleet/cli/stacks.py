@@ -16,7 +16,7 @@ from rich.table import Table
 
 app = typer.Typer(help="Pulumi stacks: national, regional (SDR), ECI/GCT and SDL clouds.", no_args_is_help=True)
 
-from ctfleet.cli.common import out  # noqa: E402
+from ctfleet.cli.common import out, styled  # noqa: E402
 from ctfleet.cli.common import reports_errors as _reports_errors  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def generate_cmd(
     for p in result.written:
         out.print(f"  wrote {p.name}")
     for p in result.stale:
-        out.print(f"  [yellow]stale:[/] {p.name} names no hosting unit of the registry (not deleted)")
+        out.print("  ", styled("stale:", "yellow"), f" {p.name} names no hosting unit of the registry (not deleted)", sep="")
 
 
 # ------------------------------------------------------------------ list
@@ -105,7 +105,7 @@ def _print_plan(report) -> None:
     from ctfleet.stacks.policies import POLICIES
 
     plan, summary, violations = report.plan, report.summary, report.violations
-    out.print(f"[bold]{plan.ref.name}[/] — {plan.ref.title}")
+    out.print(styled(plan.ref.name, "bold"), f" — {plan.ref.title}", sep="")
     out.print(f"target: {summary['target']}")
     out.print("declares: " + ", ".join(f"{n} {kind}" for kind, n in summary["objects"].items())
               + f" ({sum(summary['objects'].values())} objects)")
@@ -153,25 +153,27 @@ def _print_plan(report) -> None:
         p.add_column(col)
     for pid, text in POLICIES.items():
         found = [v for v in violations if v.policy == pid]
-        p.add_row(pid, text, "[green]pass[/]" if not found else f"[red]{len(found)} violation(s)[/]")
+        p.add_row(pid, text, styled("pass", "green") if not found else styled(f"{len(found)} violation(s)", "red"))
     out.print(p)
     for v in violations:
-        out.print(f"  [red]{v}[/]")
+        out.print("  ", styled(v, "red"), sep="")
     if summary.get("data_path"):
+        from rich.text import Text
+
         d = Table(title="Data path")
         for col in ("piece", "where / how"):
             d.add_column(col)
         for piece in summary["data_path"]["pieces"]:
-            d.add_row(piece["what"], piece["how"])
+            d.add_row(Text(piece["what"]), Text(piece["how"]))
         out.print(d)
         out.print("Secrets the operators create (never in Pulumi state): " + "; ".join(
-            f"{s['namespace']}/{s['name']} ({s['holds']})" for s in summary["data_path"]["secrets"]))
+            f"{s['namespace']}/{s['name']} ({s['holds']})" for s in summary["data_path"]["secrets"]), markup=False)
     if report.destructive:
         allowed = plan.config.allowDestructiveChanges
-        out.print(f"[bold red]destructive changes[/] against the deployed stack ({len(report.destructive)}): "
+        out.print(styled("destructive changes", "bold red"), f" against the deployed stack ({len(report.destructive)}): "
                   + ("allowed by ctfleet:allowDestructiveChanges" if allowed else
-                     "pulumi up refuses them (protected); back up, then set ctfleet:allowDestructiveChanges: true"))
+                     "pulumi up refuses them (protected); back up, then set ctfleet:allowDestructiveChanges: true"), sep="")
         for c in report.destructive:
-            out.print(f"  [red]{c}[/]")
+            out.print("  ", styled(c, "red"), sep="")
     for note in plan.notes:
-        out.print(f"[yellow]note:[/] {note}")
+        out.print(styled("note:", "yellow"), f" {note}", sep="")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ctfleet.core.models import code_slug
 
 if TYPE_CHECKING:
-    from ctfleet.core.models import CT, Site
+    from ctfleet.core.models import CT, LinkType, Site
 
 # ---------------------------------------------------------------- Prometheus
 #: The scrape job of every collector's /metrics; the alert and recording rules select
@@ -99,9 +99,33 @@ def lot_group(lot: int) -> str:
     return group_name("lot", lot)
 
 
-def norms_group_name(ct: CT) -> str:
-    """The shared norms group of a CT's (segment, lot), e.g. ``norms_region_lot1``."""
-    return f"norms_{ct.segment.value}_lot{ct.lot}"
+def norms_group_name(ct: CT, link: LinkType | None = None) -> str:
+    """The shared norms group of a CT's (segment, lot) and, when known, its site's link type
+    (link norms depend on it), e.g. ``norms_region_lot1``, ``norms_commune_under_15k_lot3_vsat``."""
+    return f"norms_{ct.segment.value}_lot{ct.lot}" + (f"_{link.value}" if link is not None else "")
+
+
+# ---------------------------------------------------------------- hosting tenants
+def ct_namespace(ct_code: str) -> str:
+    """A CT's tenant namespace (in its SDR cloud, or its SDL's), from its code, never its
+    name, so renaming a commune does not recreate its tenant.
+
+    >>> ct_namespace("01.511.01.0")
+    'ct-01-511-01-0'
+    """
+    return f"ct-{code_slug(ct_code)}"
+
+
+def grouping_namespace(grouping_code: str) -> str:
+    """An ECI/GCT grouping's tenant namespace (its code, lower-case)."""
+    return grouping_code.lower()
+
+
+#: The namespace label the stacks put on every tenant, holding its hosting tier, as
+#: kube-state-metrics exposes it in ``kube_namespace_labels`` (``ctfleet.ma/tier``
+#: sanitised); the hosting recording rules join on it. kube-state-metrics must be started
+#: with ``--metric-labels-allowlist=namespaces=[ctfleet.ma/tier]`` for it to appear.
+KSM_TIER_LABEL = "label_ctfleet_ma_tier"
 
 
 # ---------------------------------------------------------------- hosting quotas
@@ -138,3 +162,51 @@ def to_base_unit(value: float, unit: str) -> float:
         return float(value) * UNIT_TO_BASE[unit][1]
     except KeyError:
         raise ValueError(f"unit {unit!r} has no conversion; known: {', '.join(sorted(UNIT_TO_BASE))}") from None
+
+
+#: What a value in each unit can mean, inclusive (the norms' values and the import's numbers are
+#: checked against it): a link is at most 100 Gbit/s, a latency at most a minute, a share at most
+#: 100 %, a tenant at most a large cluster. Beyond these a number is a typo, not a norm.
+UNIT_RANGE: dict[str, tuple[float, float]] = {
+    "ms": (0, 60_000),
+    "s": (0, 86_400),
+    "seconds": (0, 86_400),
+    "minutes": (0, 10_080),
+    "hours": (0, 8_784),  # a leap year
+    "days": (0, 3_660),
+    "%": (0, 100),
+    "percent": (0, 100),
+    "ratio": (0, 1),
+    "Mbit/s": (0, 100_000),
+    "mbps": (0, 100_000),
+    "GiB": (0, 1_048_576),
+    "MiB": (0, 1_073_741_824),
+    "cores": (0, 4_096),
+    "pods": (0, 100_000),
+    "workstations": (0, 10_000),
+    "characters": (0, 1_024),
+}
+#: A number with no unit in the catalogue (a count): non-negative and at most this.
+COUNT_MAX = 1_000_000
+
+
+def unit_range(unit: str | None) -> tuple[float, float]:
+    """The inclusive range of a value in ``unit`` (a count when the catalogue gives none).
+
+    >>> unit_range("%"), unit_range(None)
+    ((0, 100), (0, 1000000))
+    """
+    return UNIT_RANGE.get(unit or "", (0, COUNT_MAX))
+
+
+# ---------------------------------------------------------------- backups (textfile metrics)
+#: Router backups, written by ``ctfleet routers backup`` for node_exporter's textfile
+#: collector on the collector host; the age is recorded by the rules (it grows between runs).
+ROUTER_BACKUP_LAST_SUCCESS = "ctfleet_router_backup_last_success_timestamp_seconds"
+ROUTER_BACKUP_MAX_AGE = "ctfleet_router_backup_max_age_seconds"
+ROUTER_BACKUP_RUN = "ctfleet_router_backup_run_timestamp_seconds"
+ROUTER_BACKUP_AGE = "ctfleet_router_backup_age_seconds"
+#: Reference servers' restic backups, written by the backup job on the server (SRV-3/SRV-5).
+SERVER_BACKUP_LAST_SUCCESS = "ctfleet_backup_last_success_timestamp_seconds"
+SERVER_BACKUP_SIZE = "ctfleet_backup_last_size_bytes"
+SERVER_BACKUP_MAX_AGE = "ctfleet_backup_max_age_seconds"

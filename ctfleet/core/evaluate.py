@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 
 from ctfleet.core.compliance import Compliance, ControlResult, Outcome, Source, Status, judge, latest
 from ctfleet.core.models import CT, Platform, Role
-from ctfleet.core.norms import NormSet
+from ctfleet.core.norms import CONNECTIVITY, NormSet
 from ctfleet.core.registry import Registry
 
 CT_LEVEL = ("site", "link", "hosting")
@@ -144,7 +144,7 @@ def ct_compliance(ct: CT, registry: Registry, norms: NormSet, results: Iterable[
 
 #: Controls of this topic need the CT to be connected to pass: a CT whose router did not
 #: answer (or before any sweep) cannot be counted as meeting them, whatever was declared.
-CONNECTIVITY_TOPIC = "connectivity"
+CONNECTIVITY_TOPIC = CONNECTIVITY
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,16 @@ from). Values are layered, later layers winning:
     standards/norms/baseline.yaml            national baseline (every control has a value)
     standards/norms/lots/lot-N.yaml          per roll-out lot
     standards/norms/segments/SEGMENT.yaml    per programme segment
+    standards/norms/links/TYPE.yaml          per link type of the CT's site (fibre, adsl, 4g, vsat, none)
+    (``links: TYPE:`` in a segment file)     per (segment, link type)
     standards/norms/ct/CODE.yaml             per-CT override
+
+Link-type layers may only set connectivity controls (LNK-*): a medium decides what round
+trip, loss and bandwidth can be asked of a site (a geostationary hop alone is ~550 ms), so
+a VSAT site in a 15,000-50,000 commune is judged against the satellite value and a fibre
+site in a small commune against the fibre one. A CT's link type is its (first) site's
+uplink in the registry, attached with :meth:`NormSet.attach_links`; without a fleet (or
+a site) no link layer applies. :meth:`NormSet.layers_for` is the one place the order lives.
 
 Each resolved value remembers the file and line it came from, so ``ctfleet norms show``
 tells an operator where to change it — in one place.
@@ -27,9 +36,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ctfleet.core.conventions import to_base_unit
+from ctfleet.core.conventions import to_base_unit, unit_range
 from ctfleet.core.errors import InputError, InputErrors, Problem, one_of
-from ctfleet.core.models import CT, Segment
+from ctfleet.core.models import CT, LinkType, Segment
 from ctfleet.core.yamlio import Doc, load_yaml, validate
 
 AppliesTo = Literal["workstation", "server", "router", "link", "hosting", "site"]
@@ -83,6 +92,14 @@ class Control(_Strict):
             raise ValueError("choices must not be empty")
         return v
 
+    def _out_of_range(self, value: float) -> str | None:
+        """Why a number cannot mean anything in this control's unit (conventions.UNIT_RANGE), or None."""
+        low, high = unit_range(self.unit)
+        if low <= value <= high:
+            return None
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{value:,}{unit} is out of range ({low:,} to {high:,}{unit})"
+
     def check_value(self, value: Any) -> str | None:
         """Why ``value`` is not valid for this control, or None."""
         t = self.type
@@ -90,9 +107,11 @@ class Control(_Strict):
         if t == "bool":
             return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
         if t == "int":
-            return None if isinstance(value, int) and not isinstance(value, bool) else f"expected a whole number{unit}, got {value!r}"
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            return self._out_of_range(value) if ok else f"expected a whole number{unit}, got {value!r}"
         if t == "float":
-            return None if isinstance(value, (int, float)) and not isinstance(value, bool) else f"expected a number{unit}, got {value!r}"
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return self._out_of_range(value) if ok else f"expected a number{unit}, got {value!r}"
         if t == "str":
             return None if isinstance(value, str) else f"expected text, got {value!r}"
         if t == "enum":
@@ -115,14 +134,25 @@ class Catalogue(_Strict):
     controls: list[Control]
 
 
+class LinkLayer(_Strict):
+    """A link-type layer (``standards/norms/links/TYPE.yaml``, or a segment file's
+    ``links: TYPE:`` block): values of connectivity controls for sites on that medium."""
+
+    description: str | None = None
+    values: dict[str, Any] = {}
+    max_age: dict[str, str] = {}
+
+
 class Layer(_Strict):
     """A layer file: values for some controls, controls that do not apply, and the maximum
-    age of results (per source or per control) before they count as unknown."""
+    age of results (per source or per control) before they count as unknown. A segment file
+    may refine connectivity values per link type (``links``)."""
 
     description: str | None = None
     values: dict[str, Any] = {}
     not_applicable: list[str] = []
     max_age: dict[str, str] = {}
+    links: dict[LinkType, LinkLayer] = {}
 
 
 _AGE = re.compile(r"^(\d+)(m|h|d|w)$")
@@ -171,7 +201,7 @@ class Resolved:
     value: Any
     applicable: bool
     source: str  # "standards/norms/segments/commune_under_15k.yaml:12"
-    layer: str  # baseline | lot-3 | segment commune_under_15k | ct 01.511.01.0
+    layer: str  # baseline | lot-3 | segment commune_under_15k | link vsat | segment commune_under_15k, link vsat | ct 01.511.01.0
 
     def in_base_unit(self) -> float:
         """The value converted from the catalogue's unit to the series' base unit (ms -> s, % -> ratio)."""
@@ -182,20 +212,34 @@ class Resolved:
 class _LoadedLayer:
     name: str
     doc: Doc
-    layer: Layer
+    layer: Layer | LinkLayer
+    prefix: tuple = ()  # where the layer sits in its file: () or ("links", "vsat")
+
+    def line_of(self, *loc) -> int | None:
+        return self.doc.line_of(self.prefix + loc)
+
+    @property
+    def not_applicable(self) -> list[str]:
+        return getattr(self.layer, "not_applicable", [])
 
 
 class NormSet:
     """The loaded catalogue and layers; resolves the norms of any CT (pure after load)."""
 
     def __init__(self, catalogue: Catalogue, baseline: _LoadedLayer, lots: dict[int, _LoadedLayer],
-                 segments: dict[Segment, _LoadedLayer], cts: dict[str, _LoadedLayer]):
+                 segments: dict[Segment, _LoadedLayer], cts: dict[str, _LoadedLayer],
+                 links: dict[LinkType, _LoadedLayer] | None = None,
+                 segment_links: dict[tuple[Segment, LinkType], _LoadedLayer] | None = None):
         self.catalogue = catalogue
         self.controls = {c.id: c for c in catalogue.controls}
         self.baseline = baseline
         self.lots = lots
         self.segments = segments
         self.cts = cts
+        self.links = links or {}
+        self.segment_links = segment_links or {}
+        # CT code -> link type of its site, from the registry's fleet (attach_links).
+        self.ct_links: dict[str, LinkType] = {}
         self._cache: dict[tuple, dict[str, Resolved]] = {}
         self._ages: dict[tuple, MaxAges] = {}
         # Reviewed exceptions and planned outages (ctfleet.core.waivers / .maintenance),
@@ -210,37 +254,54 @@ class NormSet:
             raise InputError(Problem("standards/controls.yaml", f"unknown control id {control_id!r}",
                                      valid=one_of(sorted(self.controls)))) from None
 
-    def resolve_for(self, segment: Segment, lot: int, ct_code: str | None = None) -> dict[str, Resolved]:
-        override = self.cts.get(ct_code) if ct_code else None
-        key = (segment, lot, ct_code if override else None)
+    def resolve_for(self, segment: Segment, lot: int, ct_code: str | None = None,
+                    link: LinkType | None = None) -> dict[str, Resolved]:
+        layers = self.layers_for(segment, lot, ct_code, link)
+        key = tuple(layer.name for layer in layers)
         if key not in self._cache:
-            self._cache[key] = _resolve(self.controls, self.layers_for(segment, lot, ct_code))
+            self._cache[key] = _resolve(self.controls, layers)
         return self._cache[key]
 
-    def layers_for(self, segment: Segment, lot: int | None, ct_code: str | None = None) -> list[_LoadedLayer]:
-        """The layers that apply, in the one order norms are resolved: baseline, lot, segment, CT."""
+    def layers_for(self, segment: Segment, lot: int | None, ct_code: str | None = None,
+                   link: LinkType | None = None) -> list[_LoadedLayer]:
+        """The layers that apply, in the one order norms are resolved: baseline, lot, segment,
+        link type, (segment, link type), CT."""
         layers = [self.baseline]
         if lot in self.lots:
             layers.append(self.lots[lot])
         if segment in self.segments:
             layers.append(self.segments[segment])
+        if link in self.links:
+            layers.append(self.links[link])
+        if (segment, link) in self.segment_links:
+            layers.append(self.segment_links[(segment, link)])
         if ct_code in self.cts:
             layers.append(self.cts[ct_code])
         return layers
 
+    def attach_links(self, ct_links: dict[str, LinkType]) -> None:
+        """Say each CT's link type (its first site's uplink); later resolutions use it."""
+        self.ct_links = dict(ct_links)
+
+    def link_of(self, ct: CT) -> LinkType | None:
+        return self.ct_links.get(ct.code)
+
     def resolve(self, ct: CT) -> dict[str, Resolved]:
-        return self.resolve_for(ct.segment, ct.lot, ct.code)
+        return self.resolve_for(ct.segment, ct.lot, ct.code, self.link_of(ct))
+
+    def layers_of(self, ct: CT) -> list[_LoadedLayer]:
+        return self.layers_for(ct.segment, ct.lot, ct.code, self.link_of(ct))
 
     def max_ages(self, ct: CT) -> MaxAges:
         """The maximum result ages that apply to a CT (cached per set of layers)."""
-        layers = self.layers_for(ct.segment, ct.lot, ct.code)
+        layers = self.layers_of(ct)
         key = tuple(layer.name for layer in layers)
         if key not in self._ages:
             by_control: dict[str, tuple[int, str]] = {}
             by_source: dict[str, tuple[int, str]] = {}
             for layer in layers:
                 for k, text in layer.layer.max_age.items():
-                    hit = (parse_age(text), f"{layer.doc.path}:{layer.doc.line_of(('max_age', k))}")
+                    hit = (parse_age(text), f"{layer.doc.path}:{layer.line_of('max_age', k)}")
                     (by_source if k in RESULT_SOURCES else by_control)[k] = hit
             self._ages[key] = MaxAges(by_control, by_source)
         return self._ages[key]
@@ -256,40 +317,59 @@ def _resolve(controls: dict[str, Control], layers: list[_LoadedLayer]) -> dict[s
     out: dict[str, Resolved] = {}
     for layer in layers:
         for cid, value in layer.layer.values.items():
-            line = layer.doc.line_of(("values", cid))
+            line = layer.line_of("values", cid)
             prev = out.get(cid)
             out[cid] = Resolved(controls[cid], value, prev.applicable if prev else True, f"{layer.doc.path}:{line}", layer.name)
-        for i, cid in enumerate(layer.layer.not_applicable):
+        for i, cid in enumerate(layer.not_applicable):
             prev = out[cid]
-            line = layer.doc.line_of(("not_applicable", i))
+            line = layer.line_of("not_applicable", i)
             out[cid] = Resolved(prev.control, prev.value, False, f"{layer.doc.path}:{line}", layer.name)
     return {cid: out[cid] for cid in controls}  # catalogue order
 
 
-def _load_layer(path: Path, name: str, show, controls: dict[str, Control], problems: list[Problem]) -> _LoadedLayer:
+def _load_layer(path: Path, name: str, show, controls: dict[str, Control], problems: list[Problem],
+                model: type[Layer] | type[LinkLayer] = Layer) -> _LoadedLayer:
     doc = load_yaml(path, show(path))
-    layer: Layer = validate(doc, Layer)
+    loaded = _LoadedLayer(name, doc, validate(doc, model))
+    _check_layer(loaded, controls, problems, links_only=model is LinkLayer)
+    return loaded
+
+
+def _check_layer(loaded: _LoadedLayer, controls: dict[str, Control], problems: list[Problem], links_only: bool = False) -> None:
+    doc, layer, pre = loaded.doc, loaded.layer, loaded.prefix
+    where = ".".join(pre) + "." if pre else ""
     for cid, value in layer.values.items():
+        line, key = loaded.line_of("values", cid), f"{where}values.{cid}"
         if cid not in controls:
-            problems.append(Problem(doc.path, f"unknown control id {cid!r}", line=doc.line_of(("values", cid)), key=f"values.{cid}",
+            problems.append(Problem(doc.path, f"unknown control id {cid!r}", line=line, key=key,
                                     valid="a control id from standards/controls.yaml"))
+            continue
+        if links_only and controls[cid].topic != CONNECTIVITY:
+            problems.append(Problem(doc.path, f"{cid} is not a connectivity control: a link-type layer may only set those",
+                                    line=line, key=key, valid=one_of([c for c, ctl in controls.items() if ctl.topic == CONNECTIVITY])))
             continue
         why = controls[cid].check_value(value)
         if why:
-            problems.append(Problem(doc.path, f"{controls[cid].title}: {why}", line=doc.line_of(("values", cid)), key=f"values.{cid}"))
-    for i, cid in enumerate(layer.not_applicable):
+            problems.append(Problem(doc.path, f"{controls[cid].title}: {why}", line=line, key=key))
+    for i, cid in enumerate(loaded.not_applicable):
         if cid not in controls:
-            problems.append(Problem(doc.path, f"unknown control id {cid!r}", line=doc.line_of(("not_applicable", i)),
+            problems.append(Problem(doc.path, f"unknown control id {cid!r}", line=loaded.line_of("not_applicable", i),
                                     key=f"not_applicable[{i}]", valid="a control id from standards/controls.yaml"))
     for k, text in layer.max_age.items():
-        line = doc.line_of(("max_age", k))
+        line = loaded.line_of("max_age", k)
         if k not in controls and k not in RESULT_SOURCES:
-            problems.append(Problem(doc.path, f"unknown result source or control id {k!r}", line=line, key=f"max_age.{k}",
+            problems.append(Problem(doc.path, f"unknown result source or control id {k!r}", line=line, key=f"{where}max_age.{k}",
                                     valid=one_of(RESULT_SOURCES) + ", or a control id from standards/controls.yaml"))
         elif parse_age(text) is None:
-            problems.append(Problem(doc.path, f"{text!r} is not a maximum age", line=line, key=f"max_age.{k}",
+            problems.append(Problem(doc.path, f"{text!r} is not a maximum age", line=line, key=f"{where}max_age.{k}",
                                     valid="a number and m, h, d or w, e.g. 15m, 6h, 35d, 2w"))
-    return _LoadedLayer(name, doc, layer)
+    if getattr(layer, "links", None) and not loaded.name.startswith("segment "):
+        problems.append(Problem(doc.path, "links: (values per link type) is only read in a segment file", line=loaded.line_of("links"),
+                                key="links", valid="standards/norms/links/TYPE.yaml, or links: in standards/norms/segments/SEGMENT.yaml"))
+
+
+#: The topic of the controls a link-type layer may set (LNK-*).
+CONNECTIVITY = "connectivity"
 
 
 def load_norms(standards: Path, show=str, ct_codes: set[str] | None = None) -> NormSet:
@@ -329,12 +409,24 @@ def load_norms(standards: Path, show=str, ct_codes: set[str] | None = None) -> N
             continue
         lots[int(p.stem[-1])] = _load_layer(p, p.stem, show, controls, problems)
     segments: dict[Segment, _LoadedLayer] = {}
+    segment_links: dict[tuple[Segment, LinkType], _LoadedLayer] = {}
     valid_segments = [s.value for s in Segment]
     for p in sorted((root / "segments").glob("*.yaml")):
         if p.stem not in valid_segments:
             problems.append(Problem(show(p), f"unknown segment {p.stem!r}", valid=one_of(valid_segments)))
             continue
-        segments[Segment(p.stem)] = _load_layer(p, f"segment {p.stem}", show, controls, problems)
+        segments[Segment(p.stem)] = seg = _load_layer(p, f"segment {p.stem}", show, controls, problems)
+        for link, sub in seg.layer.links.items():
+            refined = _LoadedLayer(f"segment {p.stem}, link {link.value}", seg.doc, sub, ("links", link.value))
+            _check_layer(refined, controls, problems, links_only=True)
+            segment_links[(Segment(p.stem), link)] = refined
+    links: dict[LinkType, _LoadedLayer] = {}
+    valid_links = [t.value for t in LinkType]
+    for p in sorted((root / "links").glob("*.yaml")) if (root / "links").is_dir() else []:
+        if p.stem not in valid_links:
+            problems.append(Problem(show(p), f"unknown link type {p.stem!r}", valid=one_of(valid_links)))
+            continue
+        links[LinkType(p.stem)] = _load_layer(p, f"link {p.stem}", show, controls, problems, LinkLayer)
     cts: dict[str, _LoadedLayer] = {}
     for p in sorted((root / "ct").glob("*.yaml")) if (root / "ct").is_dir() else []:
         if ct_codes is not None and p.stem not in ct_codes:
@@ -343,7 +435,7 @@ def load_norms(standards: Path, show=str, ct_codes: set[str] | None = None) -> N
         cts[p.stem] = _load_layer(p, f"ct {p.stem}", show, controls, problems)
     if problems:
         raise problems_error(problems)
-    return NormSet(catalogue, baseline, lots, segments, cts)
+    return NormSet(catalogue, baseline, lots, segments, cts, links, segment_links)
 
 
 def problems_error(problems: list[Problem]):

@@ -154,6 +154,8 @@ class Registry:
 
     def select(self, region: str | None = None, segment: Segment | None = None, lot: int | None = None,
                level: Level | None = None, province: str | None = None) -> list[CT]:
+        """The CTs matching every filter given; an unknown region or province is an error, never "0 collectivities"."""
+        self.check_filters(region, province)
         out = []
         for ct in self.cts.values():
             if region and ct.region_code != region:
@@ -168,6 +170,19 @@ class Registry:
                 continue
             out.append(ct)
         return out
+
+    def check_filters(self, region: str | None = None, province: str | None = None) -> None:
+        if region is not None and region not in self.regions:
+            valid = (f"did you mean {region.zfill(2)!r}? Region codes have two digits" if region.zfill(2) in self.regions
+                     else one_of(sorted(self.regions)))
+            raise InputError(Problem("--region", f"unknown region {region!r}", valid=valid))
+        if province is not None:
+            if province not in self.provinces:
+                example = "04.421" if "04.421" in self.provinces or not self.provinces else min(self.provinces)
+                raise InputError(Problem("--province", f"unknown province {province!r}",
+                                         valid=f"a province code such as {example}; `ctfleet registry list --level council` lists them"))
+            if region is not None and self.provinces[province].region_code != region:
+                raise InputError(Problem("--province", f"province {province} is not in region {region}"))
 
     def sites_of(self, ct_code: str) -> list[Site]:
         return self._sites_by_ct.get(ct_code, [])

@@ -191,12 +191,20 @@ def validate(doc: Doc, model: type[BaseModel], data: Any | None = None, prefix: 
             if err["type"] == "missing":
                 problems.append(Problem(doc.path, "required key is missing", line=doc.line_of(loc), key=loc_text(loc)))
                 continue
-            if "input" in err and err["type"] not in ("model_type", "dict_type"):
-                msg += f", got {err['input']!r}"
+            if err["type"] == "value_error" and "error" in err.get("ctx", {}):
+                msg = str(err["ctx"]["error"])  # a validator's own message says what is wrong and valid
+            elif "input" in err and err["type"] not in ("model_type", "dict_type"):
+                msg += f", got {_short(err['input'])}"
             problems.append(Problem(doc.path, msg, line=doc.line_of(loc), key=loc_text(loc)))
         if len(problems) == 1:
             raise InputError(problems[0]) from None
         raise InputErrors(problems) from None
+
+
+def _short(value: Any) -> str:
+    """``repr`` of a bad value, cut to 80 characters (a value may be a whole pasted document)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:

@@ -121,10 +121,26 @@ def render_roles(norms: NormSet, sources: dict[str, RoleSources]) -> dict[str, s
 
 
 def _render_role(role: str, controls: list[Control], baseline: dict[str, Any], src: RoleSources) -> dict[str, str]:
+    """Every generated file of one role: {path relative to playbooks/: text}."""
     p = f"roles/{role}"
-    out: dict[str, str] = {}
+    audit, remediate = _render_tasks(role, controls, src)
+    return {
+        f"{p}/defaults/main.yml": _render_defaults(role, controls, baseline, src),
+        f"{p}/vars/main.yml": _render_vars(role, controls, src),
+        f"{p}/meta/argument_specs.yml": _render_argument_specs(role, controls, baseline, src),
+        f"{p}/tasks/audit.yml": audit,
+        f"{p}/tasks/remediate.yml": remediate,
+        f"{p}/tasks/report.yml": _role_template(_REPORT, role),
+        f"{p}/tasks/phase_audit.yml": _role_template(_PHASE, role),
+    }
 
-    # defaults/main.yml -------------------------------------------------------------
+
+def _role_template(template: str, role: str) -> str:
+    return template.replace("- name: ROLE", "- name: " + role.upper()).replace("ROLE", role)
+
+
+def _render_defaults(role: str, controls: list[Control], baseline: dict[str, Any], src: RoleSources) -> str:
+    """One switch per control and its norm value; then the role's own inputs with a default."""
     lines = [HEADER, "# One switch per control (false skips it in every mode) and the norm value it enforces and\n",
              "# judges against: the inventory's ctfleet_norms (per segment, lot and CT), else the national baseline.\n", "---\n"]
     for c in controls:
@@ -138,10 +154,12 @@ def _render_role(role: str, controls: list[Control], baseline: dict[str, Any], s
     if own:
         lines.append("\n# The role's own inputs (meta/inputs.yml); shared ctfleet_* inputs default in the tasks.\n")
         for name, spec in own.items():
-            lines.append(f"{name}: {_y(spec['default'])}\n")
-    out[f"{p}/defaults/main.yml"] = "".join(lines)
+            lines.append(_yaml_block({name: spec["default"]}))
+    return "".join(lines)
 
-    # vars/main.yml -----------------------------------------------------------------
+
+def _render_vars(role: str, controls: list[Control], src: RoleSources) -> str:
+    """The controls' metadata, and the expected value and switch of each, for the judge."""
     lines = [HEADER, "---\n", f"{role}_controls:\n"]
     for c in controls:
         meta = {"title": c.title, "topic": c.topic, "level": c.level, "severity": c.severity, "type": c.type,
@@ -153,54 +171,57 @@ def _render_role(role: str, controls: list[Control], baseline: dict[str, Any], s
     lines.append(f"{role}_enabled:\n")
     for c in controls:
         lines.append(f"  {c.id}: \"{{{{ {role}_{slug(c.id)} | bool }}}}\"\n")
-    out[f"{p}/vars/main.yml"] = "".join(lines)
+    return "".join(lines)
 
-    # meta/argument_specs.yml ----------------------------------------------------------
-    options: dict[str, dict[str, Any]] = {}
+
+def _render_argument_specs(role: str, controls: list[Control], baseline: dict[str, Any], src: RoleSources) -> str:
+    """meta/argument_specs.yml: the hand-written inputs, then a switch and a value per control."""
     unknown = set(src.inputs) - {"options", "enforced_by"}
     if unknown:
         raise InputError(Problem(f"playbooks/roles/{role}/meta/inputs.yml", f"unknown key(s) {', '.join(sorted(unknown))}",
                                  valid="options, enforced_by"))
-    for name, spec in sorted((src.inputs.get("options") or {}).items()):
-        options[name] = spec
+    options: dict[str, dict[str, Any]] = dict(sorted((src.inputs.get("options") or {}).items()))
     for c in controls:
-        s = slug(c.id)
-        enforced_by = (src.inputs.get("enforced_by") or {}).get(c.id)
-        how = ("audit and remediation" if s in src.remediate_tasks
-               else f"audit here, enforced by {enforced_by}" if enforced_by else "audit only (no automatic remediation)")
-        dis = " Disruptive: remediated only with ctfleet_allow_disruptive." if c.disruptive else ""
-        options[f"{role}_{s}"] = {"type": "bool", "default": True,
-                                  "description": _wrap(f"{c.id} switch: {c.title}. Tags: {c.id}, {c.topic}, level{c.level}; {how}.{dis}")}
-        vspec: dict[str, Any] = {"type": _ARG_TYPE[c.type],
-                                 "description": _wrap(f"{c.id} norm value ({c.compare}{', ' + c.unit if c.unit else ''}); "
-                                                      f"default from ctfleet_norms['{c.id}'], national baseline {_y(baseline[c.id])}.")}
-        if c.type == "list":
-            vspec["elements"] = "str" if c.choices else "raw"
-        if c.type == "enum" and c.choices:
-            vspec["choices"] = list(c.choices)
-        options[f"{role}_{s}_value"] = vspec
+        options.update(_control_options(role, c, baseline, src))
     spec = {"argument_specs": {"main": {
         "short_description": f"ctfleet {role.replace('_', ' ')} controls ({len(controls)} controls from standards/controls.yaml)",
         "description": _wrap(f"Brings a host to the norm of its segment for the controls {', '.join(c.id for c in controls)}, "
                              "or audits them read-only (ctfleet_mode=audit)."),
         "options": options}}}
-    out[f"{p}/meta/argument_specs.yml"] = HEADER + "---\n" + _yaml_block(spec)
+    return HEADER + "---\n" + _yaml_block(spec)
 
-    # tasks/audit.yml and tasks/remediate.yml ---------------------------------------------
-    lines = [HEADER, "---\n"]
+
+def _control_options(role: str, c: Control, baseline: dict[str, Any], src: RoleSources) -> dict[str, dict[str, Any]]:
+    """The typed, documented switch and value of one control."""
+    s = slug(c.id)
+    enforced_by = (src.inputs.get("enforced_by") or {}).get(c.id)
+    how = ("audit and remediation" if s in src.remediate_tasks
+           else f"audit here, enforced by {enforced_by}" if enforced_by else "audit only (no automatic remediation)")
+    dis = " Disruptive: remediated only with ctfleet_allow_disruptive." if c.disruptive else ""
+    switch = {"type": "bool", "default": True,
+              "description": _wrap(f"{c.id} switch: {c.title}. Tags: {c.id}, {c.topic}, level{c.level}; {how}.{dis}")}
+    value: dict[str, Any] = {"type": _ARG_TYPE[c.type],
+                             "description": _wrap(f"{c.id} norm value ({c.compare}{', ' + c.unit if c.unit else ''}); "
+                                                  f"default from ctfleet_norms['{c.id}'], national baseline {_y(baseline[c.id])}.")}
+    if c.type == "list":
+        value["elements"] = "str" if c.choices else "raw"
+    if c.type == "enum" and c.choices:
+        value["choices"] = list(c.choices)
+    return {f"{role}_{s}": switch, f"{role}_{s}_value": value}
+
+
+def _render_tasks(role: str, controls: list[Control], src: RoleSources) -> tuple[str, str]:
+    """tasks/audit.yml (every control) and tasks/remediate.yml (those with a remediation)."""
+    audit = [HEADER, "---\n"]
     for c in controls:
-        lines += _import(f"{c.id} | AUDIT | {c.title}", f"audit/{slug(c.id)}.yml", _tags(c, "audit"), _when(role, c, False))
-    out[f"{p}/tasks/audit.yml"] = "".join(lines)
-    lines = [HEADER, "---\n"]
+        audit += _import(f"{c.id} | AUDIT | {c.title}", f"audit/{slug(c.id)}.yml", _tags(c, "audit"), _when(role, c, False))
+    remediate = [HEADER, "---\n"]
     rem = [c for c in controls if slug(c.id) in src.remediate_tasks]
     for c in rem:
-        lines += _import(f"{c.id} | PATCH | {c.title}", f"remediate/{slug(c.id)}.yml", _tags(c, "remediate"), _when(role, c, True))
+        remediate += _import(f"{c.id} | PATCH | {c.title}", f"remediate/{slug(c.id)}.yml", _tags(c, "remediate"), _when(role, c, True))
     if not rem:
-        lines.append("[]\n")
-    out[f"{p}/tasks/remediate.yml"] = "".join(lines)
-    out[f"{p}/tasks/report.yml"] = _REPORT.replace("- name: ROLE", "- name: " + role.upper()).replace("ROLE", role)
-    out[f"{p}/tasks/phase_audit.yml"] = _PHASE.replace("- name: ROLE", "- name: " + role.upper()).replace("ROLE", role)
-    return out
+        remediate.append("[]\n")
+    return "".join(audit), "".join(remediate)
 
 
 def _import(name: str, file: str, tags: str, when: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ctfleet.rollout.events import RunState
 
@@ -64,7 +65,7 @@ def summary_table(state: RunState, title: str) -> Table:
         h = state.hosts[name]
         c = h.final_counts()
         failing = h.failing_controls()
-        t.add_row(name, f"[{_STYLE.get(h.status, 'white')}]{h.status}[/]", str(c["ok"]), str(c["changed"]), str(c["failed"]),
+        t.add_row(name, Text(h.status, style=_STYLE.get(h.status, "white")), str(c["ok"]), str(c["changed"]), str(c["failed"]),
                   str(c["unreachable"]), ", ".join(failing) or ("-" if h.last_phase() else "not audited"),
                   h.first_error[:120])
     tot = state.totals()

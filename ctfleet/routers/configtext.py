@@ -343,3 +343,41 @@ def undo(running: Sequence[Node], change: Plan) -> Plan:
     leaves = tuple(p for p in added if not any(q != p and q[:len(p)] == p for q in added))
     return Plan((), add=tuple(dict.fromkeys(back)), remove=leaves)
 
+
+
+def reinject(text: str, device_text: str, shown_text: str) -> str:
+    """``text`` (a backup to restore) with the secrets ctfleet manages taken from the current
+    intended configuration: ``device_text`` is it rendered with the values from the
+    credentials references, ``shown_text`` the same with ``<secret>`` in their place. A
+    backed-up line that reads like an intended secret-bearing line once masked gets the
+    current values (a key rotated since that backup is not rolled back); other lines are
+    left as they are (a masked-only backup keeps ``<secret>`` there: the caller refuses it).
+
+    >>> reinject("hostname r1\\n snmp-server user noc G v3 auth sha OLD priv aes 128 OLD2\\n",
+    ...          "snmp-server user noc G v3 auth sha NEW priv aes 128 NEW2", "snmp-server user noc G v3 auth sha <secret> priv aes 128 <secret>")
+    'hostname r1\\n snmp-server user noc G v3 auth sha NEW priv aes 128 NEW2\\n'
+    """
+    current: dict[str, str] = {}
+    for dl, sl in zip(device_text.split("\n"), shown_text.split("\n")):
+        if dl != sl and MASK in sl:
+            current[mask(sl.strip())] = dl.strip()
+    if not current:
+        return text
+    out = []
+    for line in text.split("\n"):
+        new = current.get(mask(line.strip()))
+        out.append(line[: len(line) - len(line.lstrip())] + new if new is not None else line)
+    return "\n".join(out)
+
+
+def overwrites(change: Plan, single_valued: Sequence[str]) -> Plan:
+    """``change`` without the removals that an added line overwrites anyway: top-level
+    commands holding one value (``single_valued`` prefixes, e.g. FRR's ``password ``).
+
+    >>> ch = Plan((), add=(("password new",),), remove=(("password old",), ("ip route 192.0.2.0/24 blackhole",)))
+    >>> overwrites(ch, ("password ",)).remove
+    (('ip route 192.0.2.0/24 blackhole',),)
+    """
+    heads = {pre for p in change.add if len(p) == 1 for pre in single_valued if p[0].startswith(pre)}
+    kept = tuple(p for p in change.remove if not (len(p) == 1 and any(p[0].startswith(h) for h in heads)))
+    return Plan(change.deltas, change.add, kept, change.replace_blocks)

@@ -34,7 +34,7 @@ from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, TypedDic
 from ctfleet.core.secrets import Secret
 from ctfleet.routers.configtext import Plan, mask
 
-ErrorKind = Literal["unreachable", "auth", "prompt", "rejected", "lost", "timeout", "credentials", "norms", "platform", "internal"]
+ErrorKind = Literal["unreachable", "auth", "prompt", "rejected", "lost", "timeout", "credentials", "norms", "platform", "backup", "internal"]
 
 
 class DeviceError(Exception):

@@ -1,4 +1,4 @@
-"""The router operations, per router and over a fleet: backup, diff, audit, push.
+"""The router operations, per router and over a fleet: backup, diff, audit, push, restore.
 
 Each operation on one router returns an :class:`~ctfleet.routers.runner.Outcome` and
 never raises for that router's problems (unreachable, wrong credentials, an unexpected
@@ -15,6 +15,11 @@ The push never locks the operator out::
     3. open a NEW session from the controller and read the configuration: management works
     4. confirm on the router (and save)                (until then the router reverts by itself)
     5. if 3 fails: wait for the router's own revert, reconnect, check it came back
+
+A restore is the same path (:meth:`RouterOps._change`) with another plan: the backup
+revision's full configuration (decrypted with ``backup_identity``, the secrets ctfleet
+manages re-injected from the current credentials references) replaces the running one,
+line by line on FRR, ``configure replace`` on IOS, with the revert armed first.
 """
 
 from __future__ import annotations
@@ -28,22 +33,47 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Mapping
 
 from ctfleet.core.compliance import ControlResult, Source, Status
+from ctfleet.core.conventions import DEVICE_LABELS, ct_label_values
 from ctfleet.core.errors import CtfleetError, InputError
 from ctfleet.core.models import CT, Device, Role, Site
 from ctfleet.core.norms import Resolved
-from ctfleet.core.secrets import CredentialRef, Secret
+from ctfleet.core.secrets import MASK, CredentialRef, Secret
 from ctfleet.edges.credentials import resolve
 from ctfleet.results import ResultsStore
 from ctfleet.routers.audit import audit_router, backup_result
-from ctfleet.routers.backups import BackupStore
-from ctfleet.routers.configtext import candidate, commands, last_change, mask, parse, plan, render, stable, undo
-from ctfleet.routers.drivers import Applied, Connector, DeviceChange, DeviceError, Login, RouterSession, Target
+from ctfleet.routers.backups import BackupMetric, BackupStore, Revision, unseal, write_metrics
+from ctfleet.routers.configtext import (
+    Plan,
+    Section,
+    candidate,
+    commands,
+    last_change,
+    mask,
+    ordered_paths,
+    overwrites,
+    parse,
+    plan,
+    reinject,
+    render,
+    stable,
+    undo,
+)
+from ctfleet.routers.drivers import (
+    Applied,
+    ArmedDict,
+    Connector,
+    DeviceChange,
+    DeviceError,
+    Login,
+    RouterSession,
+    Target,
+)
 from ctfleet.routers.platforms import PlatformSpec, platform_spec
 from ctfleet.routers.render import Rendered, SnmpUser, render_intended, router_norms, router_vars
 from ctfleet.routers.runner import Outcome, run_bounded
-from ctfleet.routers.settings import RouterSettings
+from ctfleet.routers.settings import RouterSettings, check_backup_path, load_settings
 
-Action = Literal["backup", "diff", "audit", "push"]
+Action = Literal["backup", "diff", "audit", "push", "restore"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +117,7 @@ class RunReport:
     outcomes: list[Outcome]
     commit: str | None = None
     results_written: int = 0
+    metrics_file: Path | None = None
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     def counts(self) -> dict[str, int]:
@@ -98,6 +129,18 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return all(o.ok for o in self.outcomes)
+
+
+@dataclass
+class _Change:
+    """A change ready for the router: what to send, what to mask, how to tell what is left."""
+
+    device: DeviceChange
+    known: list[str]  # secret values to mask in what is shown
+    still: Callable[[str], list[str]]  # running configuration read back -> what still differs
+    what: str  # "pushed RTR-1, RTR-4" / "restored revision ..."
+    note: str
+    data: dict[str, Any]
 
 
 @dataclass
@@ -113,6 +156,17 @@ class RouterOps:
     ports: Mapping[str, int] = field(default_factory=dict)  # per hostname, overriding ``port``
     revert_grace_seconds: float | None = None
     sleep: Callable[[float], None] = time.sleep  # waiting for a router's own revert (tests with recorded sessions skip it)
+
+    @classmethod
+    def from_project(cls, project, settings_file: str | Path | None = None, backup_repo: str | Path | None = None,
+                     **kw: Any) -> "RouterOps":
+        """The operations as the CLI and the Ansible module run them: the project's results
+        store, the settings (file, ``CTFLEET_ROUTER_SETTINGS`` or defaults) and the backup
+        repository (``backup_repo``, else the settings'), never inside the project."""
+        settings = load_settings(settings_file)
+        repo = check_backup_path(Path(backup_repo), project.root) if backup_repo else settings.backup_path(project.root)
+        return cls(project.root, settings, results=ResultsStore(project.results_dir),
+                   backups=BackupStore(repo, project.root, recipients=settings.backup_recipients), **kw)
 
     # ------------------------------------------------------------ plumbing
     def login(self, job: RouterJob) -> Login:
@@ -186,11 +240,15 @@ class RouterOps:
                 s.close()
             text = stable(mask(raw, self.known_secrets(job)))
             lc = last_change(raw)
-            saved = self.backups.save(job.device, job.ct, text, f"{lc[0]} by {lc[1]}" if lc and lc[1] else (lc[0] if lc else None))
+            saved = self.backups.save(job.device, job.ct, text, f"{lc[0]} by {lc[1]}" if lc and lc[1] else (lc[0] if lc else None),
+                                      full=Secret(stable(raw)))
             rtr7 = job.norms.get("RTR-7")
             results = [backup_result(job.ct.code, job.device.hostname, rtr7, 0.0)] if rtr7 else []
-            return Outcome(job.device.hostname, job.ct.code, "ok", ("changed: " if saved.changed else "unchanged: ") + saved.path,
-                           data={"path": saved.path, "changed": saved.changed, "results": results})
+            what = ("changed: " if saved.changed else "unchanged: ") + saved.path
+            if not saved.sealed:
+                what += " (masked only: no backup_recipients, so no restorable full copy)"
+            return Outcome(job.device.hostname, job.ct.code, "ok", what,
+                           data={"path": saved.path, "changed": saved.changed, "sealed": saved.sealed, "results": results})
 
         def on_error(err: DeviceError) -> dict:
             if self.backups is None:
@@ -201,6 +259,13 @@ class RouterOps:
             return {"results": [backup_result(job.ct.code, job.device.hostname, rtr7, age)] if rtr7 else []}
 
         return self._guarded(job, go, on_error)
+
+    def backup_metric(self, job: RouterJob) -> BackupMetric:
+        labels = dict(zip(DEVICE_LABELS, (*ct_label_values(job.ct, [job.site] if job.site else []),
+                                          job.device.hostname, job.device.role.value, job.spec.platform.value)))
+        rtr7 = job.norms.get("RTR-7")
+        last = self.backups.last_fetch(job.device.hostname) if self.backups else None
+        return BackupMetric(labels, last, float(rtr7.value) if rtr7 is not None else None)
 
     # ------------------------------------------------------------ diff
     def diff(self, job: RouterJob) -> Outcome:
@@ -264,76 +329,166 @@ class RouterOps:
 
         return self._guarded(job, go, unknown_all)
 
-    # ------------------------------------------------------------ push
+    # ------------------------------------------------------------ push (and restore: the same path)
     def push(self, job: RouterJob, revert_after: int | None = None, allow_disruptive: bool = False) -> Outcome:
         """Push the difference (see the module docstring). Controls the catalogue marks
         ``disruptive`` (RTR-5, the management ACL) are held back unless ``allow_disruptive``."""
         revert_after = int(revert_after or self.settings.revert_after_seconds)
         held = [] if allow_disruptive else [cid for cid, r in job.norms.items() if r.control.disruptive]
+        return self._guarded(job, lambda: self._change(job, revert_after, lambda raw: self._norm_change(job, raw, held)))
+
+    def _norm_change(self, job: RouterJob, raw: str, held: list[str]) -> "_Change | Outcome":
+        """What bringing the router to its norms changes, given its running configuration."""
 
         def without_held(r: Rendered) -> Rendered:
             return Rendered(r.text, r.tree, {c: s for c, s in r.sections.items() if c not in held}, r.order, r.template)
 
-        def go() -> Outcome:
-            step = job.spec.revert_step_seconds
-            if revert_after % step:
-                raise DeviceError("platform", f"{job.spec.platform.value} arms its revert timer in steps of {step} s: "
-                                  f"use a multiple of {step} (got {revert_after})")
-            full = self.intended(job)
-            shown = without_held(full)
-            device_side = without_held(self.intended(job, reveal=True))
-            known = self.known_secrets(job) + _secret_values(device_side.text, shown.text)
-            s: RouterSession | None = self.open(job)
+        full = self.intended(job)
+        shown = without_held(full)
+        device_side = without_held(self.intended(job, reveal=True))
+        known = self.known_secrets(job) + _secret_values(device_side.text, shown.text)
+        masked = mask(raw, known)
+        dplan = self._plan(job, raw, device_side)
+        held_diff = [d.control for d in self._plan(job, masked, full).deltas if d.control in held and not d.in_norm]
+        note = f"; held back (disruptive, needs --allow-disruptive): {', '.join(held_diff)}" if held_diff else ""
+        if dplan.empty:
+            if held_diff:
+                return Outcome(job.device.hostname, job.ct.code, "ok", "nothing pushed" + note, data={"held": held_diff})
+            return Outcome(job.device.hostname, job.ct.code, "in-norm", "already in its norm: nothing pushed")
+        splan = self._plan(job, masked, shown)
+        fixing = [d.control for d in splan.deltas if not d.in_norm] or [d.control for d in dplan.deltas if not d.in_norm]
+
+        def still(after: str) -> list[str]:
+            return [d.control for d in self._plan(job, mask(after, known), shown).deltas if not d.in_norm]
+
+        return _Change(self._device_change(job, raw, dplan), known, still, f"pushed {', '.join(fixing)}", note,
+                       {"controls": fixing, "held": held_diff})
+
+    def _device_change(self, job: RouterJob, raw: str, p: Plan) -> DeviceChange:
+        running = parse(raw)
+        return DeviceChange(p, candidate(running, p, job.spec.style), tuple(commands(p)), tuple(commands(undo(running, p))))
+
+    def _change(self, job: RouterJob, revert_after: int, prepare: Callable[[str], "_Change | Outcome"]) -> Outcome:
+        """Read the running configuration, let ``prepare`` plan the change, apply it with the
+        revert armed on the router, then confirm from a new session (or wait for the revert)."""
+        step = job.spec.revert_step_seconds
+        if revert_after % step:
+            raise DeviceError("platform", f"{job.spec.platform.value} arms its revert timer in steps of {step} s: "
+                              f"use a multiple of {step} (got {revert_after})")
+        s: RouterSession | None = self.open(job)
+        try:
+            change = prepare(s.get_config())
+            if isinstance(change, Outcome):
+                return change
             try:
-                raw = s.get_config()
-                masked = mask(raw, known)
-                dplan = self._plan(job, raw, device_side)
-                held_diff = [d.control for d in self._plan(job, masked, full).deltas if d.control in held and not d.in_norm]
-                note = (f"; held back (disruptive, needs --allow-disruptive): {', '.join(held_diff)}" if held_diff else "")
-                if dplan.empty:
-                    if held_diff:
-                        return Outcome(job.device.hostname, job.ct.code, "ok", "nothing pushed" + note, data={"held": held_diff})
-                    return Outcome(job.device.hostname, job.ct.code, "in-norm", "already in its norm: nothing pushed")
-                splan = self._plan(job, masked, shown)
-                fixing = [d.control for d in splan.deltas if not d.in_norm] or [d.control for d in dplan.deltas if not d.in_norm]
-                running = parse(raw)
-                change = DeviceChange(dplan, candidate(running, dplan, job.spec.style), tuple(commands(dplan)),
-                                      tuple(commands(undo(running, dplan))))
-                try:
-                    armed = s.arm_and_apply(change, revert_after)
-                except Applied as a:
-                    if a.error.kind == "rejected":
-                        s.revert(a.armed)
-                        raise DeviceError("rejected", a.error.message + " - reverted at once; the router is as before") from None
-                    _close_quietly(s)
-                    s = None
-                    return self._await_revert(job, a.armed, a.error, fixing)
-            finally:
-                if s is not None:
-                    s.close()
-            # Management must still work from here: a NEW session, then confirm.
-            try:
-                check = self.open(job, connect_timeout=min(self.settings.connect_timeout_seconds, 10.0))
-            except DeviceError as err:
-                return self._await_revert(job, armed, err, fixing)
-            try:
-                after = check.get_config()
-                check.confirm(armed)
-            except DeviceError as err:
-                check.close()
-                return self._await_revert(job, armed, err, fixing)
+                armed = s.arm_and_apply(change.device, revert_after)
+            except Applied as a:
+                if a.error.kind == "rejected":
+                    s.revert(a.armed)
+                    raise DeviceError("rejected", a.error.message + " - reverted at once; the router is as before") from None
+                _close_quietly(s)
+                s = None
+                return self._await_revert(job, a.armed, a.error, change.data.get("controls", []))
+        finally:
+            if s is not None:
+                s.close()
+        return self._confirm(job, armed, change)
+
+    def _confirm(self, job: RouterJob, armed: ArmedDict, change: "_Change") -> Outcome:
+        """Management must still work from here: a NEW session reads the configuration, then confirms."""
+        controls = change.data.get("controls", [])
+        try:
+            check = self.open(job, connect_timeout=min(self.settings.connect_timeout_seconds, 10.0))
+        except DeviceError as err:
+            return self._await_revert(job, armed, err, controls)
+        try:
+            after = check.get_config()
+            check.confirm(armed)
+        except DeviceError as err:
             check.close()
-            left = self._plan(job, mask(after, known), shown)
-            still = [d.control for d in left.deltas if not d.in_norm]
-            summary = (f"pushed {', '.join(fixing)} with the revert armed on the router ({armed['mechanism']}); "
-                       "management checked from the controller; confirmed and saved")
-            if still:
-                summary += f"; still differing: {', '.join(still)}"
-            return Outcome(job.device.hostname, job.ct.code, "changed", summary + note,
-                           data={"controls": fixing, "held": held_diff, "token": armed["token"], "device_diff": armed["device_diff"],
-                                 "commands": [mask(c, known) for c in change.commands]})
+            return self._await_revert(job, armed, err, controls)
+        check.close()
+        still = change.still(after)
+        summary = (f"{change.what} with the revert armed on the router ({armed['mechanism']}); "
+                   "management checked from the controller; confirmed and saved")
+        if still:
+            summary += f"; still differing: {', '.join(still)}"
+        return Outcome(job.device.hostname, job.ct.code, "changed", summary + change.note,
+                       data={**change.data, "token": armed["token"], "device_diff": armed["device_diff"],
+                             "commands": [mask(c, change.known) for c in change.device.commands]})
+
+    # ------------------------------------------------------------ restore
+    def restore(self, job: RouterJob, rev: str | None = None, revert_after: int | None = None) -> Outcome:
+        """Re-apply the router's backup at ``rev`` (default: its latest) through the push path:
+        the encrypted full copy, secrets ctfleet manages re-injected from the current
+        credentials references, the revert armed on the router, confirmed only when
+        management still works from the controller."""
+        revert_after = int(revert_after or self.settings.revert_after_seconds)
+
+        def go() -> Outcome:
+            target, revision = self.restore_target(job, rev)
+            return self._change(job, revert_after, lambda raw: self._restore_change(job, raw, target, revision))
 
         return self._guarded(job, go)
+
+    def restore_target(self, job: RouterJob, rev: str | None) -> tuple[Secret, Revision]:
+        """The configuration to restore (secrets in it) and the revision it comes from."""
+        if self.backups is None:
+            raise DeviceError("backup", "no backup repository configured")
+        try:
+            revision = self.backups.revision(job.device, job.ct, rev)
+        except InputError as exc:
+            raise DeviceError("backup", str(exc)) from None
+        where = f"{self.backups.path} {revision.commit[:10]}"
+        if revision.sealed is not None:
+            ref = self.settings.backup_identity
+            if ref is None:
+                raise DeviceError("credentials", f"revision {revision.commit[:10]} keeps the full configuration encrypted; "
+                                  "backup_identity (a credentials reference to the age identity) is not set in the router settings")
+            try:
+                text = unseal(revision.sealed, resolve(CredentialRef.parse(ref), self.project_root, self.env), where).reveal()
+            except (CtfleetError, ValueError) as exc:
+                raise DeviceError("credentials", str(exc)) from None
+        else:
+            text = revision.masked
+        try:
+            device_side, shown = self.intended(job, reveal=True).text, self.intended(job).text
+        except DeviceError:
+            device_side = shown = ""  # the norms changed since: nothing to re-inject from them
+        text = reinject(text, device_side, shown)
+        left = [n for n, line in enumerate(text.split("\n"), 1) if MASK in line]
+        if left:
+            raise DeviceError("credentials", f"revision {revision.commit[:10]} of {job.device.hostname} has secrets kept only "
+                              f"masked (line(s) {', '.join(map(str, left[:5]))}) and no credentials reference for them: "
+                              "restore a revision with an encrypted full copy (backup_recipients)")
+        return Secret(text), revision
+
+    def _restore_change(self, job: RouterJob, raw: str, target: Secret, revision: Revision) -> "_Change | Outcome":
+        want = parse(target.reveal())
+        order = ordered_paths(want)
+        sections = {"restore": Section("restore", tuple(order))}
+
+        def plan_from(text: str) -> Plan:
+            # Everything is in scope: what the revision does not have is removed.
+            return plan(parse(text), sections, {"restore": ("",)}, job.spec.ordered_blocks, order)
+
+        known = self.known_secrets(job) + _masked_values(target.reveal())
+        p = plan_from(raw)
+        if p.empty:
+            return Outcome(job.device.hostname, job.ct.code, "in-norm",
+                           f"already as revision {revision.commit[:10]} ({revision.when}): nothing restored")
+
+        def still(after: str) -> list[str]:
+            left = plan_from(after)
+            return [f"{len(left.add)} line(s) missing, {len(left.remove)} extra"] if not left.empty else []
+
+        running = parse(raw)
+        forward = overwrites(p, job.spec.single_valued)
+        back = overwrites(undo(running, p), job.spec.single_valued)
+        change = DeviceChange(forward, candidate(running, p, job.spec.style), tuple(commands(forward)), tuple(commands(back)))
+        return _Change(change, known, still,
+                       f"restored revision {revision.commit[:10]} ({revision.when}; {len(p.add)} line(s) added, "
+                       f"{len(p.remove)} removed)", "", {"controls": ["restore"], "revision": revision.commit})
 
     def _await_revert(self, job: RouterJob, armed, err: DeviceError, fixing: list[str]) -> Outcome:
         """Management was lost (or not confirmed): wait for the router's own revert, then look."""
@@ -373,17 +528,21 @@ class RouterOps:
     # ------------------------------------------------------------ over a fleet
     def timeout_for(self, action: Action, revert_after: int | None = None) -> float:
         base = self.settings.device_timeout_seconds
-        if action == "push":
+        if action in ("push", "restore"):
             r = revert_after or self.settings.revert_after_seconds
             return base + r + max(15.0, 0.1 * r) + 4 * self.settings.connect_timeout_seconds + 30
         return base
 
     def run(self, action: Action, jobs: list[RouterJob], *, concurrency: int | None = None,
             revert_after: int | None = None, allow_disruptive: bool = False, pre_failed: Iterable[Outcome] = (),
-            on_start=None, on_done=None) -> RunReport:
+            on_start=None, on_done=None, rev: str | None = None, fleet: list[RouterJob] | None = None) -> RunReport:
+        """Run one action over ``jobs``. A backup also writes the age metrics (settings'
+        ``backup_metrics_file``) for every router of ``fleet`` (default: ``jobs``), so a run
+        over one CT keeps the others' series."""
         work: Callable[[RouterJob], Outcome] = {
             "backup": self.backup, "diff": self.diff, "audit": self.audit,
-            "push": lambda j: self.push(j, revert_after, allow_disruptive)}[action]
+            "push": lambda j: self.push(j, revert_after, allow_disruptive),
+            "restore": lambda j: self.restore(j, rev, revert_after)}[action]
         if action == "backup" and self.backups is not None:
             self.backups.init()
         outcomes = run_bounded(jobs, work, concurrency=concurrency or self.settings.concurrency,
@@ -395,6 +554,9 @@ class RouterOps:
                 if o.status == "timeout":
                     self.backups.failed()
             report.commit = self.backups.commit()
+            if self.settings.backup_metrics_file:
+                report.metrics_file = write_metrics(Path(self.settings.backup_metrics_file),
+                                                    [self.backup_metric(j) for j in (fleet or jobs)])
         if self.results is not None and action in ("backup", "audit"):
             for o in outcomes:
                 results = o.data.get("results") or []
@@ -410,6 +572,11 @@ def _close_quietly(session: RouterSession) -> None:
     import threading
 
     threading.Thread(target=session.close, daemon=True).start()
+
+
+def _masked_values(text: str) -> list[str]:
+    """The values :func:`mask` hides in ``text`` (to mask them again in commands shown)."""
+    return _secret_values(text, mask(text))
 
 
 def _secret_values(device_text: str, shown_text: str) -> list[str]:

@@ -88,6 +88,9 @@ class PlatformSpec:
     ordered_blocks: tuple[str, ...] = ()
     netmiko_device_type: str = "cisco_ios"
     revert_step_seconds: int = 1  # IOS arms its revert timer in whole minutes
+    # Top-level commands that hold one value: a new one overwrites, and "no <old line>" may not
+    # even parse (FRR: "no password X" is unknown). A restore sends the new line only.
+    single_valued: tuple[str, ...] = ()
     state_commands: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -126,6 +129,7 @@ PLATFORMS: dict[Platform, PlatformSpec] = {
             "SYS-9": LiveState("show ntp status", ((r"Clock is synchronized", True), (r"Clock is unsynchronized", False))),
         },
         revert="configure replace with an IOS archive revert timer (configure confirm to keep)",
+        single_valued=("hostname ", "enable secret ", "enable password "),
         revert_step_seconds=60,
     ),
     Platform.FRR: PlatformSpec(
@@ -148,6 +152,7 @@ PLATFORMS: dict[Platform, PlatformSpec] = {
             "SYS-9": Unobservable(_HOST.format(what="NTP client (chrony)")),
         },
         revert="a timer on the router host (ctfleet-guard) restores the saved configuration with frr-reload unless confirmed",
+        single_valued=("password ", "enable password ", "hostname ", "banner motd "),
     ),
 }
 

@@ -17,12 +17,16 @@ regional team points ``--settings`` (or ``CTFLEET_ROUTER_SETTINGS``) at its own 
     connect_timeout_seconds: 15
     device_timeout_seconds: 240               # a whole operation on one router
     backup_repo: /var/lib/ctfleet/router-backups
+    backup_recipients: [age1...]              # public keys the full configurations are encrypted to
+    backup_identity: file:/etc/ctfleet/router-backups.agekey   # decrypts them: needed by restores only
+    backup_metrics_file: /var/lib/prometheus/node-exporter/ctfleet_router_backups.prom
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -32,6 +36,7 @@ from ctfleet.core.secrets import CredentialRef
 from ctfleet.core.yamlio import load_yaml, validate
 
 ENV_SETTINGS = "CTFLEET_ROUTER_SETTINGS"
+_AGE_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
 ENV_BACKUP_REPO = "CTFLEET_ROUTER_BACKUPS"
 DEFAULT_BACKUP_REPO = "/var/lib/ctfleet/router-backups"
 
@@ -51,6 +56,25 @@ class RouterSettings(BaseModel):
     connect_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     device_timeout_seconds: float = Field(default=240.0, gt=0, le=3600)
     backup_repo: str | None = None
+    backup_recipients: list[str] = Field(default=[], description="age public keys (age1...) of the encrypted full copies")
+    backup_identity: str | None = None  # credentials reference of the age identity (restores only)
+    backup_metrics_file: str | None = None  # node_exporter textfile the backup run writes
+
+    @field_validator("backup_recipients")
+    @classmethod
+    def _recipients(cls, v: list[str]) -> list[str]:
+        bad = [r for r in v if not _AGE_RECIPIENT.match(r)]
+        if bad:
+            raise ValueError(f"not age public keys: {bad} (valid: age1 followed by 58 letters and digits; "
+                             "ctfleet routers keygen prints one)")
+        return v
+
+    @field_validator("backup_identity")
+    @classmethod
+    def _identity_is_a_reference(cls, v: str | None) -> str | None:
+        if v is not None:
+            CredentialRef.parse(v)
+        return v
 
     @field_validator("login")
     @classmethod
@@ -106,10 +130,11 @@ def load_settings(path: str | Path | None = None) -> RouterSettings:
         raise InputError(Problem(str(p), "router settings file not found", valid=f"a YAML file (see {__name__})"))
     doc = load_yaml(p, str(p))
     data = doc.plain()
-    if isinstance(data, dict) and "login" in data:
-        # Checked here, not by the schema: schema errors quote the value, and this one may be a password.
-        try:
-            check_login(str(data["login"]))
-        except ValueError as exc:
-            raise InputError(Problem(str(p), str(exc), line=doc.line_of(("login",)), key="login")) from None
+    for key in ("login", "backup_identity"):
+        if isinstance(data, dict) and data.get(key) is not None:
+            # Checked here, not by the schema: schema errors quote the value, and this one may be a secret.
+            try:
+                check_login(str(data[key]))
+            except ValueError as exc:
+                raise InputError(Problem(str(p), str(exc), line=doc.line_of((key,)), key=key)) from None
     return validate(doc, RouterSettings)

@@ -1,5 +1,5 @@
 #!/usr/bin/python
-"""Ansible module: ctfleet's router operations (backup, diff, audit, push) on the play's routers.
+"""Ansible module: ctfleet's router operations (backup, diff, audit, push, restore) on the play's routers.
 
 It calls the same code as ``ctfleet routers ...`` (:mod:`ctfleet.routers.ops`): one
 call runs the whole selection with ctfleet's bounded parallel runner, makes one backup
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: ctfleet_router
-short_description: Backup, diff, audit or push routers from the ctfleet norms
+short_description: Backup, diff, audit, push or restore routers from the ctfleet norms
 description:
   - Renders each router's intended configuration from the registry and its CT's norms,
     then backs up (git, secrets masked), diffs, audits (pass/fail/unknown per control,
     written to the results store) or pushes it with the revert armed on the router.
   - Runs on the controller, once for all the play's routers (bounded, in parallel).
 options:
-  action: {type: str, required: true, choices: [backup, diff, audit, push]}
+  action: {type: str, required: true, choices: [backup, diff, audit, push, restore]}
   hostnames: {type: list, elements: str, required: true, description: Router hostnames (inventory names).}
   profile: {type: path, description: ctfleet profile (default CTFLEET_PROFILE or the project's ctfleet.yaml).}
   project_root: {type: path, description: ctfleet project root (default CTFLEET_ROOT or the installed package's).}
@@ -27,8 +27,9 @@ options:
   revert_after: {type: int, description: Seconds before an unconfirmed push reverts by itself.}
   concurrency: {type: int, description: Routers at once.}
   allow_disruptive: {type: bool, default: false, description: Also push disruptive controls (RTR-5).}
+  rev: {type: str, description: "restore: the backup revision (default: each router's latest backup)."}
 notes:
-  - In check mode, push only diffs.
+  - In check mode, push and restore only diff.
 """
 
 EXAMPLES = r"""
@@ -59,23 +60,19 @@ from ansible.module_utils.basic import AnsibleModule
 def run(module: AnsibleModule) -> dict:
     from ctfleet.core.errors import CtfleetError
     from ctfleet.project import load_project
-    from ctfleet.results import ResultsStore
-    from ctfleet.routers.backups import BackupStore
     from ctfleet.routers.ops import RouterOps, select_routers
-    from ctfleet.routers.settings import check_backup_path, load_settings
 
     p = module.params
     try:
         root = Path(p["project_root"]) if p["project_root"] else None
         project = load_project(p["profile"], root=root)
-        settings = load_settings(p["settings"])
-        repo = check_backup_path(Path(p["backup_repo"]), project.root) if p["backup_repo"] else settings.backup_path(project.root)
+        ops = RouterOps.from_project(project, p["settings"], p["backup_repo"])  # the same wiring as `ctfleet routers`
         jobs, bad = select_routers(project.registry, project.norms, hostnames=p["hostnames"])
         unknown = sorted(set(p["hostnames"]) - {j.device.hostname for j in jobs} - {o.hostname for o in bad})
-        ops = RouterOps(project.root, settings, results=ResultsStore(project.results_dir), backups=BackupStore(repo, project.root))
-        action = "diff" if (module.check_mode and p["action"] == "push") else p["action"]
+        action = "diff" if (module.check_mode and p["action"] in ("push", "restore")) else p["action"]
+        fleet = select_routers(project.registry, project.norms)[0] if action == "backup" else None
         report = ops.run(action, jobs, concurrency=p["concurrency"], revert_after=p["revert_after"], pre_failed=bad,
-                         allow_disruptive=p["allow_disruptive"])
+                         allow_disruptive=p["allow_disruptive"], rev=p["rev"], fleet=fleet)
     except CtfleetError as exc:
         module.fail_json(msg=str(exc))
     outcomes = {o.hostname: {"status": o.status, "ct": o.ct, "summary": o.summary, "ok": o.ok, "error_kind": o.error_kind,
@@ -91,7 +88,7 @@ def run(module: AnsibleModule) -> dict:
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            action=dict(type="str", required=True, choices=["backup", "diff", "audit", "push"]),
+            action=dict(type="str", required=True, choices=["backup", "diff", "audit", "push", "restore"]),
             hostnames=dict(type="list", elements="str", required=True),
             profile=dict(type="path"),
             project_root=dict(type="path", default=os.environ.get("CTFLEET_ROOT")),
@@ -100,6 +97,7 @@ def main() -> None:
             revert_after=dict(type="int"),
             concurrency=dict(type="int"),
             allow_disruptive=dict(type="bool", default=False),
+            rev=dict(type="str"),
         ),
         supports_check_mode=True,
     )
