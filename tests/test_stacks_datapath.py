@@ -379,3 +379,52 @@ def test_the_program_declares_the_data_path_under_mocks(inputs, region):
             ("Deployment", "alertmanager"), ("Deployment", "grafana"), ("Deployment", "results")} <= kinds
     types = {r.type for r in cap.registrations}
     assert {"kubernetes:apps/v1:StatefulSet", "kubernetes:networking.k8s.io/v1:Ingress"} <= types
+
+
+# ------------------------------------------------------------------ the documented steps, as shown
+def _readme_block(lang: str, after: str) -> str:
+    """The first ``lang`` code block of infra/README.md after the line containing ``after``."""
+    text = (ROOT / "infra/README.md").read_text(encoding="utf-8")
+    rest = text[text.index(after):]
+    start = rest.index(f"```{lang}\n") + len(lang) + 4
+    return "\n".join(line.strip() for line in rest[start:rest.index("```", start)].splitlines())
+
+
+def test_the_regions_documented_steps_run_as_shown(inputs, tmp_path):
+    """infra/README.md's steps for a region, run line by line in a scratch copy of the project (CTFLEET_ROOT),
+    so `stacks generate` writes the scratch project's infra/stacks, not the repository's."""
+    import os
+
+    heading = "### A region points the path at its own equipment"
+    profile_text = _readme_block("yaml", heading)
+    commands = [c for c in _readme_block("sh", heading).splitlines() if c]
+    assert [c.split()[3:5][-1] if c.split()[3] == "stacks" else c.split()[3] for c in commands] == ["import", "generate", "plan"] and len(commands) == 3
+    scratch = tmp_path / "project"
+    for d in ("inventory", "standards", "monitors", "infra"):
+        shutil.copytree(ROOT / d, scratch / d)
+    shutil.copy(ROOT / "ctfleet.yaml", scratch / "ctfleet.yaml")
+    (scratch / "sdr-04.yaml").write_text(profile_text + "\n", encoding="utf-8")
+    sites, devices = _rows(inputs)
+    fleet_workbook(scratch / "parc-04.xlsx", sites, devices)
+    env = dict(os.environ, CTFLEET_ROOT=str(scratch), COLUMNS="250",
+               PATH=f"{Path(shutil.which('python') or '').parent}:{ROOT / '.venv/bin'}:{os.environ.get('PATH', '')}")
+    outputs = []
+    for command in commands:
+        r = subprocess.run(["bash", "-c", command], cwd=scratch, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"{command}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        outputs.append(r.stdout)
+    raw, _ = read_stack_file(scratch / STACKS_DIR / f"Pulumi.{STACK}.yaml")
+    assert raw["ctfleet:profile"] == "sdr-04.yaml" and raw["ctfleet:demo"] is False
+    assert not (scratch / STACKS_DIR / "Pulumi.national.yaml").read_text(encoding="utf-8").count("ctfleet:profile")
+    plan = outputs[2]
+    for piece in ("Data path", "collector targets", "fleet-04", "results store", "results endpoint", "remote_write",
+                  "Alertmanager", "Grafana", "node_exporter"):
+        assert piece in plan, piece
+    assert "SIMULATED" not in plan and not re.search(r"\b127\.\d+\.\d+\.\d+", plan)
+    r = subprocess.run(["bash", "-c", commands[2] + " --json"], cwd=scratch, env=env, capture_output=True, text=True, timeout=300)
+    targets = json.loads(r.stdout)["data_path"]["collector_targets"]
+    assert targets["source"] == "files in fleet-04 (ctfleet import)" and targets["profile"] == "sdr-04.yaml"
+    assert (targets["routers"], targets["servers"], targets["node_exporter_targets"]) == (N_CTS, N_CTS, N_CTS)
+    # the repository's own stack files were not touched
+    committed, _ = read_stack_file(ROOT / STACKS_DIR / f"Pulumi.{STACK}.yaml")
+    assert "ctfleet:profile" not in committed

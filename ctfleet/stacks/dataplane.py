@@ -87,6 +87,9 @@ REMOTE_WRITE_PASSWORD = "/etc/prometheus-remote-write/password"
 NATIONAL_WRITE_PATH = "/api/v1/write"
 CONFIGMAP_MAX_BYTES = 1_000_000  # Kubernetes refuses a ConfigMap over 1 MiB (1,048,576 bytes, less its metadata)
 REGION_DASHBOARDS = ("ctfleet-region.json", "ctfleet-ct.json")
+# The programme KPIs' recording rules: what a region remote-writes and the nation sums. Other
+# rule files' records (hosting, backups) are about each cluster and stay in it.
+KPI_RULES_FILE = "kpi.rules.yml"
 
 #: The Secrets the data path reads, by (namespace, name): created by the operators, never
 #: declared by the stack (their values would land in Pulumi state).
@@ -417,9 +420,7 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
     sd_url = f"http://collector.{mon}.svc:{COLLECTOR_PORT}{NODE_TARGETS_PATH}"
     pc["scrape_configs"].insert(1, node_scrape_config(sd_url))
     pc["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [f"alertmanager.{mon}.svc:{ALERTMANAGER_PORT}"]}]}]}
-    names: list[str] = []
-    for text in (prom.config[k] for k in sorted(prom.config) if k.startswith("rules-")):
-        names += [n for n in kpi_record_names(_load(text) or {}) if n not in names]
+    names = kpi_record_names(_load(files.rules.get(KPI_RULES_FILE, "")) or {})
     secrets = prom.secrets
     if d.nationalWriteUrl and names:
         pc["remote_write"] = [remote_write(d.nationalWriteUrl, region, names,
@@ -560,10 +561,7 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
 def _national(plan: StackPlan, files: MonitorFiles) -> None:
     cfg = plan.config
     prom = _app(plan, "prometheus")
-    kpi_doc = {"groups": []}
-    for text in files.rules.values():
-        kpi_doc["groups"] += (_load(text) or {}).get("groups", [])
-    rules = national_rules(kpi_doc)
+    rules = national_rules(_load(files.rules.get(KPI_RULES_FILE, "")) or {"groups": []})
     pc = _load(prom.config["prometheus.yml"])
     pc.setdefault("rule_files", []).append("/etc/prometheus/rules-national-kpi.yml")
     _swap(plan, prom, replace(prom, config=prom.config | {"prometheus.yml": yaml_text(pc),
