@@ -3,6 +3,8 @@ series in a real Prometheus evaluating the project's rules (monitors/rules/hosti
 
 from __future__ import annotations
 
+import time
+
 from collections import Counter
 
 import pytest
@@ -85,7 +87,24 @@ def _by(prom, query, *labels):
     return {tuple(r["metric"].get(k, "") for k in labels): float(r["value"][1]) for r in prom.query(query)}
 
 
+def _eventually(check, timeout: float = 45.0) -> None:
+    """Run ``check`` until it passes: a recording rule may have been evaluated between the two
+    kube-state-metrics scrapes (the fixture waits for both targets, not for the next evaluation)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 def test_hosted_counts_only_declared_tenants_present_and_active(fed):
+    _eventually(lambda: _check_hosted(fed))
+
+
+def _check_hosted(fed):
     registry, clusters, prom = fed
     present = {(n.name, n.tier) for ns in clusters.values() for n in ns if n.phase == "Active" and n.tier}
     declared = declared_tenants(registry)
@@ -105,6 +124,10 @@ def test_hosted_counts_only_declared_tenants_present_and_active(fed):
 
 
 def test_mutualisations_count_groupings_and_sdls_actually_present(fed):
+    _eventually(lambda: _check_mutualisations(fed))
+
+
+def _check_mutualisations(fed):
     registry, _, prom = fed
     assert _by(prom, "ctfleet:mutualisations_declared:count_by_region_tier", "tier") == {("eci",): 1.0, ("sdl",): 1.0}
     assert _by(prom, "ctfleet:mutualisations:count_by_region_tier", "tier") == {("eci",): 1.0, ("sdl",): 0.0}

@@ -231,8 +231,10 @@ class Registry:
     def lot_counts(self, from_rules: bool = False) -> Counter:
         return Counter((ct.lot_from_rules if from_rules else ct.lot) for ct in self.cts.values())
 
-    def role_counts(self) -> Counter:
-        return Counter(d.role for d in self.devices.values())
+    def role_counts(self, ct_code: str | None = None) -> Counter:
+        """Devices per role, of the whole fleet or of one CT."""
+        devices = self.devices.values() if ct_code is None else self.devices_of(ct_code)
+        return Counter(d.role for d in devices)
 
 
 @dataclass(frozen=True)

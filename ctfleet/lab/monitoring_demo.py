@@ -114,7 +114,7 @@ def run(p: Project, opts: DemoOptions, out: Console) -> dict:
         collector.devices = [d for d in collector.devices if d.hostname in served]
         prom_registry = CollectorRegistry()
         prom_registry.register(exporter)
-        httpd, _ = serve(prom_registry, "127.0.0.1", 0, version=exporter.version)
+        httpd, _ = serve(prom_registry, "127.0.0.1", 0, version=exporter.version, render=exporter.exposition)
         exporter_addr = f"127.0.0.1:{httpd.server_address[1]}"
         am, am_addr = start_alertmanager(p.root, work)
         # No cluster runs here: a simulated kube-state-metrics per cluster (SDR, SDLs) says
