@@ -31,7 +31,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from ctfleet.stacks.manifests import Manifest, app_objects, cluster_role, render, tenant_objects
+from ctfleet.stacks.manifests import Manifest, app_objects, cluster_role, exposure_objects, render, tenant_objects
 from ctfleet.stacks.names import label
 from ctfleet.stacks.plan import AppPlan, StackPlan, TenantPlan
 from ctfleet.stacks.safety import DATA_KINDS, data_inventory
@@ -46,6 +46,7 @@ _RESOURCE_CLASSES = {
     ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
     ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
     ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+    ("networking.k8s.io/v1", "Ingress"): k8s.networking.v1.Ingress,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
 }
@@ -80,8 +81,15 @@ def declare(obj: Manifest, resource_name: str, opts: pulumi.ResourceOptions) -> 
     accepts unchanged. ``metadata.name`` is always set: nothing is auto-named, so names
     stay stable across runs and readable in ``kubectl``.
     """
-    cls = _RESOURCE_CLASSES[(obj["apiVersion"], obj["kind"])]
     kwargs = {_snake(k): v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+    cls = _RESOURCE_CLASSES.get((obj["apiVersion"], obj["kind"]))
+    if cls is None and "." in obj["apiVersion"].split("/")[0]:
+        # a custom resource (cert-manager's Certificate): fields other than metadata go as they are
+        return k8s.apiextensions.CustomResource(resource_name, api_version=obj["apiVersion"], kind=obj["kind"],
+                                                metadata=obj["metadata"], opts=opts,
+                                                **{k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")})
+    if cls is None:
+        raise KeyError(f"no resource class for {obj['kind']} {obj['apiVersion']}")
     return cls(resource_name, opts=opts, **kwargs)
 
 
@@ -118,6 +126,8 @@ class SystemApp(pulumi.ComponentResource):
         inside = pulumi.ResourceOptions(parent=self, depends_on=depends_on)
         for obj in app_objects(plan, stack_labels):
             declare(obj, f"{name}-{obj['kind'].lower()}", data_options(obj, inside, allow_destructive))
+        for obj in exposure_objects(plan, stack_labels):  # named apart: the app has its own Service already
+            declare(obj, f"{name}-{obj['kind'].lower()}-{obj['metadata']['name']}", inside)
         self.register_outputs({"image": plan.image})
 
 

@@ -27,6 +27,9 @@ before any resource is declared::
       ctfleet:prometheusRetention: 30d
       ctfleet:development: false              # true: a test cluster (localhost registries allowed)
       ctfleet:allowDestructiveChanges: false  # true: this update may replace volumes or remove tenants
+      ctfleet:expose:                         # optional: publish a workload (ctfleet/stacks/exposure.py)
+        prometheus: {kind: ingress, host: prometheus.sdr-rsk.ma, tlsSecret: prometheus-tls}
+        aptCacherNg: {kind: loadBalancer}     # sourceRanges default: ctfleet:siteCidrs
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from ctfleet.core.errors import InputErrors, Problem, one_of
 from ctfleet.core.registry import Registry
 from ctfleet.core.secrets import Secret
 from ctfleet.core.yamlio import loc_text
+from ctfleet.stacks.exposure import Expose, check_config as check_exposure
 from ctfleet.stacks.names import TIERS, ascii_slug, is_dns_label, stack_index
 
 NAMESPACE = "ctfleet"  # the Pulumi config namespace (the project name)
@@ -106,6 +110,7 @@ class StackConfig(_Strict):
     prometheusRetention: str = Field(default="30d", pattern=r"^[0-9]+[hdwy]$")
     development: bool = False  # a test cluster: images may come from a localhost registry
     allowDestructiveChanges: bool = False  # let this update replace volumes or remove tenants (after a backup)
+    expose: Expose = Expose()  # workloads published outside the cluster (ctfleet.stacks.exposure)
     kubeconfig: Any = Field(default=None, exclude=True)  # KubeconfigSecret, set by validate_config (never from data)
 
     def image(self, name: str) -> str:
@@ -176,7 +181,7 @@ def validate_config(raw: Mapping[str, Any], stack: str, registry: Registry, sour
             loc = tuple(err["loc"])
             if err["type"] == "missing":
                 bad(loc, "required key is missing", _VALID.get(loc[0]))
-            elif err["type"] == "literal_error":
+            elif err["type"] == "literal_error" and loc == ("tier",):
                 bad(loc, f"{err['input']!r} is not a tier", one_of(TIERS))
             else:
                 bad(loc, f"{err['msg']}, got {err.get('input')!r}", _VALID.get(loc[0]))
@@ -188,6 +193,7 @@ def validate_config(raw: Mapping[str, Any], stack: str, registry: Registry, sour
     _check_images(cfg, bad)
     _check_groups_and_networks(cfg, bad)
     _check_federation(cfg, registry, bad)
+    check_exposure(cfg.expose, cfg.tier, {"aptCacherNg": cfg.siteCidrs, "prometheus": cfg.federationCidrs}, bad)
     if cfg.storageClass is not None and not is_dns_label(cfg.storageClass.replace(".", "-")):
         bad(("storageClass",), f"{cfg.storageClass!r} is not a storage class name", "a DNS-1123 subdomain such as standard")
     if problems:
@@ -362,6 +368,8 @@ _VALID = {
     "images": IMAGE_VALID,
     "operatorGroups": "a list of one or more group names",
     "prometheusRetention": "a duration such as 30d, 12w or 1y",
+    "expose": "per workload (prometheus, aptCacherNg): {kind: ingress, host: NAME, tlsSecret: SECRET | certManagerIssuer: ISSUER} "
+              "or {kind: loadBalancer, sourceRanges: [CIDR, ...]}",
 }
 
 

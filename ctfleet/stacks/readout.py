@@ -121,7 +121,8 @@ def plan_report(inputs: Inputs, stack: str, config_file: Path | None = None, dep
                      "default_deny": t.default_deny, "flows": [f"{f.policy}: {f.name}: {f.show()}" for f in t.flows],
                      "operators": list(t.operator_groups), "members": list(t.members)} for t in plan.tenants],
         "total": total.hard(),
-        "workloads": [{"name": a.name, "namespace": a.namespace, "image": a.image, "port": a.port} for a in plan.apps],
+        "workloads": [{"name": a.name, "namespace": a.namespace, "image": a.image, "port": a.port,
+                       "published": a.expose.show() if a.expose else "inside the cluster only"} for a in plan.apps],
         "policies": {pid: [str(v) for v in violations if v.policy == pid] for pid in POLICIES},
         "destructive_changes": [str(c) for c in changes],
     }
