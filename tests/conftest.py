@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from booted import fleet  # noqa: F401  (the booted test fleet, one per session)
 
 ROOT = Path(__file__).resolve().parent.parent
 

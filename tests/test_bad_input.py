@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import edit
+from conftest import ROOT, edit
 from ctfleet.core.errors import CtfleetError
 from ctfleet.project import load_project
+
+
+def _line_of(rel: str, text: str) -> int:
+    """The 1-based line of the first line holding ``text`` in a project data file (files grow)."""
+    lines = (ROOT / rel).read_text(encoding="utf-8").splitlines()
+    return next(n for n, line in enumerate(lines, 1) if text in line)
+
 
 CASES = {
     "malformed CSV": (
@@ -52,7 +59,7 @@ CASES = {
         "standards/norms/baseline.yaml",
         "RTR-2: v3-authpriv",
         "RTR-2: v3",
-        "standards/norms/baseline.yaml:36: values.RTR-2: SNMP is v3 with authentication and privacy (authPriv): "
+        f"standards/norms/baseline.yaml:{_line_of('standards/norms/baseline.yaml', 'RTR-2:')}: values.RTR-2: SNMP is v3 with authentication and privacy (authPriv): "
         "expected one of v3-authpriv, v3-authnopriv, v2c, got 'v3'",
     ),
     "unknown control id": (

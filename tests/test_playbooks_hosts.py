@@ -2,7 +2,8 @@
 systemd-nspawn -b, each with its own network namespace on a bridge, sshd and systemd,
 packages only through the apt-cacher-ng on the bridge.
 
-Order matters (one fleet for the module): converge, re-run with changed=0, runtime checks
+Order matters (one fleet for the session, tests/booted.py, shared with
+tests/test_rollout_links.py which runs after this file): converge, re-run with changed=0, runtime checks
 with testinfra, drift audited read-only, a host killed mid-rollout then retried, queued
 audits delivered exactly once. The fleet is torn down in the fixture's finaliser, also
 when a test fails (close SSH masters, SIGTERM hosts, delete veths and the bridge).
@@ -13,97 +14,19 @@ Outside CI a missing piece skips; with CI=true it fails.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 import threading
-import time
-from pathlib import Path
 
 import pytest
+from booted import ROLES, WORKSTATIONS, request, ssh, timed
 
 from ctfleet.results import ResultsStore
 from ctfleet.lab import testhosts as testfleet
 from ctfleet.rollout.audit import read_batch
 from ctfleet.rollout.collect import collect_queued
-from ctfleet.rollout.config import RolloutPaths, RolloutRequest
 from ctfleet.rollout.runner import retry_request, run_rollout
 
 pytestmark = [pytest.mark.hosts, pytest.mark.slow, pytest.mark.component]
-
-ROOT = Path(__file__).resolve().parent.parent
-ROLES = {"th01": "workstation", "th02": "workstation", "th03": "workstation", "th04": "server"}
-WORKSTATIONS = [h for h, r in ROLES.items() if r == "workstation"]
-TIMINGS: dict[str, float] = {}
-
-
-def _missing() -> list[str]:
-    out = [] if os.geteuid() == 0 else ["root"]
-    out += [c for c in ("debootstrap", "systemd-nspawn", "apt-cacher-ng", "nft", "ip", "ssh") if shutil.which(c) is None]
-    return out
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory, project):
-    missing = _missing()
-    if missing:
-        msg = f"booted test hosts need: {', '.join(missing)} (scripts/setup installs them)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    tmp = tmp_path_factory.mktemp("fleet")
-    env = {"CTFLEET_TESTHOSTS_DIR": str(tmp / "state")}
-    testfleet.down(env)  # a previous crashed run in the same state dir
-    t0 = time.monotonic()
-    try:
-        testfleet.build(env)
-        TIMINGS["build"] = time.monotonic() - t0
-        status = testfleet.up(len(ROLES), env)
-        TIMINGS["boot"] = time.monotonic() - t0 - TIMINGS["build"]
-        ct = next(c for c in project.registry.cts.values() if c.lot == 3 and c.segment.value == "commune_under_15k")
-        inv = tmp / "inventory.json"
-        inv.write_text(json.dumps(testfleet.inventory(status, ct, project.norms, ROLES)))
-        paths = RolloutPaths(root=ROOT, playbooks=ROOT / "playbooks", inventory=inv, runs=tmp / "runs", results=tmp / "results")
-        yield {"status": status, "ct": ct, "paths": paths, "env": env}
-    finally:
-        testfleet.down(env)
-        print(f"\n[hosts] timings: {json.dumps({k: round(v, 1) for k, v in TIMINGS.items()})}")
-        leftovers = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
-        assert "vb-th" not in leftovers and "ctfbr" not in leftovers, leftovers
-
-
-def request(fleet, **kw) -> RolloutRequest:
-    st = fleet["status"]
-    base = dict(playbook="site.yml", ct=fleet["ct"].code, private_key=st["key"], control_path_dir=st["control_path_dir"],
-                host_key_checking=False, wave="test")
-    base.update(kw)
-    if "hosts" in kw:
-        base["ct"] = None
-    return RolloutRequest(**base)
-
-
-def ssh(fleet, host: str, command: str, user: str = "ctfadmin", **kw) -> subprocess.CompletedProcess:
-    for _ in range(20):  # sshd re-executes itself on reload: a moment of "Connection refused"
-        p = _ssh(fleet, host, command, user, **kw)
-        if "Connection refused" not in p.stderr:
-            return p
-        time.sleep(0.5)
-    return p
-
-
-def _ssh(fleet, host: str, command: str, user: str = "ctfadmin", **kw) -> subprocess.CompletedProcess:
-    st = fleet["status"]
-    return subprocess.run(["ssh", "-i", st["key"], "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                           "-o", "ConnectTimeout=10", "-o", "ControlMaster=no", "-o", "ControlPath=none", *kw.get("opts", []),
-                           f"{user}@{st['hosts'][host]['ip']}", command], capture_output=True, text=True, timeout=60)
-
-
-def timed(name: str, fn):
-    t0 = time.monotonic()
-    out = fn()
-    TIMINGS[name] = time.monotonic() - t0
-    return out
 
 
 # ---------------------------------------------------------------------- converge, idempotence
@@ -123,6 +46,7 @@ def test_converge_then_rerun_changes_nothing(fleet):
     rows = list(ResultsStore(paths.results).iter_results())
     assert {r.device for r in rows} == set(ROLES) and not [r for r in rows if r.status.value == "fail"]
     assert {r.ct for r in rows} == {fleet["ct"].code}
+    fleet["converged"] = True
 
 
 # ---------------------------------------------------------------------- runtime state (testinfra)

@@ -105,6 +105,29 @@ def norms_group_name(ct: CT, link: LinkType | None = None) -> str:
     return f"norms_{ct.segment.value}_lot{ct.lot}" + (f"_{link.value}" if link is not None else "")
 
 
+# ---------------------------------------------------------------- hosting tenants
+def ct_namespace(ct_code: str) -> str:
+    """A CT's tenant namespace (in its SDR cloud, or its SDL's), from its code, never its
+    name, so renaming a commune does not recreate its tenant.
+
+    >>> ct_namespace("01.511.01.0")
+    'ct-01-511-01-0'
+    """
+    return f"ct-{code_slug(ct_code)}"
+
+
+def grouping_namespace(grouping_code: str) -> str:
+    """An ECI/GCT grouping's tenant namespace (its code, lower-case)."""
+    return grouping_code.lower()
+
+
+#: The namespace label the stacks put on every tenant, holding its hosting tier, as
+#: kube-state-metrics exposes it in ``kube_namespace_labels`` (``ctfleet.ma/tier``
+#: sanitised); the hosting recording rules join on it. kube-state-metrics must be started
+#: with ``--metric-labels-allowlist=namespaces=[ctfleet.ma/tier]`` for it to appear.
+KSM_TIER_LABEL = "label_ctfleet_ma_tier"
+
+
 # ---------------------------------------------------------------- hosting quotas
 #: Which hosting control sizes which field of a tenant's quota.
 QUOTA_CONTROLS: dict[str, str] = {"cpu": "HST-1", "memory_gib": "HST-2", "storage_gib": "HST-3", "pods": "HST-4"}

@@ -5,20 +5,36 @@ groups and variables as the ctfleet dynamic inventory (``ct_*``, ``lot_N``,
 ``segment_*``, ``norms_<segment>_lot<N>`` carrying ``ctfleet_norms``, ``role_*``,
 ``platform_*``), built with :mod:`ctfleet.ansible_inventory`'s own helpers from a real
 CT's resolved norms, so the playbooks meet exactly what production gives them.
+
+:func:`link_profile` says what a commune uplink of each type is in the lab (round trip and
+loss from the lab's link model, :data:`ctfleet.lab.simfleet.data.LINK_RTT_MS` and
+``LINK_LOSS``; bandwidth the smallest operator offer meeting the CT's LNK-1 norm, as the
+fleet generator picks it) and :func:`set_link` puts the booted fleet behind it
+(``scripts/testhosts link``: a delaying relay for latency and loss, tc tbf for bandwidth);
+:func:`cut` / :func:`restore` take the uplink down and back; :func:`link_stats` reads the
+bytes that crossed it, per host.
+
+    >>> link_profile("vsat", min_mbps=2)
+    LinkProfile(kind='vsat', rtt_ms=675.0, loss=0.0175, mbit=2.0)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctfleet.ansible_inventory import norm_layers, norm_vars
+from ctfleet.ansible_inventory import norm_layers, norm_vars, site_vars
 from ctfleet.core.conventions import group_name, norms_group_name
-from ctfleet.core.models import CT
+from ctfleet.core.fleet import OFFERS
+from ctfleet.core.models import CT, LinkType, Site
 from ctfleet.core.norms import NormSet
+from ctfleet.lab.simfleet.data import LINK_LOSS, LINK_RTT_MS
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "testhosts"
 
@@ -56,28 +72,104 @@ def down(env: dict | None = None) -> None:
     _run("down", timeout=300, env=env)
 
 
-def inventory(fleet: dict[str, Any], ct: CT, norms: NormSet, roles: dict[str, str], *, extra_vars: dict | None = None) -> dict:
+# ---------------------------------------------------------------------- the site's uplink
+@dataclass(frozen=True)
+class LinkProfile:
+    kind: str
+    rtt_ms: float
+    loss: float  # fraction of segments lost
+    mbit: float  # each way
+
+
+def link_profile(kind: str, *, min_mbps: float) -> LinkProfile:
+    """The lab's uplink of type ``kind`` for a CT whose LNK-1 norm is ``min_mbps``.
+
+    Round trip and loss: the middle of the lab's ranges for the type; bandwidth: the
+    smallest offer of the type meeting the norm (the largest when none does).
+    """
+    try:
+        link = LinkType(kind)
+    except ValueError:
+        raise ValueError(f"link type {kind!r}: expected one of {', '.join(t.value for t in LinkType if t != LinkType.NONE)}") from None
+    if link == LinkType.NONE:
+        raise ValueError("link type 'none' has no uplink to emulate: use cut()")
+    offers = OFFERS[link]
+    mbit = next((o for o in offers if o >= min_mbps), offers[-1])
+    (rtt_lo, rtt_hi), (loss_lo, loss_hi) = LINK_RTT_MS[link.value], LINK_LOSS[link.value]
+    return LinkProfile(kind=link.value, rtt_ms=round((rtt_lo + rtt_hi) / 2, 1), loss=round((loss_lo + loss_hi) / 2, 5),
+                       mbit=float(mbit))
+
+
+def set_link(profile: LinkProfile | None, env: dict | None = None) -> None:
+    """Put the fleet behind ``profile`` (None: back to a plain LAN). Closes Ansible's SSH masters."""
+    if profile is None:
+        _run("link", "off", env=env)
+    else:
+        _run("link", profile.kind, str(profile.rtt_ms), str(profile.loss), str(profile.mbit), env=env)
+
+
+def cut(env: dict | None = None) -> None:
+    _run("cut", env=env)
+
+
+def restore(env: dict | None = None) -> None:
+    _run("restore", env=env)
+
+
+def link_stats(env: dict | None = None) -> dict[str, dict[str, int]]:
+    """Bytes over the uplink per host IP since the relay started: {ip: {"down", "up", "connections"}}."""
+    return json.loads(_run("link-stats", env=env).strip().splitlines()[-1]).get("hosts", {})
+
+
+def inventory(fleet: dict[str, Any], ct: CT, norms: NormSet, roles: dict[str, str], *, extra_vars: dict | None = None,
+              site: Site | None = None) -> dict:
     """Inventory (as a dict to dump in YAML/JSON) for the booted hosts of ``fleet``.
 
-    ``roles`` maps host -> "workstation" | "server". Everything reaches the hosts the way
-    the dynamic inventory says; the test-only facts (addresses, the admin key, the NTP and
-    log collector on the bridge) go in ``all.vars``.
+    ``roles`` maps host -> "workstation" | "server", or another group name for hosts
+    outside the CT ("backup_offsite", "spare"). Everything reaches the hosts the way the
+    dynamic inventory says; the test-only facts (addresses, the admin key, the NTP and log
+    collector and the SDR package cache on the bridge) go in ``all.vars``. The CT's hosts
+    are one site (``site_<ct>_s1``, with ``site``'s link facts when given).
+
+    Backups (SRV-3/SRV-5): the repository password is a ``file:`` reference beside the
+    fleet's admin key (outside the project; a test may pass a ``vault:`` one in
+    ``extra_vars``). A ``backup_offsite`` host is the region's SFTP host
+    (``playbooks/backup_offsite.yml``); without one, SRV-5 is switched off for this fleet
+    (the off-site copy is proven by ``tests/test_backups_hosts.py``).
     """
     gw = fleet["gateway"]
     key_pub = Path(fleet["key"] + ".pub").read_text(encoding="utf-8").strip()
     hostvars = {}
+    others: dict[str, dict[str, str]] = {}
     for name, h in fleet["hosts"].items():
         role = roles.get(name)
         if role is None:
             continue
+        if role not in ("workstation", "server"):  # the region's hosts (backup_offsite), spare hosts: no CT
+            others.setdefault(role, {})[name] = h["ip"]
+            continue
         hostvars[name] = {"ansible_host": h["ip"], "ctfleet_role": role, "ctfleet_platform": "debian",
                           "ctfleet_os_version": "12", "ctfleet_ct": ct.code, "ctfleet_site": f"{ct.code}-S1"}
     ct_group, shared = group_name("ct", ct.code), norms_group_name(ct, norms.link_of(ct))
+    password = Path(fleet["key"]).parent / f"backup-password-{ct.slug}"
+    if not password.exists():
+        fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(24) + "\n")
+    backup_vars: dict[str, Any] = {"reference_server_backup_password_ref": f"file:{password}"}
+    offsite = others.get("backup_offsite", {})
+    if offsite:
+        name, ip = sorted(offsite.items())[0]
+        backup_vars.update(reference_server_backup_offsite_repository=f"sftp:backup_sftp@{ip}:/srv/backups/{ct.code}",
+                           reference_server_backup_offsite_host=name)
+    else:
+        backup_vars["reference_server_srv_5"] = False
     all_vars = {
         "ansible_user": "ctfadmin", "ansible_become": True, "ansible_python_interpreter": "/usr/bin/python3",
         "ctfleet_admins": [{"name": "ctfadmin", "ssh_keys": [key_pub]}],
         "baseline_ntp_servers": [gw], "baseline_log_collector": f"{gw}:514",
-        "reference_server_backup_offsite_repository": f"sftp:backup@{gw}:/srv/backups/{ct.code}",
+        **backup_vars,
+        "baseline_package_proxy_sdr": fleet["proxy"],  # the region's (SDR) cache: the proxy on the bridge
         **(extra_vars or {}),
     }
     groups: dict[str, Any] = {
@@ -93,4 +185,34 @@ def inventory(fleet: dict[str, Any], ct: CT, norms: NormSet, roles: dict[str, st
     for role in ("workstation", "server"):
         children[f"role_{role}"] = {"hosts": {n: {} for n in sorted(hostvars) if hostvars[n]["ctfleet_role"] == role}}
     children["platform_debian"] = {"hosts": {n: {} for n in sorted(hostvars)}}
+    for role, hosts in sorted(others.items()):
+        children[role] = {"hosts": {n: {"ansible_host": ip} for n, ip in sorted(hosts.items())}}
+    # The site: its hosts, and its link facts as the dynamic inventory gives them.
+    children[group_name("site", f"{ct.code}-S1")] = {"hosts": {n: {} for n in sorted(hostvars)},
+                                                      "vars": site_vars(site) if site is not None else {}}
     return groups
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ctfleet.lab.testhosts link-profile TYPE``: the figures ``scripts/testhosts link TYPE`` uses
+    (for the lab CT's segment, communes under 15,000, where every link type is accepted)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] != "link-profile":
+        print("usage: python -m ctfleet.lab.testhosts link-profile fibre|adsl|4g|vsat", file=sys.stderr)
+        return 2
+    from ctfleet.core.models import Segment
+    from ctfleet.core.norms import load_norms
+
+    norms = load_norms(SCRIPT.parents[1] / "standards")
+    min_mbps = float(norms.resolve_for(Segment.COMMUNE_UNDER_15K, 3)["LNK-1"].value)
+    try:
+        p = link_profile(argv[1], min_mbps=min_mbps)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(p.rtt_ms, p.loss, p.mbit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -32,6 +32,7 @@ from ctfleet.core.evaluate import assess_ct, registry_results
 from ctfleet.core.models import CT, Role, Tier
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
+from ctfleet.monitors.hosting import hosting_series
 from ctfleet.monitors.sweep import Sweep, clean_text, connected, sweep_results
 
 CT_LABELS = list(conventions.CT_LABELS)
@@ -320,6 +321,7 @@ def build_snapshot(registry: Registry, norms: NormSet, sweep: Sweep | None, stor
                 devices.add(lv + [d.hostname, d.role.value, d.platform.value], poll, probe)
     if sweep is not None:
         _sweep_series(fam, sweep, sweeps_total)
+    hosting_series(registry, fam.gauge)  # declared tenants: hosted = declared and present (hosting.rules.yml)
     return Snapshot(families=fam.all, built_at=time.time(), build_seconds=time.perf_counter() - t0)
 
 

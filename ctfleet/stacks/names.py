@@ -23,7 +23,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ctfleet.core.models import code_slug
+from ctfleet.core.conventions import ct_namespace, grouping_namespace  # noqa: F401 (shared names, re-exported)
+from ctfleet.core.hosting import tenant_home  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from ctfleet.core.registry import Registry
@@ -64,14 +65,6 @@ def sdl_stack(commune_name_fr: str) -> str:
     return f"sdl-{ascii_slug(commune_name_fr)}"
 
 
-def ct_namespace(ct_code: str) -> str:
-    return f"ct-{code_slug(ct_code)}"
-
-
-def grouping_namespace(grouping_code: str) -> str:
-    return grouping_code.lower()
-
-
 def platform_namespace(platform_slug: str) -> str:
     return f"nat-{platform_slug}"
 
@@ -102,28 +95,8 @@ def is_label_key(key: str) -> bool:
 
 
 # ------------------------------------------------------------------ one home per tenant
-def tenant_home(ct) -> str | None:
-    """The one tier whose stack holds this CT's tenant: the most local hosting it has.
-
-    A commune with arrondissements lives in its SDL's stack, a grouping member in its
-    ECI/GCT's, any other CT hosted by its region in the SDR's; a CT with none of these
-    (own hosting only) has no tenant. Never two: a namespace declared by two stacks
-    would be fought over, and deleted by whichever stack drops it first.
-
-    >>> from types import SimpleNamespace as C
-    >>> from ctfleet.core.models import Tier
-    >>> [tenant_home(C(tiers=t, grouping=g)) for t, g in [((Tier.SDR, Tier.SDL), None), ((Tier.SDR, Tier.ECI), "G"), ((Tier.SDR,), None)]]
-    ['sdl', 'eci', 'sdr']
-    """
-    from ctfleet.core.models import Tier
-
-    if Tier.SDL in ct.tiers:
-        return "sdl"
-    if Tier.ECI in ct.tiers and ct.grouping:
-        return "eci"
-    if Tier.SDR in ct.tiers:
-        return "sdr"
-    return None
+# tenant_home lives in the core (ctfleet.core.hosting), so the monitors can count what
+# the stacks declare without importing the stacks; re-exported here for the stacks.
 
 
 # ------------------------------------------------------------------ the stacks of the registry

@@ -56,7 +56,7 @@ from ctfleet.lab.simfleet.data import (
     write_secret_file,
     write_snmprec,
 )
-from ctfleet.lab.simfleet.probe import ProbeError, snmp_get
+from ctfleet.lab.simfleet.agent_check import ProbeError, snmp_get
 
 DEFAULT_BACKEND_NET = "127.77.0.0/16"
 TRANSPORT_DOMAIN = "1.3.6.1.6.1.1"  # snmpUDPDomain; snmpsim appends the endpoint number

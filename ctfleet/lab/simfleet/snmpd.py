@@ -17,7 +17,7 @@ Facts that shape it (net-snmp 5.9 on Debian 12):
   kernel here has no ``dummy`` links, hence veth and bridge. Loopback cannot be routed
   between namespaces, so clients run inside it too: prefix commands with
   :attr:`SnmpdAgent.exec_prefix` (``ip netns exec NAME``), or pass ``netns=`` to
-  :func:`~ctfleet.lab.simfleet.probe.snmp_get`. The namespace is deleted on stop.
+  :func:`~ctfleet.lab.simfleet.agent_check.snmp_get`. The namespace is deleted on stop.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Sequence
 
 from ctfleet.lab.simfleet._proc import ManagedProcess, wait_until
 from ctfleet.lab.simfleet.data import SYS_NAME, SnmpCredentials, make_credentials, write_secret_file
-from ctfleet.lab.simfleet.probe import ProbeError, snmp_get
+from ctfleet.lab.simfleet.agent_check import ProbeError, snmp_get
 
 MAX_ADDRESSES = 100
 SNMPD = "/usr/sbin/snmpd"

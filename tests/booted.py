@@ -1,0 +1,97 @@
+"""The booted test fleet shared by the booted-host test files (one fleet for the session).
+
+tests/test_playbooks_hosts.py converges it and checks it; tests/test_rollout_links.py then
+uses the same hosts (package proxy, waves, links, pull mode), so CI boots one fleet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ctfleet.lab import testhosts as testfleet
+from ctfleet.rollout.config import RolloutPaths, RolloutRequest
+
+ROOT = Path(__file__).resolve().parent.parent
+ROLES = {"th01": "workstation", "th02": "workstation", "th03": "workstation", "th04": "server"}
+WORKSTATIONS = [h for h, r in ROLES.items() if r == "workstation"]
+TIMINGS: dict[str, float] = {}
+
+
+def _missing() -> list[str]:
+    out = [] if os.geteuid() == 0 else ["root"]
+    out += [c for c in ("debootstrap", "systemd-nspawn", "apt-cacher-ng", "nft", "ip", "ssh") if shutil.which(c) is None]
+    return out
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory, project):
+    missing = _missing()
+    if missing:
+        msg = f"booted test hosts need: {', '.join(missing)} (scripts/setup installs them)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    tmp = tmp_path_factory.mktemp("fleet")
+    env = {"CTFLEET_TESTHOSTS_DIR": str(tmp / "state")}
+    testfleet.down(env)  # a previous crashed run in the same state dir
+    t0 = time.monotonic()
+    try:
+        testfleet.build(env)
+        TIMINGS["build"] = time.monotonic() - t0
+        status = testfleet.up(len(ROLES), env)
+        TIMINGS["boot"] = time.monotonic() - t0 - TIMINGS["build"]
+        ct = next(c for c in project.registry.cts.values() if c.lot == 3 and c.segment.value == "commune_under_15k")
+        inv = tmp / "inventory.json"
+        site = next(iter(project.registry.sites_of(ct.code)), None)
+        inv.write_text(json.dumps(testfleet.inventory(status, ct, project.norms, ROLES, site=site)))
+        paths = RolloutPaths(root=ROOT, playbooks=ROOT / "playbooks", inventory=inv, runs=tmp / "runs", results=tmp / "results")
+        yield {"status": status, "ct": ct, "paths": paths, "env": env, "tmp": tmp, "site": site, "converged": False}
+    finally:
+        testfleet.down(env)
+        print(f"\n[hosts] timings: {json.dumps({k: round(v, 1) for k, v in TIMINGS.items()})}")
+        # Only this fleet's links: other fleets (other nets) may run on the same machine.
+        net = os.environ.get("CTFLEET_TESTHOSTS_NET", "77")
+        leftovers = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout.split()
+        assert not [w for w in leftovers if w == f"ctfbr{net}" or (w.startswith("vb-th") and w.split("@")[0].endswith(f"-{net}"))], leftovers
+
+
+def request(fleet, **kw) -> RolloutRequest:
+    st = fleet["status"]
+    base = dict(playbook="site.yml", ct=fleet["ct"].code, private_key=st["key"], control_path_dir=st["control_path_dir"],
+                host_key_checking=False, wave="test")
+    base.update(kw)
+    if "hosts" in kw:
+        base["ct"] = None
+    return RolloutRequest(**base)
+
+
+def ssh(fleet, host: str, command: str, user: str = "ctfadmin", **kw) -> subprocess.CompletedProcess:
+    for _ in range(20):  # sshd re-executes itself on reload: a moment of "Connection refused"
+        p = _ssh(fleet, host, command, user, **kw)
+        if "Connection refused" not in p.stderr:
+            return p
+        time.sleep(0.5)
+    return p
+
+
+def _ssh(fleet, host: str, command: str, user: str = "ctfadmin", **kw) -> subprocess.CompletedProcess:
+    st = fleet["status"]
+    return subprocess.run(["ssh", "-i", st["key"], "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                           "-o", "ConnectTimeout=10", "-o", "ControlMaster=no", "-o", "ControlPath=none", *kw.get("opts", []),
+                           f"{user}@{st['hosts'][host]['ip']}", command], capture_output=True, text=True, timeout=60)
+
+
+def timed(name: str, fn):
+    t0 = time.monotonic()
+    out = fn()
+    TIMINGS[name] = time.monotonic() - t0
+    return out
+
+
