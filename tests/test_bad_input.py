@@ -73,7 +73,7 @@ CASES = {
         "standards/norms/lots/lot-3.yaml",
         "values:",
         "valeurs:",
-        "standards/norms/lots/lot-3.yaml:2: valeurs: unknown key (valid: one of description, links, max_age, not_applicable, values)",
+        f"standards/norms/lots/lot-3.yaml:{_line_of('standards/norms/lots/lot-3.yaml', 'values:')}: valeurs: unknown key (valid: one of description, links, max_age, not_applicable, values)",
     ),
     "unknown key in the segment table": (
         "standards/segments.yaml",
@@ -313,3 +313,12 @@ def test_an_unparsed_inventory_fails_ansible(data_copy, root):
     ok = subprocess.run([tool, "-i", str(root / "inventory/ctfleet_inventory.py"), "--graph"],
                         capture_output=True, text=True, env=dict(env, CTFLEET_PROFILE=str(good)), cwd=root, timeout=120)
     assert ok.returncode == 0 and "r-01-511-01-01" in ok.stdout, ok.stderr
+
+
+def test_a_control_character_in_yaml_is_one_error():
+    """Found by tests/test_properties.py: ruamel's ReaderError (no mark) used to escape as a traceback."""
+    from ctfleet.core.yamlio import parse_yaml
+
+    with pytest.raises(CtfleetError) as exc:
+        parse_yaml("name: x\nregion: \x1f\n", "profile.yaml")
+    assert str(exc.value) == "profile.yaml:2: malformed YAML: unacceptable character #x001f (control characters are not allowed)"

@@ -147,6 +147,14 @@ def test_dashboards_cover_what_the_noc_watches(generated):
         assert series in region_exprs
     ct_exprs = " ".join(q["expr"] for q in panel_queries(generated["ctfleet-ct.json"]))
     assert "ctfleet_ct_norm_uplink_utilisation_max_ratio" in ct_exprs
+    # The CT's three outcomes (meets / failing / not assessed), its stale results and hosting.
+    ct_panels = {p["title"]: p for p in generated["ctfleet-ct.json"]["panels"]}
+    outcome = ct_panels["Normes : résultat"]
+    assert 'outcome="meets"' in outcome["targets"][0]["expr"] and 'outcome="failing"' in outcome["targets"][0]["expr"]
+    texts = {v["text"] for m in outcome["fieldConfig"]["defaults"]["mappings"] for v in m["options"].values()}
+    assert texts == {"conforme", "en échec", "non évaluée"}
+    assert "ctfleet_ct_results_stale" in ct_exprs and "ctfleet:ct_hosted" in ct_exprs
+    assert "Hébergées" in national
     # Region names are HCP's, from the registry.
     text = json.dumps(generated["ctfleet-region.json"], ensure_ascii=False)
     assert "Tanger-Tétouan-Al Hoceima" in text and "Dakhla-Oued Ed-Dahab" in text

@@ -3,6 +3,8 @@ series in a real Prometheus evaluating the project's rules (monitors/rules/hosti
 
 from __future__ import annotations
 
+import time
+
 from collections import Counter
 
 import pytest
@@ -60,19 +62,19 @@ def fed(tmp_path_factory):
     reg = CollectorRegistry()
     reg.register(exporter)
     servers = []
-    httpd, _ = serve(reg, "127.0.0.1", 0)
+    httpd, _ = serve(reg, "127.0.0.1", 0, version=exporter.version)  # rendered once, as the collector serves it
     servers.append(httpd)
     addrs = {}
     for name, namespaces in clusters.items():
         srv, addrs[name] = serve_kube_state(namespaces)
         servers.append(srv)
     cfg = prometheus_config(f"127.0.0.1:{httpd.server_address[1]}", sorted(str(f) for f in (ROOT / "monitors/rules").glob("*.yml")),
-                            scrape_interval="1s")
-    cfg["scrape_configs"] += ksm_scrape_configs(addrs, "1s")
+                            scrape_interval="2s")
+    cfg["scrape_configs"] += ksm_scrape_configs(addrs, "2s")
     prom = Prometheus(tmp_path_factory.mktemp("prom-hosting"), cfg).start()
     try:
         prom.wait_for('ctfleet:mutualisations:total and on() count(up{job="kube-state-metrics"} == 1) == 2', 60)
-        prom.wait_for("ctfleet:cts_hosted:count", 30)
+        prom.wait_for("ctfleet:cts_hosted:count and on() ctfleet:cts:count", 30)
         yield registry, clusters, prom
     finally:
         prom.stop()
@@ -85,7 +87,24 @@ def _by(prom, query, *labels):
     return {tuple(r["metric"].get(k, "") for k in labels): float(r["value"][1]) for r in prom.query(query)}
 
 
+def _eventually(check, timeout: float = 45.0) -> None:
+    """Run ``check`` until it passes: a recording rule may have been evaluated between the two
+    kube-state-metrics scrapes (the fixture waits for both targets, not for the next evaluation)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 def test_hosted_counts_only_declared_tenants_present_and_active(fed):
+    _eventually(lambda: _check_hosted(fed))
+
+
+def _check_hosted(fed):
     registry, clusters, prom = fed
     present = {(n.name, n.tier) for ns in clusters.values() for n in ns if n.phase == "Active" and n.tier}
     declared = declared_tenants(registry)
@@ -105,6 +124,10 @@ def test_hosted_counts_only_declared_tenants_present_and_active(fed):
 
 
 def test_mutualisations_count_groupings_and_sdls_actually_present(fed):
+    _eventually(lambda: _check_mutualisations(fed))
+
+
+def _check_mutualisations(fed):
     registry, _, prom = fed
     assert _by(prom, "ctfleet:mutualisations_declared:count_by_region_tier", "tier") == {("eci",): 1.0, ("sdl",): 1.0}
     assert _by(prom, "ctfleet:mutualisations:count_by_region_tier", "tier") == {("eci",): 1.0, ("sdl",): 0.0}
@@ -116,3 +139,29 @@ def test_simulated_series_say_so(fed):
     meta = prom.api("metadata", metric="kube_namespace_labels")
     assert "simulated" in meta["kube_namespace_labels"][0]["help"]
     assert {r["metric"]["simulated"] for r in prom.query('up{job="kube-state-metrics"}')} == {"true"}
+
+
+def test_monthly_snapshot_records_hosting_from_a_real_prometheus(fed, tmp_path, monkeypatch):
+    """`ctfleet report snapshot` reads the KPIs (hosted and mutualisations included) from the
+    real Prometheus and writes this month's file once."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ctfleet.cli.main import app
+
+    registry, clusters, prom = fed
+    monkeypatch.setenv("CTFLEET_ROOT", str(ROOT))
+    args = ["report", "snapshot", "--prometheus", prom.url, "--history", str(tmp_path / "kpi")]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    (path,) = (tmp_path / "kpi").glob("*.json")
+    snap = json.loads(path.read_text(encoding="utf-8"))
+    nat = snap["national"]
+    present = {(n.name, n.tier) for ns in clusters.values() for n in ns if n.phase == "Active" and n.tier}
+    assert nat["cts"] == len(registry.cts) and nat["cts_not_assessed"] == len(registry.cts)  # no sweep, no audit
+    assert nat["cts_hosted"] == sum((t.namespace, t.tier) in present for t in declared_tenants(registry))
+    assert (nat["mutualisations"], nat["mutualisations_declared"]) == (1, 2)
+    assert [row["region"] for row in snap["region"]] == [REGION]
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code != 0 and "already recorded" in again.output

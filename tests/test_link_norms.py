@@ -91,6 +91,8 @@ def test_norms_show_names_the_link_layer(project, monkeypatch, root):
     assert data["LNK-2"]["source"].startswith("standards/norms/links/vsat.yaml:")
     r = CliRunner().invoke(app, ["norms", "show", ct.code], env={"COLUMNS": "250"})
     assert r.exit_code == 0 and "link vsat" in r.output and "standards/norms/links/vsat.yaml:" in r.output
+    r = CliRunner().invoke(app, ["norms", "show", "commune_under_15k", "--link", "vsat"], env={"COLUMNS": "250"})  # the README's
+    assert r.exit_code == 0 and "standards/norms/links/vsat.yaml:" in r.output and "link vsat" in r.output
     r = CliRunner().invoke(app, ["norms", "show", "council", "--link", "adsl", "--json"])
     assert json.loads(r.output)["LNK-1"]["layer"] == "segment council, link adsl"
     r = CliRunner().invoke(app, ["norms", "show", "council", "--link", "satellite"])

@@ -300,3 +300,22 @@ def test_file_modes_allow_stricter_and_name_what_is_wider():
     wide = ctfleet_audit.ctfleet_file_modes("/etc/shadow 644 root shadow\n/etc/x 600 root root", specs)
     assert wide["observed"] is False and wide["evidence"] == "/etc/shadow mode 0644 root:shadow (want at most 0640, owner root, group root|shadow)"
     assert ctfleet_audit.ctfleet_file_modes("", specs, "stat: cannot statx")["observed"] is None
+
+
+def test_new_catalogue_controls_reach_the_failing_controls_series(project):
+    """An audit row for a control added to the catalogue (SYS-13) lands in the series the NOC's
+    failing-controls table and the report read, with the catalogue's severity."""
+    from datetime import datetime, timezone
+
+    from ctfleet.core.compliance import ControlResult, Source
+    from ctfleet.monitors.exporter import build_snapshot
+
+    ct = next(c for c in project.registry.cts.values() if c.lot == 3)
+    server = next(d for d in project.registry.devices_of(ct.code) if d.role.value == "server")
+    row = ControlResult(ct=ct.code, device=server.hostname, control="SYS-13", status="fail", source=Source.AUDIT,
+                        evidence="/etc/shadow mode 0644 root:shadow (want at most 0640, owner root, group root|shadow)",
+                        observed=False, expected=True, observed_at=datetime.now(timezone.utc))
+    snap = build_snapshot(project.registry.scoped(ct.region_code), project.norms, None, stored=[row])
+    failing = {(s.labels["control"], s.labels["severity"]) for m in snap.metrics if m.name == "ctfleet_ct_control_failing"
+               for s in m.samples if s.labels.get("ct") == ct.code and s.value > 0}
+    assert ("SYS-13", "high") in failing, failing

@@ -74,10 +74,10 @@ def _recorded(at: float):
     """A fake Prometheus: instant and range answers for two regions, two lots, one segment."""
     counts = {"cts": {"01": 10, "02": 4}, "cts_connected": {"01": 9, "02": 2}, "cts_meeting_norms": {"01": 6, "02": 1},
               "cts_failing": {"01": 3, "02": 2}, "cts_not_assessed": {"01": 1, "02": 1}, "cts_with_waivers": {"01": 2, "02": 0},
-              "cts_equipped": {"01": 5, "02": 0}}
+              "cts_equipped": {"01": 5, "02": 0}, "cts_hosted": {"01": 8, "02": 1}}
     lots = {"cts": {"1": 6, "3": 8}, "cts_connected": {"1": 6, "3": 5}, "cts_meeting_norms": {"1": 4, "3": 3},
             "cts_failing": {"1": 1, "3": 4}, "cts_not_assessed": {"1": 1, "3": 1}, "cts_with_waivers": {"1": 2, "3": 0},
-            "cts_equipped": {"1": 3, "3": 2}}
+            "cts_equipped": {"1": 3, "3": 2}, "cts_hosted": {"1": 5, "3": 4}}
     segs = {k: {"commune_under_15k": sum(v.values())} for k, v in counts.items()}
     dims = {"region": counts, "lot": lots, "segment": segs}
     cov = {"region": {"01": 0.6, "02": 0.3}, "lot": {"1": 0.5, "3": 0.4}, "segment": {"commune_under_15k": 0.45}}
@@ -94,6 +94,10 @@ def _recorded(at: float):
         if m:
             by = m.group(1)
             return [({by: k}, v) for k, v in cov[by].items()] if by else [({}, 0.5)]
+        if promql == "ctfleet:mutualisations:total":
+            return [({}, 3)]
+        if promql.startswith("sum(ctfleet:mutualisations_declared:"):
+            return [({}, 4)]
         if "ctfleet_ct_control_failing" in promql:
             return [({"ct": "01.511.01.0", "region": "01", "control": "RTR-2", "severity": "high"}, 1),
                     ({"ct": "02.111.01.0", "region": "02", "control": "LNK-2", "severity": "medium"}, 2),

@@ -90,8 +90,8 @@ def test_selected_groups_exist_in_the_dynamic_inventory(project):
 def test_build_is_pure_and_complete(paths):
     r = RolloutRequest(playbook="workstations.yml", ct="01.511.05.19", audit=True, tags=("SYS-3", "ssh"), check=True,
                        private_key="/k", control_path_dir="/cp", host_key_checking=False)
-    a = build(r, paths, run_id="R1")
-    assert a == build(r, paths, run_id="R1")
+    a = build(r, paths, run_id="R1", mitogen_strategy_dir=Path("/m"))
+    assert a == build(r, paths, run_id="R1", mitogen_strategy_dir=Path("/m"))
     assert a.playbook == paths.playbooks / "workstations.yml"
     assert a.extravars == {"ctfleet_mode": "audit", "ctfleet_allow_disruptive": False, "ctfleet_run_id": "R1", "ctfleet_wave": "default"}
     assert a.cmdline == ("--tags", "SYS-3,ssh", "--check")
@@ -101,12 +101,12 @@ def test_build_is_pure_and_complete(paths):
 
 
 def test_rollout_without_allow_disruptive_says_what_it_leaves_out(paths):
-    notes = build(RolloutRequest(playbook="site.yml", lot=3), paths, run_id="R").notes
+    notes = build(RolloutRequest(playbook="site.yml", lot=3), paths, run_id="R", mitogen_strategy_dir=Path("/m")).notes
     assert any("--allow-disruptive" in n for n in notes)
 
 
 def test_tuned_and_stock_settings_differ_where_they_should(tmp_path):
-    tuned, stock = tuning_env(Tuning(), tmp_path), tuning_env(Tuning.stock(), tmp_path)
+    tuned, stock = tuning_env(Tuning(), tmp_path, tmp_path / "m"), tuning_env(Tuning.stock(), tmp_path)
     assert tuned["ANSIBLE_PIPELINING"] == "True" and "ANSIBLE_PIPELINING" not in stock
     assert tuned["ANSIBLE_CACHE_PLUGIN"] == "jsonfile" and tuned["ANSIBLE_GATHERING"] == "smart" and "ANSIBLE_GATHERING" not in stock
     with pytest.raises(ValueError, match="mitogen"):

@@ -44,6 +44,7 @@ def sdr(**expose) -> dict:
         "ctfleet:operatorGroups": ["sdr-oriental:operators"],
         "ctfleet:siteCidrs": ["10.2.0.0/16"],
         "ctfleet:federationCidrs": ["10.0.0.0/24"],
+        "ctfleet:demo": True,  # the generated fleet (the data path refuses it otherwise)
     }
     if expose:
         raw["ctfleet:expose"] = expose

@@ -9,7 +9,8 @@ filesystem, all capabilities dropped, no privilege escalation), with the config 
 the regional plan puts in their ConfigMaps:
 
 - the collector, on a network of its own (``--network none``: it polls nobody), serves
-  /metrics on the container's loopback with the region's CTs;
+  /metrics on the container's loopback with the region's CTs (its fleet ConfigMap mounted;
+  results in a local directory instead of the region's PostgreSQL, which it cannot reach);
 - apt-cacher-ng, on loopback, answers and caches a package from a mirror served on loopback.
 
 The build runs once per module (first build here: ~5 min for the base, ~2 min per
@@ -35,6 +36,7 @@ import pytest
 
 from conftest import ROOT
 from ctfleet.stacks.generate import read_stack_file
+from ctfleet.stacks.plan import yaml_text
 from ctfleet.stacks.program import STACKS_DIR, load_inputs, plan_for
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
@@ -77,6 +79,12 @@ def regional_plan():
     return plan_for(inputs, STACK, raw)
 
 
+def yaml_load(text: str):
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load(text)
+
+
 def _app(plan, name):
     return next(a for a in plan.apps if a.name == name)
 
@@ -86,6 +94,16 @@ def _owned_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     os.chown(path, 65532, 65532)
     return path
+
+
+def _write(directory: Path, files: dict[str, str]) -> Path:
+    """A ConfigMap's data as the files of a directory the pod's user can read."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+        os.chmod(directory / name, 0o644)
+    os.chmod(directory, 0o755)
+    return directory
 
 
 def _free_port() -> int:
@@ -157,13 +175,17 @@ def test_every_image_the_stacks_deploy_has_a_build_file(regional_plan):
 # ------------------------------------------------------------------ the collector
 def test_collector_image_serves_the_region(images, regional_plan, container, tmp_path):
     coll = _app(regional_plan, "collector")
-    config = tmp_path / "collector.yaml"
-    config.write_text(coll.config["collector.yaml"])  # exactly the stack's ConfigMap
-    os.chmod(config, 0o644)
+    # The stack's ConfigMaps, with one change: results go to a local directory, not the region's
+    # PostgreSQL (unreachable from --network none; tests/test_datapath_e2e.py runs that path).
+    config = yaml_load(coll.config["collector.yaml"])
+    assert config["results_dir"].startswith("postgresql")
+    config["results_dir"] = "/var/lib/ctfleet/results"
+    mounts = ["-v", f"{_write(tmp_path / 'config', {'collector.yaml': yaml_text(config)})}:{coll.config_mount}:ro"]
+    for fs in coll.files:
+        mounts += ["-v", f"{_write(tmp_path / fs.name, fs.data)}:{fs.mount}:ro"]
     c = container([
         "--network", "none", *AS_THE_POD, "--tmpfs", "/tmp",
-        "-v", f"{_owned_dir(tmp_path / 'state')}:/var/lib/ctfleet",
-        "-v", f"{config}:{coll.config_mount}/collector.yaml:ro",
+        "-v", f"{_owned_dir(tmp_path / 'state')}:/var/lib/ctfleet", *mounts,
         images["collector"], *coll.args,
     ])
     probe = ("import urllib.request,sys; "

@@ -19,7 +19,7 @@ import pytest
 from ctfleet.stacks.generate import read_stack_file
 from ctfleet.stacks.manifests import render, sort_key
 from ctfleet.lab.pulumi_mocks import CaptureMocks, kubeconfig_text, run_stack, run_stacks, with_kubeconfig
-from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, ct_namespace, tenant_home
+from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, RESULTS_NAMESPACE, ct_namespace, tenant_home
 from ctfleet.stacks.policies import NormOracle, check
 from ctfleet.stacks.program import STACKS_DIR, load_inputs, main, plan_for
 
@@ -60,7 +60,7 @@ def test_names_and_counts_against_the_registry(inputs, captured):
         namespaces = sorted(o["metadata"]["name"] for o in cap.manifests if o["kind"] == "Namespace")
         if ref.tier == "sdr":
             hosted = [c for c, ct in inputs.registry.cts.items() if ct.region_code == ref.unit and tenant_home(ct) == "sdr"]
-            expected = sorted([ct_namespace(c) for c in hosted] + [MONITORING_NAMESPACE, PKGCACHE_NAMESPACE])
+            expected = sorted([ct_namespace(c) for c in hosted] + [MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, RESULTS_NAMESPACE])
         elif ref.tier == "national":
             expected = sorted(["ctfleet-monitoring"] + [f"nat-{p.slug}" for p in inputs.hosting.platforms])
         elif ref.tier == "eci":
@@ -74,7 +74,7 @@ def test_names_and_counts_against_the_registry(inputs, captured):
         assert types["ctfleet:hosting:Tenant"] == len(expected)
         assert types["kubernetes:core/v1:Namespace"] == types["kubernetes:core/v1:ResourceQuota"] == len(expected)
         assert types["kubernetes:core/v1:LimitRange"] == types["kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"] == len(expected)
-        assert types["ctfleet:system:Workload"] == {"national": 1, "sdr": 3}.get(ref.tier, 0)
+        assert types["ctfleet:system:Workload"] == {"national": 1, "sdr": 7}.get(ref.tier, 0)
         [provider] = cap.of_type("pulumi:providers:kubernetes")
         assert provider.inputs["context"] == name and provider.inputs["clusterIdentifier"] == name
     total = sum(len(c.manifests) for c in captured.values())
@@ -260,12 +260,12 @@ def test_namespaces_and_volumes_are_protected_and_retained(inputs, monkeypatch):
     data = [r for r in seen if r.type in ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolumeClaim")]
     tenants = plan_for(inputs, "sdr-dakhla-oued-ed-dahab", stack_config("sdr-dakhla-oued-ed-dahab")).tenants
     assert len([r for r in data if r.type.endswith("Namespace")]) == len(tenants)
-    assert len([r for r in data if r.type.endswith("PersistentVolumeClaim")]) == 2
+    assert len([r for r in data if r.type.endswith("PersistentVolumeClaim")]) == 4  # Prometheus, cache, Alertmanager, PostgreSQL
     assert all(r.protect and r.retainOnDelete for r in data)
     assert not any(r.protect for r in seen if r.type == "kubernetes:apps/v1:Deployment")
     # a renamed component keeps its former type as an alias: its URN, and the objects under it, stay the same
     workloads = [r for r in seen if r.type == "ctfleet:system:Workload"]
-    assert len(workloads) == 3
+    assert len(workloads) == 7
     for r in workloads:
         assert [a.spec.type for a in r.aliases] == ["ctfleet:system:App"], r.name
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from ctfleet.stacks.generate import default_config, generate, read_stack_file
 from ctfleet.stacks.hosting import Quota, cpu_quantity, parse_quantity
 from ctfleet.stacks.manifests import render
-from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, ascii_slug, ct_namespace, is_dns_label, tenant_home
+from ctfleet.stacks.names import MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, RESULTS_NAMESPACE, ascii_slug, ct_namespace, is_dns_label, tenant_home
 from ctfleet.stacks.plan import plan_stack
 from ctfleet.stacks.policies import NormOracle, check
 from ctfleet.stacks.program import STACKS_DIR, load_inputs
@@ -87,7 +87,7 @@ def test_regional_tenants_are_the_regions_cts(inputs, plans):
         plan = plans[name]
         region = plan.ref.unit
         hosted = sorted(c for c, ct in inputs.registry.cts.items() if ct.region_code == region and tenant_home(ct) == "sdr")
-        assert [t.namespace for t in plan.tenants] == [ct_namespace(c) for c in hosted] + [MONITORING_NAMESPACE, PKGCACHE_NAMESPACE]
+        assert [t.namespace for t in plan.tenants] == [ct_namespace(c) for c in hosted] + [MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, RESULTS_NAMESPACE]
         assert [t.members[0] for t in plan.tenants if t.kind == "ct"] == hosted
         total += len(hosted)
     # every CT uses its region's SDR cloud, but the 6 SDL communes and the 37 grouping members live in their SDL/ECI stack
@@ -192,12 +192,17 @@ def test_tenant_objects_and_counts(rendered, plans):
     objs = rendered["sdr-rabat-sale-kenitra"]
     kinds = Counter(o["kind"] for o in objs)
     n = len(plans["sdr-rabat-sale-kenitra"].tenants)
-    cts = n - 2
+    cts = n - 3
     assert kinds == {"ClusterRole": 1, "Namespace": n, "ResourceQuota": n, "LimitRange": n, "RoleBinding": n,
                      # CT tenants: default-deny + allow-tenant-flows; monitoring: default-deny + allow-tenant-flows (dns),
-                     # allow-collector, allow-prometheus; package cache: default-deny + allow-tenant-flows, allow-apt-cacher-ng
-                     "NetworkPolicy": cts * 2 + 4 + 3,
-                     "ServiceAccount": 3, "ConfigMap": 3, "Service": 3, "Deployment": 3, "PersistentVolumeClaim": 2}
+                     # allow-collector, allow-prometheus, allow-alertmanager, allow-grafana; package cache: default-deny +
+                     # allow-tenant-flows, allow-apt-cacher-ng; results: default-deny + allow-tenant-flows, allow-results,
+                     # allow-results-db
+                     "NetworkPolicy": cts * 2 + 6 + 3 + 4,
+                     # collector, prometheus, apt-cacher-ng + the data path: alertmanager, grafana, results, results-db
+                     # (a StatefulSet); ConfigMaps + collector-fleet, grafana-dashboard-provider, grafana-dashboards
+                     "ServiceAccount": 7, "ConfigMap": 10, "Service": 7, "Deployment": 6, "StatefulSet": 1,
+                     "PersistentVolumeClaim": 4, "Ingress": 1}
     ns = "ct-04-441-01-08"
     assert sorted(o["metadata"]["name"] for o in objs if o["metadata"].get("namespace") == ns) == [
         "allow-tenant-flows", "default-deny", "tenant-limits", "tenant-operators", "tenant-quota"]
@@ -217,7 +222,7 @@ def test_tenant_objects_and_counts(rendered, plans):
                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "apt-cacher-ng"}}}],
         "ports": [{"protocol": "TCP", "port": 3142}]}
     assert sorted(o["metadata"]["name"] for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] == MONITORING_NAMESPACE) \
-        == ["allow-collector", "allow-prometheus", "allow-tenant-flows", "default-deny"]
+        == ["allow-alertmanager", "allow-collector", "allow-grafana", "allow-prometheus", "allow-tenant-flows", "default-deny"]
     binding = next(o for o in objs if o["kind"] == "RoleBinding" and o["metadata"]["namespace"] == ns)
     assert binding["roleRef"]["name"] == "ctfleet-tenant-operator-sdr-rabat-sale-kenitra"
     assert [s["name"] for s in binding["subjects"]] == ["sdr-rabat-sale-kenitra:operators", f"{ns}:admins"]
@@ -271,7 +276,8 @@ def test_collector_config_names_its_shard(rendered):
     cm = next(o for o in rendered["sdr-oriental"] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "collector")
     config = YAML(typ="safe").load(cm["data"]["collector.yaml"])
     assert config == {"shard": "region:02", "interval_seconds": 60, "listen": "0.0.0.0:9160", "probe": {"method": "icmp"},
-                      "results_dir": "/var/lib/ctfleet/results"}
+                      "results_dir": "postgresql://ctfleet@results-db.ctfleet-results.svc:5432/results",
+                      "profile": "/etc/ctfleet-fleet/profile.yaml"}
     dep = next(o for o in rendered["sdr-oriental"] if o["kind"] == "Deployment" and o["metadata"]["name"] == "collector")
     [container] = dep["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["--config", "/etc/ctfleet/collector.yaml"]
@@ -378,7 +384,7 @@ def test_cli_list_and_generate(cli, tmp_path: Path):
     assert r.exit_code == 0
     rows = json.loads(r.output)
     assert len(rows) == 27 and all(row["config"] == "ok" for row in rows)
-    assert next(row for row in rows if row["stack"] == "sdr-marrakech-safi")["tenants"] == "257"
+    assert next(row for row in rows if row["stack"] == "sdr-marrakech-safi")["tenants"] == "258"
     r = cli("generate", "--dir", str(tmp_path))
     assert r.exit_code == 0
     assert "27 stacks: 27 written" in r.output
@@ -414,8 +420,8 @@ def test_one_home_per_tenant_over_all_27_stacks(inputs):
     assert len(inputs.stacks) == 27
     twice = {ns: stacks for ns, stacks in where.items() if len(stacks) > 1}
     # the two system namespaces exist once per cloud (each stack has its own cluster), never a tenant's
-    assert set(twice) == {MONITORING_NAMESPACE, PKGCACHE_NAMESPACE}
-    assert {ns: len(s) for ns, s in twice.items()} == {MONITORING_NAMESPACE: 13, PKGCACHE_NAMESPACE: 12}
+    assert set(twice) == {MONITORING_NAMESPACE, PKGCACHE_NAMESPACE, RESULTS_NAMESPACE}
+    assert {ns: len(s) for ns, s in twice.items()} == {MONITORING_NAMESPACE: 13, PKGCACHE_NAMESPACE: 12, RESULTS_NAMESPACE: 12}
     assert {code: s for code, s in ct_home.items() if len(s) > 1} == {}
     hosted = {c for c, ct in inputs.registry.cts.items() if tenant_home(ct)}
     assert set(ct_home) == hosted
@@ -457,9 +463,13 @@ def test_destructive_changes_against_the_deployed_inventory(cli, inputs, tmp_pat
     assert json.loads(r.output)["destructive_changes"] == [
         "Namespace/ct-12-999-01-01: the tenant is no longer declared by this stack: deleting the namespace deletes everything "
         "in it (its CT moved to another tier, or left the registry)",
+        "PersistentVolumeClaim/ctfleet-monitoring/alertmanager-data: storageClassName (cluster default) -> fast-ssd replaces the "
+        "volume and its data",
         "PersistentVolumeClaim/ctfleet-monitoring/prometheus-data: storageClassName (cluster default) -> fast-ssd replaces the "
         "volume and its data",
         "PersistentVolumeClaim/ctfleet-pkgcache/apt-cacher-ng-data: storageClassName (cluster default) -> fast-ssd replaces the "
+        "volume and its data",
+        "PersistentVolumeClaim/ctfleet-results/results-db-data: storageClassName (cluster default) -> fast-ssd replaces the "
         "volume and its data",
     ]
     r = cli("plan", "sdr-dakhla-oued-ed-dahab", "--config", str(changed), "--deployed", str(inventory))
@@ -495,7 +505,7 @@ def test_a_default_sized_tenant_runs_its_full_pod_quota(rendered):
                 used = {k: parse_quantity(used.get(k, 0)) + parse_quantity(v) for k, v in pod.items()}
             assert not _quota_admits(hard, used, pod)  # and the next one is refused by the pod count, not before
             checked += 1
-    assert checked == sum(1 for objs in rendered.values() for o in objs if o["kind"] == "Namespace") == 1596
+    assert checked == sum(1 for objs in rendered.values() for o in objs if o["kind"] == "Namespace") == 1596 + 12  # + each region's ctfleet-results
 
 
 def test_a_load_balancer_service_is_refused_by_quota_in_a_ct_tenant(rendered):

@@ -120,11 +120,10 @@ def registry_show(code: str, as_json: bool = typer.Option(False, "--json")) -> N
     for s in sites:
         backup = f", backup {s.backup.type.value} {s.backup.bandwidth_mbps:g} Mbit/s" if s.backup else ""
         t.add_row("site", f"{s.code} {s.name}: uplink {s.uplink.type.value} {s.uplink.bandwidth_mbps:g} Mbit/s{backup}")
-    roles: dict[str, int] = {}
-    for d in devices:
-        roles[d.role.value] = roles.get(d.role.value, 0) + 1
-    if devices:
-        t.add_row("devices", ", ".join(f"{n} {r}(s)" for r, n in sorted(roles.items())) + f"  [{p.registry.fleet_label}]")
+    roles = p.registry.role_counts(code)
+    if roles:
+        t.add_row("devices", ", ".join(f"{n} {r.value}(s)" for r, n in sorted(roles.items(), key=lambda kv: kv[0].value))
+                  + f"  [{p.registry.fleet_label}]")
     out.print(t)
 
 
@@ -251,8 +250,11 @@ def validate() -> None:
     from ctfleet import ansible_inventory
     from ctfleet.stacks.names import check_namespaces, stack_index
 
+    from ctfleet.core.targets import load_targets
+
     p = project()
     ansible_inventory.render(p)  # raises when two codes give one group name
+    load_targets(p.paths.standards, p.paths.show, {s.id for s in p.norms.catalogue.sources})  # standards/targets.yaml
     try:
         stack_index(p.national)
         check_namespaces(p.national)

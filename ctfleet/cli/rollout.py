@@ -67,9 +67,9 @@ def _fail(exc: Exception) -> None:
 def _execute(request, paths) -> int:
     from ctfleet.rollout.command import build
     from ctfleet.rollout.progress import HostProgress, summary_table
-    from ctfleet.rollout.runner import expected_tasks, run_rollout
+    from ctfleet.rollout.runner import expected_tasks, mitogen_strategy_dir, run_rollout
 
-    for note in build(request, paths, run_id="-").notes:
+    for note in build(request, paths, run_id="-", mitogen_strategy_dir=mitogen_strategy_dir()).notes:
         err.print(styled(note, "dim"))
     with HostProgress(err, expected=expected_tasks(paths, request)) as progress:
         outcome = run_rollout(request, paths, on_event=progress.on_event)
@@ -99,13 +99,15 @@ def run(playbook: str = typer.Argument(..., help="Playbook in playbooks/ (site.y
         inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help="Default: inventory/ctfleet_inventory.py."),
         private_key: Optional[Path] = typer.Option(None, "--private-key", envvar="CTFLEET_ROLLOUT_KEY"),
         stock: bool = typer.Option(False, "--stock", help="ansible-playbook's default settings (for comparison)."),
-        mitogen: bool = typer.Option(False, "--mitogen", help="Use the mitogen strategy (pinned, optional)."),
+        mitogen: bool = typer.Option(True, "--mitogen/--no-mitogen",
+                                     help="The mitogen strategy (default: the fastest that passes the booted-host suite)."),
         show_command: bool = typer.Option(False, "--show-command", help="Print the equivalent ansible-playbook command and exit.")) -> None:
     """Run PLAYBOOK on a commune, a region or a lot: audit, remediate, audit again (or --audit only)."""
     from pydantic import ValidationError
 
     from ctfleet.rollout.command import as_shell, build
     from ctfleet.rollout.config import RolloutRequest, Tuning
+    from ctfleet.rollout.runner import mitogen_strategy_dir
 
     try:
         project = _project()
@@ -122,7 +124,7 @@ def run(playbook: str = typer.Argument(..., help="Playbook in playbooks/ (site.y
             raise InputError(Problem("PLAYBOOK", f"no playbook {playbook!r} in {paths.playbooks}",
                                      valid=", ".join(sorted(p.name for p in paths.playbooks.glob("*.yml")))))
         if show_command:
-            out.print(as_shell(build(request, paths, run_id="RUN_ID")), soft_wrap=True)
+            out.print(as_shell(build(request, paths, run_id="RUN_ID", mitogen_strategy_dir=mitogen_strategy_dir())), soft_wrap=True)
             return
     except ValidationError as exc:
         _fail(_first_error(exc))

@@ -21,9 +21,11 @@ from ctfleet.cli.common import reports_errors as _reports_errors  # noqa: E402
 
 
 def _inputs():
+    """The stacks' inputs; a regional --profile limits them to its region's stacks."""
+    from ctfleet.cli.main import _state
     from ctfleet.stacks.program import load_inputs
 
-    return load_inputs()
+    return load_inputs(profile=_state.get("profile"))
 
 
 # ------------------------------------------------------------------ generate
@@ -38,9 +40,11 @@ def generate_cmd(
     from ctfleet.stacks.generate import generate
     from ctfleet.stacks.program import STACKS_DIR
 
+    from ctfleet.cli.main import _state
+
     inputs = _inputs()
     target = directory or inputs.root / STACKS_DIR
-    result = generate(inputs.stacks, target, image_registry)
+    result = generate(inputs.stacks, target, image_registry, profile=_state.get("profile"), root=inputs.root)
     out.print(f"{len(inputs.stacks)} stacks: {len(result.written)} written, {len(result.unchanged)} unchanged, in {target}")
     for p in result.written:
         out.print(f"  wrote {p.name}")
@@ -154,6 +158,17 @@ def _print_plan(report) -> None:
     out.print(p)
     for v in violations:
         out.print("  ", styled(v, "red"), sep="")
+    if summary.get("data_path"):
+        from rich.text import Text
+
+        d = Table(title="Data path")
+        for col in ("piece", "where / how"):
+            d.add_column(col)
+        for piece in summary["data_path"]["pieces"]:
+            d.add_row(Text(piece["what"]), Text(piece["how"]))
+        out.print(d)
+        out.print("Secrets the operators create (never in Pulumi state): " + "; ".join(
+            f"{s['namespace']}/{s['name']} ({s['holds']})" for s in summary["data_path"]["secrets"]), markup=False)
     if report.destructive:
         allowed = plan.config.allowDestructiveChanges
         out.print(styled("destructive changes", "bold red"), f" against the deployed stack ({len(report.destructive)}): "

@@ -231,8 +231,10 @@ class Registry:
     def lot_counts(self, from_rules: bool = False) -> Counter:
         return Counter((ct.lot_from_rules if from_rules else ct.lot) for ct in self.cts.values())
 
-    def role_counts(self) -> Counter:
-        return Counter(d.role for d in self.devices.values())
+    def role_counts(self, ct_code: str | None = None) -> Counter:
+        """Devices per role, of the whole fleet or of one CT."""
+        devices = self.devices.values() if ct_code is None else self.devices_of(ct_code)
+        return Counter(d.role for d in devices)
 
 
 @dataclass(frozen=True)
@@ -278,68 +280,97 @@ def load_segment_rules(paths: Paths) -> SegmentRules:
 
 
 def load_registry(paths: Paths, segment_rules: SegmentRules | None = None) -> Registry:
-    """Load and cross-check the CT registry (without a fleet)."""
+    """Load and cross-check the CT registry (without a fleet).
+
+    The seams: the HCP tables (:func:`_load_regions`, :func:`_load_provinces`,
+    :func:`_load_arrondissements`, the commune rows), the hand-kept YAML (:func:`_load_seats`,
+    :func:`_load_groupings`, the overrides), then the CTs built from all of them
+    (:class:`_CtBuilder`) and the last cross-checks (:func:`_check_references`).
+    """
     rules = segment_rules or load_segment_rules(paths)
-    hcp = paths.hcp
+    regions = _load_regions(paths)
+    provinces = _load_provinces(paths, regions)
+    arrondissements, arr_by_commune = _load_arrondissements(paths)
+    commune_rows = read_csv(paths.hcp / "communes.csv", paths.show(paths.hcp / "communes.csv"),
+                            ["code", "name_fr", "name_ar", "region_code", "province_code", "population_2024", "population_2014"])
+    commune_province = {row["code"]: row["province_code"] for _, row in commune_rows}
+    seats = _load_seats(paths, provinces, commune_province)
+    groupings, member_of = _load_groupings(paths, regions, set(commune_province))
+    overrides_doc = load_yaml(paths.overrides, paths.show(paths.overrides))
+    overrides: OverridesFile = validate(overrides_doc, OverridesFile)
 
-    def show(name: str) -> str:
-        return paths.show(hcp / name)
+    build = _CtBuilder(rules, overrides)
+    for code, r in regions.items():
+        build.add(dict(code=code, level=Level.REGION, name_fr=r.name_fr, name_ar=r.name_ar, region_code=code,
+                       population_2024=r.population_2024, segment=Segment.REGION))
+    for code, p in provinces.items():
+        build.add(dict(code=code, level=Level.COUNCIL, name_fr=p.name_fr, name_ar=p.name_ar, region_code=p.region_code,
+                       province_code=code, population_2024=p.population_2024, segment=Segment.COUNCIL))
+    seat_communes = {s.commune for s in seats.values()}
+    show = paths.show(paths.hcp / "communes.csv")
+    for line, row in commune_rows:
+        build.add(_commune_kwargs(row, line, show, build.cts, provinces, rules, arr_by_commune, seat_communes, member_of))
+    _check_references(paths, build.cts, arrondissements, overrides_doc, overrides)
+    return Registry(regions=regions, provinces=provinces, cts=build.cts, arrondissements=arrondissements,
+                    groupings=groupings, seats=seats)
 
+
+def _load_regions(paths: Paths) -> dict[str, Region]:
+    show = paths.show(paths.hcp / "regions.csv")
     regions: dict[str, Region] = {}
-    for line, row in read_csv(hcp / "regions.csv", show("regions.csv"), ["code", "name_fr", "name_ar", "population_2024"]):
-        _unique(regions, row["code"], show("regions.csv"), line, "region")
+    for line, row in read_csv(paths.hcp / "regions.csv", show, ["code", "name_fr", "name_ar", "population_2024"]):
+        _unique(regions, row["code"], show, line, "region")
         regions[row["code"]] = Region(code=row["code"], name_fr=row["name_fr"], name_ar=row["name_ar"],
-                                      population_2024=_int(row["population_2024"], show("regions.csv"), line, "population_2024"))
+                                      population_2024=_int(row["population_2024"], show, line, "population_2024"))
+    return regions
 
+
+def _load_provinces(paths: Paths, regions: dict[str, Region]) -> dict[str, Province]:
+    show = paths.show(paths.hcp / "provinces.csv")
     provinces: dict[str, Province] = {}
-    for line, row in read_csv(hcp / "provinces.csv", show("provinces.csv"), ["code", "name_fr", "name_ar", "type", "region_code", "population_2024"]):
+    for line, row in read_csv(paths.hcp / "provinces.csv", show, ["code", "name_fr", "name_ar", "type", "region_code", "population_2024"]):
         if row["type"] == "prefecture_of_arrondissements":
             continue  # Casablanca's 8 préfectures d'arrondissements are not collectivities
         if row["type"] not in ("prefecture", "province"):
-            raise InputError(Problem(show("provinces.csv"), f"unknown type {row['type']!r}", line=line, column="type",
+            raise InputError(Problem(show, f"unknown type {row['type']!r}", line=line, column="type",
                                      valid="prefecture, province, prefecture_of_arrondissements"))
-        _unique(provinces, row["code"], show("provinces.csv"), line, "province")
+        _unique(provinces, row["code"], show, line, "province")
         if row["region_code"] not in regions:
-            raise InputError(Problem(show("provinces.csv"), f"province {row['code']} names region {row['region_code']!r}, which does not exist",
+            raise InputError(Problem(show, f"province {row['code']} names region {row['region_code']!r}, which does not exist",
                                      line=line, column="region_code", valid=one_of(sorted(regions))))
         provinces[row["code"]] = Province(code=row["code"], name_fr=row["name_fr"], name_ar=row["name_ar"], kind=row["type"],
                                           region_code=row["region_code"],
-                                          population_2024=_int(row["population_2024"], show("provinces.csv"), line, "population_2024"))
+                                          population_2024=_int(row["population_2024"], show, line, "population_2024"))
+    return provinces
 
-    arr_rows = read_csv(hcp / "arrondissements.csv", show("arrondissements.csv"), ["code", "name_fr", "name_ar", "commune_code", "population_2024"])
+
+def _load_arrondissements(paths: Paths) -> tuple[dict[str, Arrondissement], dict[str, list[str]]]:
+    show = paths.show(paths.hcp / "arrondissements.csv")
     arr_by_commune: dict[str, list[str]] = defaultdict(list)
     arrondissements: dict[str, Arrondissement] = {}
-    for line, row in arr_rows:
-        _unique(arrondissements, row["code"], show("arrondissements.csv"), line, "arrondissement")
+    for line, row in read_csv(paths.hcp / "arrondissements.csv", show, ["code", "name_fr", "name_ar", "commune_code", "population_2024"]):
+        _unique(arrondissements, row["code"], show, line, "arrondissement")
         arrondissements[row["code"]] = Arrondissement(code=row["code"], name_fr=row["name_fr"], name_ar=row["name_ar"],
                                                       commune_code=row["commune_code"],
-                                                      population_2024=_int(row["population_2024"], show("arrondissements.csv"), line, "population_2024"))
+                                                      population_2024=_int(row["population_2024"], show, line, "population_2024"))
         arr_by_commune[row["commune_code"]].append(row["code"])
+    return arrondissements, arr_by_commune
 
+
+def _load_seats(paths: Paths, provinces: dict[str, Province], commune_province: dict[str, str]) -> dict[str, SeatEntry]:
+    """One seat per province; the commune must be in that province."""
     seats_doc = load_yaml(paths.seats, paths.show(paths.seats))
     seats_file: SeatsFile = validate(seats_doc, SeatsFile)
-    overrides_doc = load_yaml(paths.overrides, paths.show(paths.overrides))
-    overrides: OverridesFile = validate(overrides_doc, OverridesFile)
-    groupings_doc = load_yaml(paths.groupings, paths.show(paths.groupings))
-    groupings_file: GroupingsFile = validate(groupings_doc, GroupingsFile)
-
-    commune_rows = read_csv(hcp / "communes.csv", show("communes.csv"),
-                            ["code", "name_fr", "name_ar", "region_code", "province_code", "population_2024", "population_2014"])
-    commune_codes = {row["code"] for _, row in commune_rows}
-
-    # seats: one per province, the commune must be in that province
     seats: dict[str, SeatEntry] = {}
     source_ids = {s.id for s in seats_file.sources}
-    commune_province = {row["code"]: row["province_code"] for _, row in commune_rows}
     for i, seat in enumerate(seats_file.seats):
-        where = ("seats", i)
         def bad(key: str, msg: str, valid: str | None = None) -> InputError:
-            return InputError(Problem(seats_doc.path, msg, line=seats_doc.line_of(where + (key,)), key=f"seats[{i}].{key}", valid=valid))
+            return InputError(Problem(seats_doc.path, msg, line=seats_doc.line_of(("seats", i, key)), key=f"seats[{i}].{key}", valid=valid))
         if seat.province not in provinces:
             raise bad("province", f"unknown province {seat.province!r}", "a province code from inventory/hcp/provinces.csv (not a préfecture d'arrondissements)")
         if seat.province in seats:
             raise bad("province", f"province {seat.province} has two seats")
-        if seat.commune not in commune_codes:
+        if seat.commune not in commune_province:
             raise bad("commune", f"unknown commune {seat.commune!r}", "a commune code from inventory/hcp/communes.csv")
         if commune_province[seat.commune] != seat.province:
             raise bad("commune", f"commune {seat.commune} is in province {commune_province[seat.commune]}, not {seat.province}")
@@ -349,9 +380,13 @@ def load_registry(paths: Paths, segment_rules: SegmentRules | None = None) -> Re
         if seat.doubtful and not seat.note:
             raise bad("note", "a doubtful seat needs a note saying why")
         seats[seat.province] = seat
-    seat_communes = {s.commune for s in seats.values()}
+    return seats
 
-    # groupings (ECI/GCT)
+
+def _load_groupings(paths: Paths, regions: dict[str, Region], commune_codes: set[str]) -> tuple[dict[str, Grouping], dict[str, str]]:
+    """The ECI/GCT groupings and, for each member commune, its grouping."""
+    groupings_doc = load_yaml(paths.groupings, paths.show(paths.groupings))
+    groupings_file: GroupingsFile = validate(groupings_doc, GroupingsFile)
     groupings: dict[str, Grouping] = {}
     member_of: dict[str, str] = {}
     for i, g in enumerate(groupings_file.groupings):
@@ -369,59 +404,66 @@ def load_registry(paths: Paths, segment_rules: SegmentRules | None = None) -> Re
             member_of[m] = g.code
         groupings[g.code] = Grouping(code=g.code, name=g.name, kind=g.kind, region_code=g.region, members=tuple(g.members),
                                      illustrative=groupings_file.illustrative)
+    return groupings, member_of
 
-    cts: dict[str, CT] = {}
 
-    def add(ct_kwargs: dict) -> None:
+class _CtBuilder:
+    """Builds each CT with its lot (rules, then the data override) and hosting tiers."""
+
+    def __init__(self, rules: SegmentRules, overrides: OverridesFile):
+        self.rules, self.overrides = rules, overrides
+        self.cts: dict[str, CT] = {}
+
+    def add(self, ct_kwargs: dict) -> None:
         code = ct_kwargs["code"]
         segment: Segment = ct_kwargs["segment"]
-        lot, reason = rules.lot(segment, ct_kwargs.get("is_seat", False))
+        lot, reason = self.rules.lot(segment, ct_kwargs.get("is_seat", False))
         ct_kwargs["lot_from_rules"] = lot
-        if code in overrides.lots:
-            o = overrides.lots[code]
+        if code in self.overrides.lots:
+            o = self.overrides.lots[code]
             ct_kwargs["lot"] = o.lot
             ct_kwargs["lot_reason"] = f"{o.reason} [data override in inventory/overrides.yaml; the rules gave lot {lot}]"
         else:
             ct_kwargs["lot"] = lot
             ct_kwargs["lot_reason"] = reason
-        ct_kwargs["tiers"] = tuple(hosting_tiers(segment, ct_kwargs.get("grouping"), overrides.hosting.get(code)))
-        cts[code] = CT(**ct_kwargs)
+        ct_kwargs["tiers"] = tuple(hosting_tiers(segment, ct_kwargs.get("grouping"), self.overrides.hosting.get(code)))
+        self.cts[code] = CT(**ct_kwargs)
 
-    for code, r in regions.items():
-        add(dict(code=code, level=Level.REGION, name_fr=r.name_fr, name_ar=r.name_ar, region_code=code,
-                 population_2024=r.population_2024, segment=Segment.REGION))
-    for code, p in provinces.items():
-        add(dict(code=code, level=Level.COUNCIL, name_fr=p.name_fr, name_ar=p.name_ar, region_code=p.region_code,
-                 province_code=code, population_2024=p.population_2024, segment=Segment.COUNCIL))
-    for line, row in commune_rows:
-        code = row["code"]
-        if code in cts:
-            raise InputError(Problem(show("communes.csv"), f"duplicate code {code!r}", line=line, column="code"))
-        if row["province_code"] not in provinces:
-            raise InputError(Problem(show("communes.csv"), f"commune {code} names province {row['province_code']!r}, which does not exist",
-                                     line=line, column="province_code", valid="a province code from provinces.csv"))
-        if provinces[row["province_code"]].region_code != row["region_code"]:
-            raise InputError(Problem(show("communes.csv"), f"commune {code}: region {row['region_code']} is not the region of province {row['province_code']}",
-                                     line=line, column="region_code"))
-        pop14 = _int(row["population_2014"], show("communes.csv"), line, "population_2014", optional=True)
-        pop24 = _int(row["population_2024"], show("communes.csv"), line, "population_2024", optional=True)
-        arr = tuple(sorted(arr_by_commune.get(code, ())))
-        segment = rules.commune_segment(pop14, bool(arr))
-        add(dict(code=code, level=Level.COMMUNE, name_fr=row["name_fr"], name_ar=row["name_ar"], region_code=row["region_code"],
-                 province_code=row["province_code"], population_2014=pop14, population_2024=pop24, segment=segment,
-                 is_seat=code in seat_communes, grouping=member_of.get(code), arrondissements=arr,
-                 hcp_type=row.get("type") if row.get("type") in ("urban", "rural") else None))
 
+def _commune_kwargs(row: dict[str, str], line: int, show: str, cts: dict[str, CT], provinces: dict[str, Province],
+                    rules: SegmentRules, arr_by_commune: dict[str, list[str]], seat_communes: set[str],
+                    member_of: dict[str, str]) -> dict:
+    """A commune row of communes.csv, cross-checked against the provinces, as CT fields."""
+    code = row["code"]
+    if code in cts:
+        raise InputError(Problem(show, f"duplicate code {code!r}", line=line, column="code"))
+    if row["province_code"] not in provinces:
+        raise InputError(Problem(show, f"commune {code} names province {row['province_code']!r}, which does not exist",
+                                 line=line, column="province_code", valid="a province code from provinces.csv"))
+    if provinces[row["province_code"]].region_code != row["region_code"]:
+        raise InputError(Problem(show, f"commune {code}: region {row['region_code']} is not the region of province {row['province_code']}",
+                                 line=line, column="region_code"))
+    pop14 = _int(row["population_2014"], show, line, "population_2014", optional=True)
+    pop24 = _int(row["population_2024"], show, line, "population_2024", optional=True)
+    arr = tuple(sorted(arr_by_commune.get(code, ())))
+    return dict(code=code, level=Level.COMMUNE, name_fr=row["name_fr"], name_ar=row["name_ar"], region_code=row["region_code"],
+                province_code=row["province_code"], population_2014=pop14, population_2024=pop24,
+                segment=rules.commune_segment(pop14, bool(arr)), is_seat=code in seat_communes, grouping=member_of.get(code),
+                arrondissements=arr, hcp_type=row.get("type") if row.get("type") in ("urban", "rural") else None)
+
+
+def _check_references(paths: Paths, cts: dict[str, CT], arrondissements: dict[str, Arrondissement], overrides_doc,
+                      overrides: OverridesFile) -> None:
+    """Arrondissements name existing communes; overrides name existing CTs."""
+    show = paths.show(paths.hcp / "arrondissements.csv")
     for a in arrondissements.values():
         if a.commune_code not in cts:
-            raise InputError(Problem(show("arrondissements.csv"), f"arrondissement {a.code} names commune {a.commune_code!r}, which does not exist"))
-    for key, doc, table in (("lots", overrides_doc, overrides.lots), ("hosting", overrides_doc, overrides.hosting)):
+            raise InputError(Problem(show, f"arrondissement {a.code} names commune {a.commune_code!r}, which does not exist"))
+    for key, table in (("lots", overrides.lots), ("hosting", overrides.hosting)):
         for code in table:
             if code not in cts:
-                raise InputError(Problem(doc.path, f"unknown CT code {code!r}", line=doc.line_of((key, code)), key=f"{key}.{code}",
-                                         valid="an HCP code of a region, province or commune"))
-    return Registry(regions=regions, provinces=provinces, cts=cts, arrondissements=arrondissements,
-                    groupings=groupings, seats=seats)
+                raise InputError(Problem(overrides_doc.path, f"unknown CT code {code!r}", line=overrides_doc.line_of((key, code)),
+                                         key=f"{key}.{code}", valid="an HCP code of a region, province or commune"))
 
 
 def hosting_tiers(segment: Segment, grouping: str | None, override: HostingOverride | None) -> list[Tier]:

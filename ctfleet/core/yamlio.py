@@ -22,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.composer import Composer, ComposerError
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.events import AliasEvent
 
 from ctfleet.core.errors import InputError, InputErrors, Problem
@@ -110,6 +111,12 @@ def read_tree(text: str) -> Any:
         if "duplicate key" in str(exc):
             what = "duplicate key " + str(exc).split('found duplicate key', 1)[-1].split("\n")[0].strip()
         raise YamlContentError(f"malformed YAML: {what}", line, "is not valid YAML") from None
+    except ReaderError as exc:  # a control character or a NUL: no mark, a position in the text
+        line = text[: max(0, exc.position)].count("\n") + 1
+        raise YamlContentError(f"malformed YAML: unacceptable character #x{exc.character:04x} (control characters "
+                               "are not allowed)", line, "holds a control character") from None
+    except YAMLError as exc:  # any other complaint of the parser, without a position
+        raise YamlContentError(f"malformed YAML: {type(exc).__name__}", None, "is not valid YAML") from None
     except (ValueError, TypeError, RecursionError) as exc:  # e.g. a bad timestamp or an unhashable key
         raise YamlContentError(f"malformed YAML: {type(exc).__name__}: {exc}", None, "is not valid YAML") from None
     bad = _first_unbounded(tree)

@@ -57,8 +57,12 @@ class KubeStateSim(Collector):
 def serve_kube_state(namespaces: Iterable[Namespace]):
     """Serve the simulated series on a free loopback port; returns (server, "127.0.0.1:PORT")."""
     reg = CollectorRegistry()
-    reg.register(KubeStateSim(namespaces))
-    httpd, _ = serve(reg, "127.0.0.1", 0)
+    sim = KubeStateSim(namespaces)
+    reg.register(sim)
+    # The namespaces never change: render once (a national exposition rendered per scrape
+    # can outlast a short scrape timeout on a busy machine; a failed scrape marks every
+    # series stale and the hosted count would drop to 0 for that evaluation).
+    httpd, _ = serve(reg, "127.0.0.1", 0, version=lambda: sim)
     return httpd, f"127.0.0.1:{httpd.server_address[1]}"
 
 

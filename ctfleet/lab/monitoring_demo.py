@@ -35,6 +35,7 @@ from ctfleet.monitors.collector import Collector, CollectorConfig, ProbeConfig, 
 from ctfleet.monitors.exporter import CtfleetCollector
 from ctfleet.monitors.http import serve
 from ctfleet.monitors.poller import SnmpCreds
+from ctfleet.lab.kube_state import ksm_scrape_configs, serve_kube_state, simulated_clusters
 from ctfleet.lab.procs.prometheus import Prometheus, prometheus_config
 from ctfleet.lab.report_feed import synthetic_audits, with_simulated_waivers
 from ctfleet.lab.procs.service import Service, free_port, require
@@ -113,21 +114,28 @@ def run(p: Project, opts: DemoOptions, out: Console) -> dict:
         collector.devices = [d for d in collector.devices if d.hostname in served]
         prom_registry = CollectorRegistry()
         prom_registry.register(exporter)
-        httpd, _ = serve(prom_registry, "127.0.0.1", 0, version=exporter.version)
+        httpd, _ = serve(prom_registry, "127.0.0.1", 0, version=exporter.version, render=exporter.exposition)
         exporter_addr = f"127.0.0.1:{httpd.server_address[1]}"
         am, am_addr = start_alertmanager(p.root, work)
+        # No cluster runs here: a simulated kube-state-metrics per cluster (SDR, SDLs) says
+        # which declared tenants exist, so "hosted" and "mutualisations" are non-trivial.
+        ksm = {name: serve_kube_state(namespaces) for name, namespaces in simulated_clusters(registry).items()}
         rules = sorted(str(f) for f in (p.root / "monitors/rules").glob("*.yml"))
-        prom = Prometheus(work / "prometheus", prometheus_config(exporter_addr, rules, scrape_interval="10s", alertmanager=am_addr))
+        prom_cfg = prometheus_config(exporter_addr, rules, scrape_interval="10s", alertmanager=am_addr)
+        prom_cfg["scrape_configs"] += ksm_scrape_configs({name: addr for name, (_, addr) in ksm.items()}, "10s")
+        prom = Prometheus(work / "prometheus", prom_cfg)
         try:
             prom.start()
-            out.print(f"[2/4] Prometheus {prom.url} scraping the exporter at {exporter_addr}; Alertmanager {am_addr}")
+            out.print(f"[2/4] Prometheus {prom.url} scraping the exporter at {exporter_addr} and a simulated "
+                      f"kube-state-metrics per cluster; Alertmanager {am_addr}")
             report, n = asyncio.run(_drive(collector, prom, opts, exporter_addr, out))
             return {"kpis": report, "sweeps": n, "last_sweep": collector.last_sweep, "registry": collector.registry}
         finally:
             prom.stop()
             am.stop()
-            httpd.shutdown()
-            httpd.server_close()
+            for srv in [httpd] + [srv for srv, _ in ksm.values()]:
+                srv.shutdown()
+                srv.server_close()
 
 
 def print_kpis(query, out: Console) -> dict:
@@ -137,13 +145,19 @@ def print_kpis(query, out: Console) -> dict:
         rows = kpi_rows(query, by)
         report[by] = rows
         t = Table(title=f"Programme KPIs by {by} (read back from Prometheus)")
-        for col in (by, "CTs", "connected", "meeting norms", "failing", "not assessed", "with waivers", "equipped", "avg coverage"):
+        for col in (by, "CTs", "connected", "meeting norms", "failing", "not assessed", "with waivers", "equipped", "hosted",
+                    "avg coverage"):
             t.add_column(col, justify="right")
         for r in rows + [dict(nat, **{by: "all"})]:
             t.add_row(str(r[by]), f"{r['cts']:,}", _pct(r["cts_connected"], r["cts"]), _pct(r["cts_meeting_norms"], r["cts"]),
                       _pct(r["cts_failing"], r["cts"]), _pct(r["cts_not_assessed"], r["cts"]), f"{r['cts_with_waivers']:,}",
-                      _pct(r["cts_equipped"], r["cts"]), f"{r['coverage']:.0%}")
+                      _pct(r["cts_equipped"], r["cts"]), _pct(r["cts_hosted"], r["cts"]), f"{r['coverage']:.0%}")
         out.print(t)
+    mut = query("ctfleet:mutualisations:total")
+    declared = query("sum(ctfleet:mutualisations_declared:count_by_region_tier)")
+    report["mutualisations"] = (int(float(mut[0]["value"][1])) if mut else 0, int(float(declared[0]["value"][1])) if declared else 0)
+    out.print(f"mutualisations réalisées: {report['mutualisations'][0]:,} of {report['mutualisations'][1]:,} declared "
+              "(groupings and SDLs whose tenant is present; clusters simulated)")
     out.print("'meeting norms': every applicable control has a known, fresh result and none fails (waived controls apart); "
               "'failing': a known failure; 'not assessed': results missing or stale. The three add up to the CTs; "
               "a CT that is not connected never meets its norms.")

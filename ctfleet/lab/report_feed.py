@@ -35,6 +35,7 @@ from ctfleet.core.waivers import Waiver, Waivers
 from ctfleet.monitors.exporter import CtfleetCollector, build_snapshot
 from ctfleet.monitors.http import serve
 from ctfleet.monitors.sweep import DevicePoll, Interface, Probe, Sweep
+from ctfleet.lab.kube_state import ksm_scrape_configs, serve_kube_state, simulated_clusters
 from ctfleet.lab.procs.prometheus import Prometheus, prometheus_config
 
 # Typical round trips per uplink type (seconds): VSAT is geostationary.
@@ -178,7 +179,11 @@ def feed_prometheus(registry: Registry, norms, root: Path, workdir: Path, steps:
     httpd, _ = serve(reg, "127.0.0.1", 0, version=exporter.version)
     exporter_url = f"http://127.0.0.1:{httpd.server_address[1]}/metrics"
     rules = sorted(str(f) for f in (root / "monitors/rules").glob("*.yml"))
-    prom = Prometheus(workdir / "prometheus", prometheus_config(exporter_url.split("/")[2], rules, scrape_interval=scrape_interval))
+    # The clusters' side of "hosted": a simulated kube-state-metrics per cluster (labelled).
+    ksm = {name: serve_kube_state(namespaces) for name, namespaces in simulated_clusters(registry, seed=seed).items()}
+    cfg = prometheus_config(exporter_url.split("/")[2], rules, scrape_interval=scrape_interval)
+    cfg["scrape_configs"] += ksm_scrape_configs({name: addr for name, (_, addr) in ksm.items()}, scrape_interval)
+    prom = Prometheus(workdir / "prometheus", cfg)
     try:
         prom.start()
         t0 = time.time()
@@ -202,5 +207,6 @@ def feed_prometheus(registry: Registry, norms, root: Path, workdir: Path, steps:
         yield Fed(prometheus=prom, exporter_url=exporter_url, norms=norms, steps=steps, started=t0, ended=ended)
     finally:
         prom.stop()
-        httpd.shutdown()
-        httpd.server_close()
+        for srv in [httpd] + [srv for srv, _ in ksm.values()]:
+            srv.shutdown()
+            srv.server_close()

@@ -48,11 +48,12 @@ from ctfleet.core.compliance import Source
 from ctfleet.core.models import Device, Role
 from ctfleet.core.registry import Registry
 from ctfleet.core.yamlio import load_yaml, validate
-from ctfleet.monitors.exporter import CtfleetCollector, build_snapshot
+from ctfleet.monitors.exporter import CtfleetCollector, Exposition, sweep_part
 from ctfleet.core.sharding import ct_in_shard, parse_shard, shard_label
 from ctfleet.monitors.poller import Poller, SnmpCreds, Target, select_targets
 from ctfleet.monitors.snmp_targets import version_label
 from ctfleet.monitors.probe import icmp_round, packet_round, udp_echo_probe
+from ctfleet.monitors.stored import StoredBatches
 from ctfleet.monitors.sweep import DevicePoll, Probe, Sweep, sweep_results
 from ctfleet.results import ResultsStore, open_store
 
@@ -171,13 +172,16 @@ class Collector:
         self.poller: Poller | None = None
         self._stale_poller: Poller | None = None
         self._set_registry(registry)
-        self.exporter.update(build_snapshot(self.registry, norms, None, self._stored()))
+        self.exporter.update(self.exposition.update(None, self._parts()))
 
     def _set_registry(self, registry: Registry) -> None:
         self.national = registry
         self.registry = shard_registry(registry, self.config.shard)
         self.devices = select_targets(registry, self.config.shard)
         self.label = shard_label(self.config.shard)
+        # the exposition is kept across sweeps; a reload (registry, norms) starts it anew
+        self.exposition = Exposition(self.registry, self.norms)
+        self._batches = StoredBatches(self.store) if isinstance(self.store, ResultsStore) else None
 
     def reconfigure(self, config: CollectorConfig, registry: Registry | None = None, norms=None) -> None:
         """Apply a reloaded configuration (and registry/norms); the poller is rebuilt
@@ -190,11 +194,17 @@ class Collector:
         self.poller = None
         self._set_registry(registry or self.national)
 
-    def _stored(self) -> list:
-        if self.store is None:
-            return []
-        cts = self.registry.cts
-        return [r for r in self.store.iter_results() if r.ct in cts]
+    def _parts(self, sweep: Sweep | None = None, results: list | None = None) -> list:
+        """The results the exposition counts: every batch of the store (the sweep's own
+        among them, once written), else the sweep's results."""
+        if isinstance(self.store, ResultsStore):
+            if self._batches is None or self._batches.store is not self.store:
+                self._batches = StoredBatches(self.store)
+            return self._batches.parts()
+        if self.store is not None:  # a results database: its current rows, read at every sweep
+            cts = set(self.registry.cts)
+            return [((1, "database"), None, lambda: list(self.store.iter_results(cts)))]
+        return [sweep_part(sweep, self.registry, self.norms, results)] if sweep is not None else []
 
     async def _ensure_poller(self) -> Poller:
         if self.poller is None:
@@ -262,11 +272,12 @@ class Collector:
                       polls=polls, probes=probes, shard=self.label, unmatched_datagrams=poller.unmatched_datagrams)
         results = list(sweep_results(sweep, self.registry, self.norms))
         if self.store is not None:
-            await asyncio.to_thread(self.store.write_batch, Source.SNMP, self.label, results)
+            path = await asyncio.to_thread(self.store.write_batch, Source.SNMP, self.label, results)
+            if self._batches is not None and self._batches.store is self.store:
+                self._batches.remember(path, results)  # known: not read back
         self.sweeps_total += 1
-        stored = await asyncio.to_thread(self._stored)
-        snap = await asyncio.to_thread(build_snapshot, self.registry, self.norms, sweep, stored,
-                                       frozenset(), self.sweeps_total)
+        snap = await asyncio.to_thread(lambda: self.exposition.update(sweep, self._parts(sweep, results),
+                                                                      sweeps_total=self.sweeps_total))
         self.exporter.update(snap)
         self.last_sweep = sweep
         return sweep

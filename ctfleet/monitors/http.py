@@ -99,16 +99,19 @@ def cached_metrics_app(registry: CollectorRegistry, version: Callable[[], object
     from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
     lock = threading.Lock()
-    cache: dict[str, object] = {"version": object(), "plain": b"", "gzip": b""}
+    cache: dict[str, object] = {"version": object(), "plain": b"", "gzip": None}
 
     def app(environ, start_response):
         v = version()
+        gzipped = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
         with lock:
             if cache["version"] is not v:
                 plain = render() if render is not None else generate_latest(registry)
-                cache.update(version=v, plain=plain, gzip=gzip.compress(plain, compresslevel=1))
+                cache.update(version=v, plain=plain, gzip=None)
+            if gzipped and cache["gzip"] is None:  # compressed once per version, when first asked for
+                cache["gzip"] = gzip.compress(cache["plain"], compresslevel=1)
             plain, gz = cache["plain"], cache["gzip"]
-        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+        if gzipped:
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Encoding", "gzip")])
             return [gz]
         start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])

@@ -131,10 +131,10 @@ def _base(uid: str, title: str, description: str) -> db.Dashboard:
 
 # ------------------------------------------------------------------ dashboards
 #: The programme table's shares, in its order: connected, the three outcomes (they add up
-#: to the CTs), equipped. Only the good ones get red/orange/green thresholds.
+#: to the CTs), equipped, hosted. Only the good ones get red/orange/green thresholds.
 OUTCOME_KPIS = (("cts_connected", "Connectées"), ("cts_meeting_norms", "Conformes aux normes"), ("cts_failing", "En échec"),
-                ("cts_not_assessed", "Non évaluées"), ("cts_equipped", "Équipées"))
-GOOD = {"cts_connected", "cts_meeting_norms", "cts_equipped"}
+                ("cts_not_assessed", "Non évaluées"), ("cts_equipped", "Équipées"), ("cts_hosted", "Hébergées"))
+GOOD = {"cts_connected", "cts_meeting_norms", "cts_equipped", "cts_hosted"}
 
 
 def national_overview(regions: dict[str, str]) -> db.Dashboard:
@@ -262,15 +262,28 @@ def ct_view(regions: dict[str, str]) -> db.Dashboard:
                         .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD).sort(dm.VariableSort.ALPHABETICAL_ASC))
     updown = [{"type": "value", "options": {"0": {"text": "non", "color": "red", "index": 0},
                                             "1": {"text": "oui", "color": "green", "index": 1}}}]
+    # The CT's outcome, one of three (ctfleet_ct_outcome, DESIGN.md "KPI definitions"):
+    # 2 meets, 1 failing, 0 not assessed (results missing or stale).
+    outcomes = [{"type": "value", "options": {"0": {"text": "non évaluée", "color": "#8c8c8c", "index": 0},
+                                              "1": {"text": "en échec", "color": "red", "index": 1},
+                                              "2": {"text": "conforme", "color": "green", "index": 2}}}]
     d = d.with_row(db.Row("Synthèse"))
-    d = d.with_panel(kpi_stat("Connectée", [(f"max(ctfleet_ct_connected{{{c}}})", "connectée")], span=4)
+    d = d.with_panel(kpi_stat("Connectée", [(f"max(ctfleet_ct_connected{{{c}}})", "connectée")], span=3)
                      .mappings(updown))
-    d = d.with_panel(kpi_stat("Conforme aux normes", [(f"max(ctfleet_ct_meets_norms{{{c}}})", "conforme")], span=4).mappings(updown))
-    d = d.with_panel(kpi_stat("Équipée", [(f"max(ctfleet_ct_equipped{{{c}}})", "équipée")], span=4).mappings(updown))
+    d = d.with_panel(kpi_stat("Normes : résultat", [(f'2 * max(ctfleet_ct_outcome{{{c},outcome="meets"}}) '
+                                                     f'+ max(ctfleet_ct_outcome{{{c},outcome="failing"}})', "résultat")], span=4,
+                              description="Conforme: every applicable control known, fresh and passing; en échec: a known "
+                                          "failure; non évaluée: results missing or stale. Never conforme on paper.")
+                     .mappings(outcomes))
+    d = d.with_panel(kpi_stat("Résultats périmés", [(f"max(ctfleet_ct_results_stale{{{c}}})", "périmés")], span=3,
+                              thresholds=_thresholds((None, "green"), (1, "orange"))))
+    d = d.with_panel(kpi_stat("Équipée", [(f"max(ctfleet_ct_equipped{{{c}}})", "équipée")], span=3).mappings(updown))
+    d = d.with_panel(kpi_stat("Hébergée", [(f"max(ctfleet:ct_hosted{{{c}}})", "hébergée")], span=3,
+                              description="Its tenant is declared by the stacks and present, Active, in the cluster.").mappings(updown))
     d = d.with_panel(kpi_stat("Conformité / couverture", [(f"max(ctfleet_ct_compliance_ratio{{{c}}})", "conformité"),
                                                           (f"max(ctfleet_ct_coverage_ratio{{{c}}})", "couverture")],
-                              unit="percentunit", span=6))
-    d = d.with_panel(table.Panel().title("Fiche").datasource(DS).show_header(True).span(6).height(5)
+                              unit="percentunit", span=8))
+    d = d.with_panel(table.Panel().title("Fiche").datasource(DS).show_header(True).span(16).height(5)
                      .with_target(q(f"ctfleet_ct_info{{{c}}}", ref="A", instant=True, table_format=True))
                      .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
                          "excludeByName": {"Time": True, "Value": True, "__name__": True, "instance": True, "job": True}})))

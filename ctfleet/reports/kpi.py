@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Callable
 
 #: In the programme table's order; meeting + failing + not assessed = CTs (the rules ensure it).
-KPIS = ("cts", "cts_connected", "cts_meeting_norms", "cts_failing", "cts_not_assessed", "cts_with_waivers", "cts_equipped")
+KPIS = ("cts", "cts_connected", "cts_meeting_norms", "cts_failing", "cts_not_assessed", "cts_with_waivers", "cts_equipped",
+        "cts_hosted")
 Query = Callable[[str], list[dict]]
 
 
 def kpi_rows(query: Query, by: str) -> list[dict]:
     """One row per lot / segment / region: CTs, connected, meeting norms, failing, not
-    assessed, with waivers, equipped, coverage.
+    assessed, with waivers, equipped, hosted, coverage.
 
     >>> fake = lambda q: [{"metric": {"lot": "1"}, "value": [0, "190" if q.startswith("ctfleet:cts:") else "0.5"]}]
     >>> kpi_rows(fake, "lot")[0]["cts"]

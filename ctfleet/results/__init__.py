@@ -51,18 +51,36 @@ class ResultsStore:
         atomic_write_text(path, "".join(r.model_dump_json() + "\n" for r in results))
         return path
 
-    def iter_results(self) -> Iterator[ControlResult]:
+    def batch_files(self) -> list[tuple[Path, os.stat_result]]:
+        """Every batch file, in the order :meth:`iter_results` reads them, with its
+        ``stat`` (a reader that keeps parsed batches compares inode, size, mtime and ctime)."""
         if not self.root.is_dir():
-            return
+            return []
+        out = []
         for path in sorted(self.root.glob("*/*.jsonl")):
-            with path.open(encoding="utf-8") as fh:
-                for n, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        yield ControlResult.model_validate_json(line)
-                    except ValueError as exc:
-                        raise InputError(Problem(str(path), f"bad result record: {str(exc).splitlines()[0]}", line=n)) from None
+            try:
+                out.append((path, path.stat()))
+            except FileNotFoundError:  # replaced or removed meanwhile
+                continue
+        return out
+
+    def read_batch(self, path: Path) -> Iterator[ControlResult]:
+        """The results of one batch file; a bad line is an :class:`InputError` naming file and line."""
+        with Path(path).open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield ControlResult.model_validate_json(line)
+                except ValueError as exc:
+                    raise InputError(Problem(str(path), f"bad result record: {str(exc).splitlines()[0]}", line=n)) from None
+
+    def iter_results(self) -> Iterator[ControlResult]:
+        for path, _ in self.batch_files():
+            try:
+                yield from self.read_batch(path)
+            except FileNotFoundError:
+                continue
 
     def latest(self) -> dict[tuple, ControlResult]:
         return latest(self.iter_results())

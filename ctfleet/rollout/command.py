@@ -31,9 +31,9 @@ class Invocation:
 def tuning_env(t: Tuning, fact_cache_dir: Path, mitogen_strategy_dir: Path | None = None) -> dict[str, str]:
     """ANSIBLE_* settings for a tuning.
 
-    >>> env = tuning_env(Tuning(), Path("/tmp/fc"))
-    >>> env["ANSIBLE_PIPELINING"], env["ANSIBLE_CACHE_PLUGIN"], env["ANSIBLE_GATHERING"]
-    ('True', 'jsonfile', 'smart')
+    >>> env = tuning_env(Tuning(), Path("/tmp/fc"), Path("/m"))
+    >>> env["ANSIBLE_PIPELINING"], env["ANSIBLE_CACHE_PLUGIN"], env["ANSIBLE_GATHERING"], env["ANSIBLE_STRATEGY"]
+    ('True', 'jsonfile', 'smart', 'mitogen_linear')
     >>> "ANSIBLE_PIPELINING" in tuning_env(Tuning.stock(), Path("/tmp/fc"))
     False
     """
@@ -62,7 +62,8 @@ def build(request: RolloutRequest, paths: RolloutPaths, *, run_id: str,
 
     >>> from ctfleet.rollout.config import RolloutPaths
     >>> paths = RolloutPaths.of(Path("/p"), Path("/p/var/results"))
-    >>> inv = build(RolloutRequest(playbook="workstations.yml", lot=3, audit=True), paths, run_id="r1")
+    >>> inv = build(RolloutRequest(playbook="workstations.yml", lot=3, audit=True), paths, run_id="r1",
+    ...             mitogen_strategy_dir=Path("/m"))
     >>> inv.limit, inv.extravars["ctfleet_mode"], inv.extravars["ctfleet_wave"], str(inv.playbook)
     ('lot_3', 'audit', 'lot_3', '/p/playbooks/workstations.yml')
     """

@@ -3,7 +3,9 @@
 A :class:`RolloutRequest` is what ``ctfleet rollout PLAYBOOK --ct CODE [--audit]`` means;
 :class:`Tuning` is how Ansible is run (the project's tuned settings, or stock defaults
 for comparison). Both are strict: an unknown key or a bad combination fails at load with
-one message naming the field.
+one message naming the field. :class:`Waves` is ``playbooks/vars/waves.yml``: per lot, how
+many hosts change at once (``serial``) and how many of a wave may fail before the rollout
+stops (``max_fail_percentage``); the runner loads it and refuses a wave it does not name.
 """
 
 from __future__ import annotations
@@ -12,29 +14,79 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ctfleet.core.errors import InputError, Problem
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Tuning(_Strict):
-    """How Ansible runs. ``tuned`` is what ctfleet uses; ``stock()`` is ansible-playbook's defaults.
+    """How Ansible runs. ``Tuning()`` is what ctfleet uses; ``stock()`` is ansible-playbook's defaults.
 
-    >>> Tuning().pipelining, Tuning.stock().pipelining
-    (True, False)
+    The default strategy is mitogen's: the booted-host suite (converge, re-run changed=0,
+    a host killed mid-run then retried, read-only audit, waves, pull mode) passes under it,
+    and it is the fastest configuration measured (bench/README.md: modules stay cached on
+    the host, so a re-run sends ~0.5 MB per host instead of ~20 MB). ``linear`` remains for
+    comparison and for controllers without mitogen (``ctfleet rollout --no-mitogen``).
+
+    >>> Tuning().pipelining, Tuning().strategy, Tuning.stock().pipelining, Tuning.stock().strategy
+    (True, 'mitogen_linear', False, 'linear')
     """
 
     forks: int = Field(default=25, ge=1, le=500)
     pipelining: bool = True
     fact_caching: bool = True
     control_persist_s: int = Field(default=120, ge=0)
-    strategy: Literal["linear", "free", "mitogen_linear", "mitogen_free"] = "linear"
+    strategy: Literal["linear", "free", "mitogen_linear", "mitogen_free"] = "mitogen_linear"
     ssh_timeout_s: int = Field(default=30, ge=5)  # satellite links answer slowly
 
     @classmethod
     def stock(cls) -> "Tuning":
         return cls(forks=5, pipelining=False, fact_caching=False, control_persist_s=60, strategy="linear", ssh_timeout_s=10)
+
+
+class Wave(_Strict):
+    """One lot's waves: ``serial`` as Ansible takes it (host counts or ``"N%"``), ``max_fail_percentage`` per wave."""
+
+    serial: list[int | str] = Field(min_length=1)
+    max_fail_percentage: int = Field(ge=0, le=100)
+
+    @field_validator("serial")
+    @classmethod
+    def _sizes(cls, v: list[int | str]) -> list[int | str]:
+        for size in v:
+            if isinstance(size, int) and size >= 1:
+                continue
+            if isinstance(size, str) and re.fullmatch(r"(100|[1-9]\d?)%", size):
+                continue
+            raise ValueError(f"wave size {size!r}: expected a host count >= 1 or a percentage such as '25%'")
+        return v
+
+
+class Waves(_Strict):
+    """``playbooks/vars/waves.yml``.
+
+    >>> w = Waves.model_validate({"ctfleet_waves": {"default": {"serial": [1, "100%"], "max_fail_percentage": 20}}})
+    >>> w.get("default", "waves.yml").serial
+    [1, '100%']
+    """
+
+    ctfleet_waves: dict[str, Wave]
+
+    @field_validator("ctfleet_waves")
+    @classmethod
+    def _has_default(cls, v: dict[str, Wave]) -> dict[str, Wave]:
+        if "default" not in v:
+            raise ValueError("a 'default' wave is required (rollouts by CT or region use it)")
+        return v
+
+    def get(self, name: str, source: str) -> Wave:
+        if name not in self.ctfleet_waves:
+            raise InputError(Problem(source, f"no wave named {name!r}", key=f"ctfleet_waves.{name}",
+                                     valid="one of " + ", ".join(sorted(self.ctfleet_waves))))
+        return self.ctfleet_waves[name]
 
 
 class RolloutRequest(_Strict):

@@ -23,10 +23,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from ctfleet.core.yamlio import load_yaml, validate
 from ctfleet.results import ResultsStore, atomic_write_text
 from ctfleet.rollout.audit import merge_into_store, report_to_results
 from ctfleet.rollout.command import Invocation, build
-from ctfleet.rollout.config import RolloutPaths, RolloutRequest
+from ctfleet.rollout.config import RolloutPaths, RolloutRequest, Wave, Waves
 from ctfleet.rollout.events import RunState
 
 EventCallback = Callable[[RunState, dict, "str | None"], None]
@@ -43,6 +44,8 @@ class Outcome:
     artifacts: Path | None
     record: Path
     results_written: int
+    wave: Wave | None = None  # the waves the playbook ran with (vars/waves.yml), when it has that file
+    stopped_by_wave: bool = False  # Ansible ran out of hosts: a wave failed beyond max_fail_percentage
 
     @property
     def failed_hosts(self) -> list[str]:
@@ -74,15 +77,29 @@ def _ansible_runner_run(**kwargs):  # pragma: no cover - exercised by the booted
     return ansible_runner.run(**kwargs)
 
 
+def load_waves(paths: RolloutPaths) -> Waves | None:
+    """``playbooks/vars/waves.yml``, validated (errors name the file, line and key); None when absent."""
+    path = paths.playbooks / "vars" / "waves.yml"
+    if not path.exists():
+        return None
+    return validate(load_yaml(path), Waves)
+
+
 def run_rollout(request: RolloutRequest, paths: RolloutPaths, *, on_event: EventCallback | None = None,
                 run_fn: Callable[..., Any] = _ansible_runner_run, keep_runs: int = 20, run_id: str | None = None) -> Outcome:
     run_id = run_id or new_run_id()
+    waves = load_waves(paths)
+    wave = waves.get(request.wave_name, str(paths.playbooks / "vars" / "waves.yml")) if waves is not None else None
     inv = build(request, paths, run_id=run_id, mitogen_strategy_dir=mitogen_strategy_dir())
     state = RunState()
     paths.runs.mkdir(parents=True, exist_ok=True)
     (paths.runs / "facts").mkdir(exist_ok=True)
 
+    stopped: list[bool] = []
+
     def handler(event: dict) -> bool:
+        if event.get("event") == "playbook_on_no_hosts_remaining":
+            stopped.append(True)  # a wave failed beyond max_fail_percentage (or every host of a play failed)
         host = state.apply(event)
         if on_event is not None:
             on_event(state, event, host)
@@ -101,9 +118,9 @@ def run_rollout(request: RolloutRequest, paths: RolloutPaths, *, on_event: Event
     artifacts = Path(r.config.artifact_dir) if getattr(r, "config", None) is not None and getattr(r.config, "artifact_dir", None) else None
 
     written = _write_results(state, ResultsStore(paths.results))
-    record = _write_record(paths, run_id, request, inv, state, status, rc, artifacts)
+    record = _write_record(paths, run_id, request, inv, state, status, rc, artifacts, stopped=bool(stopped))
     return Outcome(run_id=run_id, request=request, invocation=inv, state=state, runner_status=status, runner_rc=rc,
-                   artifacts=artifacts, record=record, results_written=written)
+                   artifacts=artifacts, record=record, results_written=written, wave=wave, stopped_by_wave=bool(stopped))
 
 
 def _quote(a: str) -> str:
@@ -129,7 +146,7 @@ def _write_results(state: RunState, store: ResultsStore) -> int:
 
 
 def _write_record(paths: RolloutPaths, run_id: str, request: RolloutRequest, inv: Invocation, state: RunState,
-                  status: str, rc: int, artifacts: Path | None) -> Path:
+                  status: str, rc: int, artifacts: Path | None, *, stopped: bool = False) -> Path:
     hosts = {}
     for name, h in sorted(state.hosts.items()):
         hosts[name] = {"status": h.status, **h.final_counts(), "tasks": h.tasks_done, "first_error": h.first_error,
@@ -137,7 +154,8 @@ def _write_record(paths: RolloutPaths, run_id: str, request: RolloutRequest, inv
                        "results": {phase: h.results(phase) for phase in h.reports}}
     record = {"run_id": run_id, "request": request.model_dump(mode="json"), "limit": inv.limit,
               "playbook": str(inv.playbook), "runner_status": status, "runner_rc": rc,
-              "artifacts": str(artifacts) if artifacts else None, "failed_hosts": state.failed_hosts(), "hosts": hosts}
+              "artifacts": str(artifacts) if artifacts else None, "failed_hosts": state.failed_hosts(), "hosts": hosts,
+              "stopped_by_wave": stopped}
     path = paths.runs / "runs" / f"{run_id}.json"
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
     _rotate(paths.runs / "runs", keep=200)

@@ -45,8 +45,9 @@ _RESOURCE_CLASSES = {
     ("v1", "Service"): k8s.core.v1.Service,
     ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
     ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
-    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+    ("apps/v1", "StatefulSet"): k8s.apps.v1.StatefulSet,
     ("networking.k8s.io/v1", "Ingress"): k8s.networking.v1.Ingress,
+    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
 }
@@ -125,7 +126,9 @@ class SystemApp(pulumi.ComponentResource):
         super().__init__(self.TYPE, name, None, opts)
         inside = pulumi.ResourceOptions(parent=self, depends_on=depends_on)
         for obj in app_objects(plan, stack_labels):
-            declare(obj, f"{name}-{obj['kind'].lower()}", data_options(obj, inside, allow_destructive))
+            # resource names of the first objects unchanged; the further ConfigMaps (FileSet) by their name
+            suffix = f"-{obj['metadata']['name']}" if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] != plan.name else ""
+            declare(obj, f"{name}-{obj['kind'].lower()}{suffix}", data_options(obj, inside, allow_destructive))
         for obj in exposure_objects(plan, stack_labels):  # named apart: the app has its own Service already
             declare(obj, f"{name}-{obj['kind'].lower()}-{obj['metadata']['name']}", inside)
         self.register_outputs({"image": plan.image})
@@ -152,6 +155,10 @@ class _Cloud(pulumi.ComponentResource):
         self.tenants = {t.namespace: Tenant(t, plan.cluster_role, tenant_opts, allow) for t in plan.tenants}
         for app in plan.apps:
             SystemApp(app, stack_labels, [self.tenants[app.namespace]], pulumi.ResourceOptions(parent=self), allow)
+        for obj in plan.extra:  # the data path's Ingresses (ctfleet.stacks.dataplane)
+            md = obj["metadata"]
+            declare(obj, f"{md['namespace']}-{obj['kind'].lower()}-{md['name']}",
+                    pulumi.ResourceOptions(parent=self, depends_on=[self.tenants[md["namespace"]]]))
         q = plan.quota_total()
         total = {"cpu": q.cpu, "memoryGiB": q.memory_gib, "storageGiB": q.storage_gib, "pods": q.pods}
         self.tenant_namespaces = pulumi.Output.all(*[t.namespace for t in self.tenants.values()])

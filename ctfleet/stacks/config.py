@@ -27,6 +27,12 @@ before any resource is declared::
       ctfleet:prometheusRetention: 30d
       ctfleet:development: false              # true: a test cluster (localhost registries allowed)
       ctfleet:allowDestructiveChanges: false  # true: this update may replace volumes or remove tenants
+      ctfleet:profile: profiles/sdr-04.yaml   # sdr: the region's profile; its fleet is what the collector polls
+      ctfleet:demo: false                     # sdr: true accepts the generated (simulated) fleet
+      ctfleet:dataPath:                       # see ctfleet/stacks/dataplane.py
+        resultsHost: results.sdr-rsk.ma       # sdr: the results endpoint (Ingress, TLS)
+        nationalWriteUrl: https://metrics.dgct.ma/api/v1/write   # sdr: remote_write target
+        receiverHost: metrics.dgct.ma         # national: the remote-write receiver's Ingress
       ctfleet:expose:                         # optional: publish a workload (ctfleet/stacks/exposure.py)
         prometheus: {kind: ingress, host: prometheus.sdr-rsk.ma, tlsSecret: prometheus-tls}
         aptCacherNg: {kind: loadBalancer}     # sourceRanges default: ctfleet:siteCidrs
@@ -64,6 +70,10 @@ LOCAL_REGISTRY = re.compile(r"^(localhost|127\.[0-9.]+|\[::1\])(:[0-9]+)?/")
 KUBECONFIG_VALID = "the kubeconfig's contents as a stack secret: pulumi config set --secret ctfleet:kubeconfig < sdr-kubeconfig.yaml"
 
 IMAGES_BY_TIER = {"national": ("prometheus",), "sdr": ("collector", "prometheus", "aptCacherNg"), "eci": (), "sdl": ()}
+# Upstream images of the data path (ctfleet.stacks.dataplane), pinned; ctfleet:images overrides them (e.g. a mirror)
+DEFAULT_IMAGES = {"postgres": "docker.io/library/postgres:16.9-bookworm",
+                  "alertmanager": "quay.io/prometheus/alertmanager:v0.28.1",
+                  "grafana": "docker.io/grafana/grafana:12.0.2"}
 
 
 class _Strict(BaseModel):
@@ -90,9 +100,24 @@ class KubeconfigSecret:
 
 
 class Images(_Strict):
-    collector: str | None = None
+    collector: str | None = None  # also runs the results service (the same ctfleet package)
     prometheus: str | None = None
     aptCacherNg: str | None = None
+    postgres: str | None = None  # the region's results database
+    alertmanager: str | None = None
+    grafana: str | None = None
+
+
+class DataPath(_Strict):
+    """Where the data path is published (ctfleet.stacks.dataplane); TLS and credentials are
+    Secrets the operators create (named in infra/README.md), never values here."""
+
+    ingressClass: str = "nginx"
+    resultsHost: str | None = None  # sdr: the results endpoint (technicians' and ansible-pull batches)
+    nationalWriteUrl: str | None = None  # sdr: the national Prometheus's remote-write URL
+    alertWebhook: str | None = None  # sdr: the regional NOC's relay the Alertmanager posts to
+    grafanaHost: str | None = None  # sdr: optional Ingress for Grafana
+    receiverHost: str | None = None  # national: the remote-write receiver's host
 
 
 class StackConfig(_Strict):
@@ -110,11 +135,14 @@ class StackConfig(_Strict):
     prometheusRetention: str = Field(default="30d", pattern=r"^[0-9]+[hdwy]$")
     development: bool = False  # a test cluster: images may come from a localhost registry
     allowDestructiveChanges: bool = False  # let this update replace volumes or remove tenants (after a backup)
+    profile: str | None = None  # sdr: the regional profile (region + imported fleet), relative to the project root
+    demo: bool = False  # sdr: a demonstration cluster: the generated (simulated) fleet is accepted
+    dataPath: DataPath = DataPath()
     expose: Expose = Expose()  # workloads published outside the cluster (ctfleet.stacks.exposure)
     kubeconfig: Any = Field(default=None, exclude=True)  # KubeconfigSecret, set by validate_config (never from data)
 
     def image(self, name: str) -> str:
-        value = getattr(self.images, name)
+        value = getattr(self.images, name) or DEFAULT_IMAGES.get(name)
         assert value, f"ctfleet:images.{name} was validated as required"
         return value
 
@@ -193,6 +221,9 @@ def validate_config(raw: Mapping[str, Any], stack: str, registry: Registry, sour
     _check_images(cfg, bad)
     _check_groups_and_networks(cfg, bad)
     _check_federation(cfg, registry, bad)
+    from ctfleet.stacks.dataplane import check_config as _check_data_path
+
+    _check_data_path(cfg, bad)
     check_exposure(cfg.expose, cfg.tier, {"aptCacherNg": cfg.siteCidrs, "prometheus": cfg.federationCidrs}, bad)
     if cfg.storageClass is not None and not is_dns_label(cfg.storageClass.replace(".", "-")):
         bad(("storageClass",), f"{cfg.storageClass!r} is not a storage class name", "a DNS-1123 subdomain such as standard")
@@ -235,7 +266,7 @@ def _drop_unknown_keys(data: dict[str, Any], bad: Bad) -> None:
         if key not in StackConfig.model_fields:
             bad((key,), "unknown key", one_of(sorted(f"{NAMESPACE}:{k}" for k in StackConfig.model_fields)))
             del data[key]
-    for key, model in (("kubernetes", KubernetesTarget), ("images", Images)):
+    for key, model in (("kubernetes", KubernetesTarget), ("images", Images), ("dataPath", DataPath)):
         if isinstance(data.get(key), dict):
             data[key] = dict(data[key])
             for sub in list(data[key]):

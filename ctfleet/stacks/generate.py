@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 
 from ctfleet.core.yamlio import Doc, load_yaml
 from ctfleet.results import atomic_write_text
-from ctfleet.stacks.config import IMAGES_BY_TIER
+from ctfleet.stacks.config import DEFAULT_IMAGES, IMAGES_BY_TIER
 from ctfleet.stacks.names import StackRef
 
 # Where the images built from infra/images/ are pushed (`buildah push`); a team using its
@@ -27,6 +27,8 @@ from ctfleet.stacks.names import StackRef
 DEFAULT_IMAGE_REGISTRY = "registry.ctfleet.ma/ctfleet"
 PROMETHEUS_IMAGE = "quay.io/prometheus/prometheus:v3.5.0"
 DERIVED = ("ctfleet:tier", "ctfleet:unit")  # always recomputed from the registry
+MERGED = ("ctfleet:images", "ctfleet:dataPath")  # keys added to these by a new version reach existing files
+DOMAIN = "ctfleet.ma"  # placeholder host names of the data path's endpoints; each team sets its own
 
 
 def default_config(ref: StackRef, image_registry: str = DEFAULT_IMAGE_REGISTRY) -> dict[str, Any]:
@@ -35,12 +37,13 @@ def default_config(ref: StackRef, image_registry: str = DEFAULT_IMAGE_REGISTRY) 
         "collector": f"{image_registry}/collector:0.1.0",
         "prometheus": PROMETHEUS_IMAGE,
         "aptCacherNg": f"{image_registry}/apt-cacher-ng:3.7.4",
+        **DEFAULT_IMAGES,
     }
     cfg: dict[str, Any] = {"ctfleet:tier": ref.tier}
     if ref.unit is not None:
         cfg["ctfleet:unit"] = ref.unit
     cfg["ctfleet:kubernetes"] = {"context": ref.name}
-    images = {k: v for k, v in images_all.items() if k in IMAGES_BY_TIER[ref.tier]}
+    images = {k: v for k, v in images_all.items() if k in IMAGES_BY_TIER[ref.tier] or (ref.tier == "sdr" and k in DEFAULT_IMAGES)}
     if images:
         cfg["ctfleet:images"] = images
     cfg["ctfleet:operatorGroups"] = [f"{ref.name}:operators", "{namespace}:admins"]
@@ -50,8 +53,14 @@ def default_config(ref: StackRef, image_registry: str = DEFAULT_IMAGE_REGISTRY) 
         cfg["ctfleet:prometheusRetention"] = "30d"
     if ref.tier == "sdr":
         cfg["ctfleet:siteCidrs"] = []
+        # a new regional stack is a demonstration on the generated fleet until its team sets
+        # ctfleet:profile to the region's profile on its imported fleet (infra/README.md)
+        cfg["ctfleet:demo"] = True
+        cfg["ctfleet:dataPath"] = {"resultsHost": f"results.{ref.name}.{DOMAIN}",
+                                   "nationalWriteUrl": f"https://metrics.national.{DOMAIN}/api/v1/write"}
     if ref.tier == "national":
         cfg["ctfleet:federate"] = {}
+        cfg["ctfleet:dataPath"] = {"receiverHost": f"metrics.national.{DOMAIN}"}
     return cfg
 
 
@@ -61,9 +70,27 @@ def merged(ref: StackRef, existing: dict[str, Any] | None, image_registry: str =
     old_config = dict(existing.pop("config", None) or {})
     config = default_config(ref, image_registry)
     for key, value in old_config.items():
-        if key not in DERIVED:
+        if key in MERGED and isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = config[key] | value
+        elif key not in DERIVED:
             config[key] = value
     return existing | {"config": config}
+
+
+def with_profile(ref: StackRef, content: dict[str, Any], profile_path: Path, root: Path) -> dict[str, Any]:
+    """A regional stack's file pointed at the team's profile (``ctfleet --profile P stacks generate``):
+    ``ctfleet:profile`` set to it, and no longer a demonstration when its fleet is imported files."""
+    from ctfleet.project import load_profile
+
+    profile = load_profile(root, profile_path)
+    if ref.tier != "sdr" or profile.region != ref.unit:
+        return content
+    path = profile_path.resolve()
+    shown = str(path.relative_to(root.resolve())) if path.is_relative_to(root.resolve()) else str(path)
+    config = dict(content["config"]) | {"ctfleet:profile": shown}
+    if profile.fleet.source == "files":
+        config["ctfleet:demo"] = False
+    return content | {"config": config}
 
 
 def render_file(ref: StackRef, content: dict[str, Any]) -> str:
@@ -89,7 +116,9 @@ class GenerateResult:
     stale: list[Path]  # files of stacks the registry does not have
 
 
-def generate(stacks: dict[str, StackRef], directory: Path, image_registry: str = DEFAULT_IMAGE_REGISTRY) -> GenerateResult:
+def generate(stacks: dict[str, StackRef], directory: Path, image_registry: str = DEFAULT_IMAGE_REGISTRY,
+             profile: str | Path | None = None, root: Path | None = None) -> GenerateResult:
+    """Write the stacks' files; with a regional ``profile``, its region's SDR stack points at it (:func:`with_profile`)."""
     written, unchanged = [], []
     for ref in stacks.values():
         path = directory / f"Pulumi.{ref.name}.yaml"
@@ -98,7 +127,10 @@ def generate(stacks: dict[str, StackRef], directory: Path, image_registry: str =
         if path.exists():
             old_text = path.read_text(encoding="utf-8")
             existing = load_yaml(path, str(path)).plain() or {}
-        text = render_file(ref, merged(ref, existing, image_registry))
+        content = merged(ref, existing, image_registry)
+        if profile is not None and root is not None:
+            content = with_profile(ref, content, Path(profile), root)
+        text = render_file(ref, content)
         if text == old_text:
             unchanged.append(path)
             continue

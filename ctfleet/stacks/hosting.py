@@ -138,7 +138,8 @@ class AppSpec(_Strict):
 
 
 class SystemTenants(_Strict):
-    monitoring: QuotaSpec  # a region's collector shard + Prometheus
+    monitoring: QuotaSpec  # a region's collector shard, Prometheus, Alertmanager, Grafana
+    results: QuotaSpec  # a region's results service + PostgreSQL
     pkgcache: QuotaSpec  # a region's apt-cacher-ng
     nationalMonitoring: QuotaSpec  # the federating national Prometheus
 
@@ -148,6 +149,10 @@ class Apps(_Strict):
     prometheus: AppSpec
     aptCacherNg: AppSpec
     nationalPrometheus: AppSpec
+    resultsService: AppSpec
+    postgres: AppSpec
+    alertmanager: AppSpec
+    grafana: AppSpec
 
 
 class TenantObjects(_Strict):

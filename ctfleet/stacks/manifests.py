@@ -44,7 +44,8 @@ OPERATOR_RULES = [
 ]
 
 _KIND_ORDER = ["ClusterRole", "Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding",
-               "ServiceAccount", "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "Certificate", "Ingress"]
+               "ServiceAccount", "ConfigMap", "PersistentVolumeClaim", "Deployment", "StatefulSet", "Service", "Certificate",
+               "Ingress"]
 
 
 def render(plan: StackPlan) -> list[Manifest]:
@@ -55,6 +56,7 @@ def render(plan: StackPlan) -> list[Manifest]:
         objs += tenant_objects(t, plan.cluster_role)
     for a in plan.apps:
         objs += app_objects(a, stack_labels) + exposure_objects(a, stack_labels)
+    objs += [dict(o) for o in plan.extra]
     return sorted(objs, key=sort_key)
 
 
@@ -180,7 +182,7 @@ def exposure_objects(a: AppPlan, stack_labels: dict[str, str]) -> list[Manifest]
     """The Ingress (+ cert-manager Certificate) or LoadBalancer Service publishing ``a``, if exposed."""
     if a.expose is None:
         return []
-    return exposure.objects(a.name, a.namespace, "http", a.port, a.expose, app_labels(a, stack_labels))
+    return exposure.objects(a.name, a.namespace, a.port_name, a.port, a.expose, app_labels(a, stack_labels))
 
 
 def app_objects(a: AppPlan, stack_labels: dict[str, str]) -> list[Manifest]:
@@ -194,12 +196,26 @@ def app_objects(a: AppPlan, stack_labels: dict[str, str]) -> list[Manifest]:
     for i, path in enumerate(a.scratch):
         mounts.append({"name": f"scratch-{i}", "mountPath": path})
         volumes.append({"name": f"scratch-{i}", "emptyDir": {}})
+    template_annotations = {label("config-hash"): config_hash}
+    extra_maps: list[Manifest] = []
+    for fs in a.files:
+        cm = f"{a.name}-{fs.name}"
+        digest = {label(f"{fs.name}-sha256"): fs.sha256}
+        extra_maps.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _md(cm, ns, labels, fs.annotations | digest),
+                           "data": dict(fs.data)})
+        template_annotations |= digest  # a change of the files rolls the pods
+        mounts.append({"name": fs.name, "mountPath": fs.mount, "readOnly": True})
+        volumes.append({"name": fs.name, "configMap": {"name": cm}})
+    for sm in a.secrets:
+        mounts.append({"name": sm.secret, "mountPath": sm.mount, "readOnly": True})
+        volumes.append({"name": sm.secret, "secret": {"secretName": sm.secret, "optional": sm.optional}})
     objs: list[Manifest] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _md(a.name, ns, labels), "automountServiceAccountToken": False},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _md(a.name, ns, labels), "data": dict(a.config)},
         {"apiVersion": "v1", "kind": "Service", "metadata": _md(a.name, ns, labels),
          "spec": {"type": "ClusterIP", "selector": {NAME: a.name},
-                  "ports": [{"name": "http", "port": a.port, "targetPort": "http", "protocol": "TCP"}]}},
+                  "ports": [{"name": a.port_name, "port": a.port, "targetPort": a.port_name, "protocol": "TCP"}]}},
+        *extra_maps,
     ]
     if a.spec.dataGiB and a.data_mount:
         pvc: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": gib_quantity(a.spec.dataGiB)}}}
@@ -213,7 +229,7 @@ def app_objects(a: AppPlan, stack_labels: dict[str, str]) -> list[Manifest]:
     container: dict[str, Any] = {
         "name": a.name,
         "image": a.image,
-        "ports": [{"name": "http", "containerPort": a.port, "protocol": "TCP"}],
+        "ports": [{"name": a.port_name, "containerPort": a.port, "protocol": "TCP"}],
         "resources": {
             "requests": {"cpu": cpu_quantity(a.spec.requests.cpu), "memory": f"{a.spec.requests.memoryMiB}Mi"},
             "limits": {"cpu": cpu_quantity(a.spec.limits.cpu), "memory": f"{a.spec.limits.memoryMiB}Mi"},
@@ -230,6 +246,10 @@ def app_objects(a: AppPlan, stack_labels: dict[str, str]) -> list[Manifest]:
     }
     if a.env_from_secret:
         container["envFrom"] = [{"secretRef": {"name": a.env_from_secret, "optional": True}}]
+    env = [{"name": k, "value": v} for k, v in a.env]
+    env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for k, secret, key in a.secret_env]
+    if env:
+        container["env"] = env
     if a.command:
         container["command"] = list(a.command)
     if a.args:
@@ -240,16 +260,22 @@ def app_objects(a: AppPlan, stack_labels: dict[str, str]) -> list[Manifest]:
                                     "seccompProfile": {"type": "RuntimeDefault"}}
     if a.sysctls:
         pod_security["sysctls"] = [{"name": k, "value": v} for k, v in a.sysctls]
+    if a.kind == "StatefulSet":
+        # one pod, never two on the same data: the old pod is gone before the new one starts
+        controller: dict[str, Any] = {"serviceName": a.name, "podManagementPolicy": "OrderedReady",
+                                      "updateStrategy": {"type": "RollingUpdate"}}
+    else:
+        # a ReadWriteOnce volume cannot be mounted by the old and the new pod at once
+        controller = {"strategy": {"type": "Recreate" if a.spec.dataGiB else "RollingUpdate"}}
     objs.append({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _md(a.name, ns, labels),
+        "apiVersion": "apps/v1", "kind": a.kind, "metadata": _md(a.name, ns, labels),
         "spec": {
             "replicas": 1,
             "revisionHistoryLimit": 3,
-            # a ReadWriteOnce volume cannot be mounted by the old and the new pod at once
-            "strategy": {"type": "Recreate" if a.spec.dataGiB else "RollingUpdate"},
+            **controller,
             "selector": {"matchLabels": {NAME: a.name}},
             "template": {
-                "metadata": {"labels": labels, "annotations": {label("config-hash"): config_hash}},
+                "metadata": {"labels": labels, "annotations": template_annotations},
                 "spec": {
                     "serviceAccountName": a.name,
                     "automountServiceAccountToken": False,

@@ -36,6 +36,7 @@ LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")  # the pa
 LABEL_PREFIX = "ctfleet.ma"
 MONITORING_NAMESPACE = "ctfleet-monitoring"
 PKGCACHE_NAMESPACE = "ctfleet-pkgcache"
+RESULTS_NAMESPACE = "ctfleet-results"  # a region's results service and its PostgreSQL (ctfleet.stacks.dataplane)
 NATIONAL_STACK = "national"
 
 

@@ -128,6 +128,33 @@ class TenantPlan:
 
 
 @dataclass(frozen=True)
+class FileSet:
+    """A ConfigMap of files mounted read-only at ``mount``; its content hash is annotated on the
+    ConfigMap and on the pod template (``ctfleet.ma/<name>-sha256``), so a change rolls the pods."""
+
+    name: str  # ConfigMap <app>-<name>
+    mount: str
+    data: dict[str, str]
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        import hashlib
+
+        return hashlib.sha256("".join(f"{k}\0{v}\0" for k, v in sorted(self.data.items())).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SecretMount:
+    """A Secret created by the operators (never through Pulumi state), mounted read-only."""
+
+    secret: str
+    mount: str
+    why: str
+    optional: bool = False
+
+
+@dataclass(frozen=True)
 class AppPlan:
     """A system workload: Deployment + ServiceAccount + ConfigMap + Service (+ PVC)."""
 
@@ -148,6 +175,13 @@ class AppPlan:
     sysctls: tuple[tuple[str, str], ...] = ()  # namespaced "safe" sysctls only (allowed under PSA restricted)
     env_from_secret: str | None = None  # an optional Secret whose keys become environment variables
     allow_destructive: bool = False  # the stack's config lets this update replace the volume
+    # the data path's workloads (ctfleet.stacks.dataplane)
+    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
+    port_name: str = "http"
+    files: tuple[FileSet, ...] = ()  # further ConfigMaps, hashed into the pod template (a change rolls the pods)
+    secrets: tuple[SecretMount, ...] = ()  # Secrets the operators create out of band, mounted as files
+    secret_env: tuple[tuple[str, str, str], ...] = ()  # (ENV, Secret, key): one value of a Secret as a variable
+    env: tuple[tuple[str, str], ...] = ()
     expose: ExposurePlan | None = None  # published outside the cluster (ctfleet.stacks.exposure)
 
 
@@ -158,6 +192,8 @@ class StackPlan:
     tenants: list[TenantPlan]
     apps: list[AppPlan]
     notes: list[str]
+    extra: list[dict[str, Any]] = field(default_factory=list)  # further objects (Ingresses of the data path)
+    datapath: Any = None  # ctfleet.stacks.dataplane.DataPathSummary, what `ctfleet stacks plan` shows of it
 
     @property
     def cluster_role(self) -> str:
@@ -300,10 +336,19 @@ def _system_tenant(ref: StackRef, cfg: StackConfig, namespace: str, system: str,
 
 
 def plan_stack(ref: StackRef, cfg: StackConfig, registry: Registry, norms: NormSet, hosting: HostingCatalogue,
-               rules: dict[str, str] | None = None) -> StackPlan:
-    """Everything ``ref``'s stack declares. ``rules``: Prometheus rule files by name (regional only)."""
+               rules: dict[str, str] | None = None, fleet: Any = None, monitor_files: Any = None) -> StackPlan:
+    """Everything ``ref``'s stack declares. ``rules``: Prometheus rule files by name (regional only).
+
+    ``fleet`` (sdr): the region's :class:`~ctfleet.stacks.dataplane.FleetSource` (default: the
+    generated demonstration fleet); ``monitor_files``: the Alertmanager template and Grafana
+    dashboards (:class:`~ctfleet.stacks.dataplane.MonitorFiles`, default: the project's).
+    """
     planner = {"national": _plan_national, "sdr": _plan_regional, "eci": _plan_grouping, "sdl": _plan_sdl}[ref.tier]
     plan = planner(ref, cfg, registry, norms, hosting, rules or {})
+    if ref.tier in ("sdr", "national"):
+        from ctfleet.stacks import dataplane
+
+        dataplane.extend(plan, registry, norms, hosting, rules or {}, fleet, monitor_files)
     objects = hosting.tenantObjects
     plan.tenants = [replace(t, objects=objects.hard(t.quota.pods), ephemeral_gib_per_pod=objects.ephemeralGiBPerPod)
                     for t in plan.tenants]

@@ -31,17 +31,26 @@ class Inputs:
     norms: NormSet
     hosting: HostingCatalogue
     rules: dict[str, str]
+    region: str | None = None  # a regional profile's region: only its stacks (ctfleet.stacks.scope)
 
     @property
     def stacks(self) -> dict[str, StackRef]:
-        return stack_index(self.registry)
+        from ctfleet.stacks.scope import stacks_in_scope
+
+        return stacks_in_scope(stack_index(self.registry), self.registry, self.region)
 
 
-def load_inputs(root: Path | None = None) -> Inputs:
+def load_inputs(root: Path | None = None, profile: str | Path | None = None) -> Inputs:
+    """The inputs of every stack; with a regional ``profile`` (``ctfleet --profile``), only its region's stacks.
+
+    The Pulumi program never passes a profile: a stack's fleet comes from its own
+    ``ctfleet:profile``, not from the operator's environment.
+    """
     from ctfleet.project import load_project
 
-    project = load_project(root=root, with_fleet=False)
-    return Inputs(project.root, project.national, project.norms, load_hosting(project.root), load_rule_files(project.root))
+    project = load_project(profile, root=root, with_fleet=False)
+    return Inputs(project.root, project.national, project.norms, load_hosting(project.root), load_rule_files(project.root),
+                  region=project.profile.region)
 
 
 def load_rule_files(root: Path) -> dict[str, str]:
@@ -61,8 +70,19 @@ def plan_for(inputs: Inputs, stack: str, raw_config: dict[str, Any], line_of=Non
     """Validate ``stack``'s config and plan it (pure after the inputs are loaded)."""
     cfg: StackConfig = validate_config(raw_config, stack, inputs.registry, config_source(stack), line_of,
                                        secret_keys=secret_keys, deploying=deploying)
+    return plan_config(inputs, stack, cfg, config_source(stack), line_of)
+
+
+def plan_config(inputs: Inputs, stack: str, cfg: StackConfig, source: str, line_of=None) -> StackPlan:
+    """Plan a validated config; a regional stack's fleet is read (and refused) here, naming ``ctfleet:profile``."""
     ref = inputs.stacks[stack]
-    return plan_stack(ref, cfg, inputs.registry, inputs.norms, inputs.hosting, inputs.rules if ref.tier == "sdr" else {})
+    fleet = None
+    if ref.tier == "sdr":
+        from ctfleet.stacks.dataplane import load_fleet_source
+
+        fleet = load_fleet_source(inputs.root, inputs.registry, cfg, ref, source, line_of, inputs.norms)
+    return plan_stack(ref, cfg, inputs.registry, inputs.norms, inputs.hosting, inputs.rules if ref.tier == "sdr" else {},
+                      fleet=fleet)
 
 
 # Every provider setting the SDK would otherwise read from the operator's environment

@@ -20,9 +20,9 @@ from ctfleet.stacks.config import validate_config
 from ctfleet.stacks.generate import config_line_of, read_stack_file
 from ctfleet.stacks.hosting import Quota
 from ctfleet.stacks.manifests import render
-from ctfleet.stacks.plan import StackPlan, plan_stack, yaml_text
+from ctfleet.stacks.plan import StackPlan, yaml_text
 from ctfleet.stacks.policies import POLICIES, NormOracle, Violation, check
-from ctfleet.stacks.program import STACKS_DIR, Inputs
+from ctfleet.stacks.program import STACKS_DIR, Inputs, plan_config
 from ctfleet.stacks.safety import Change, data_inventory, destructive_changes
 
 
@@ -31,6 +31,12 @@ class StackFileMissing(InputError):
 
 
 def check_stack_name(inputs: Inputs, stack: str) -> None:
+    from ctfleet.stacks.names import stack_index
+    from ctfleet.stacks.scope import out_of_scope
+
+    why = out_of_scope(stack, stack_index(inputs.registry), inputs.registry, inputs.region)
+    if why:
+        raise InputError(Problem("stack name", f"{stack} {why}", valid=one_of(inputs.stacks)))
     if stack not in inputs.stacks:
         raise InputError(Problem("stack name", f"no hosting unit is called {stack!r}", valid=one_of(inputs.stacks)))
 
@@ -49,9 +55,9 @@ def load_plan(inputs: Inputs, stack: str, config_file: Path | None = None) -> St
     """The stack's plan from its config file; errors carry the file's line numbers."""
     path, shown = stack_file(inputs, stack, config_file)
     raw, doc = read_stack_file(path, shown)
-    cfg = validate_config(raw, stack, inputs.registry, shown, config_line_of(doc))
-    ref = inputs.stacks[stack]
-    return plan_stack(ref, cfg, inputs.registry, inputs.norms, inputs.hosting, inputs.rules if ref.tier == "sdr" else {})
+    line_of = config_line_of(doc)
+    cfg = validate_config(raw, stack, inputs.registry, shown, line_of)
+    return plan_config(inputs, stack, cfg, shown, line_of)
 
 
 def stack_rows(inputs: Inputs) -> list[dict[str, Any]]:
@@ -125,6 +131,7 @@ def plan_report(inputs: Inputs, stack: str, config_file: Path | None = None, dep
                        "published": a.expose.show() if a.expose else "inside the cluster only"} for a in plan.apps],
         "policies": {pid: [str(v) for v in violations if v.policy == pid] for pid in POLICIES},
         "destructive_changes": [str(c) for c in changes],
+        "data_path": plan.datapath.as_dict() if plan.datapath is not None else None,
     }
     return PlanReport(plan, summary, violations, changes, total)
 

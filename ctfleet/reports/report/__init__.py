@@ -19,11 +19,13 @@ __all__ = ["Names", "PrometheusAPI", "PrometheusError", "collect", "make_report"
 
 
 def make_report(api: PrometheusAPI, names: Names, out_dir: Path, lang: str = "fr", range_text: str = "7d",
-                at: float | None = None, points: int = 60, waivers=None) -> dict[str, Path]:
-    """Query ``api`` (every instant query at ``at``, default now) and write the files."""
+                at: float | None = None, points: int = 60, waivers=None, targets=None, history=None) -> dict[str, Path]:
+    """Query ``api`` (every instant query at ``at``, default now) and write the files; with
+    ``targets`` and ``history`` the KPIs against the programme's targets, by quarter."""
     seconds = parse_duration(range_text)
     at = time.time() if at is None else at
-    data = collect(api.query, api.query_range, names, at, range_text, seconds, points, waivers=waivers)
+    data = collect(api.query, api.query_range, names, at, range_text, seconds, points, waivers=waivers,
+                   targets=targets, history=history)
     if not data["national"]["cts"]:
         raise PrometheusError(f"Prometheus at {api.url} has no ctfleet:cts:count at {at:.0f}: "
                               "is it scraping a ctfleet exporter and loading monitors/rules/kpi.rules.yml?")

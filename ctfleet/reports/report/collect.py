@@ -27,9 +27,9 @@ from ctfleet.reports.kpi import KPIS, kpi_rows, national_row
 QueryAt = Callable[[str, float], list[dict]]
 QueryRange = Callable[[str, float, float, float], list[dict]]
 DIMENSIONS = ("lot", "segment", "region")
-#: The programme table's shares, in its order: connected, then the three outcomes, then equipped.
+#: The programme table's shares, in its order: connected, then the three outcomes, then equipped and hosted.
 SHARES = {"connected": "cts_connected", "meeting_norms": "cts_meeting_norms", "failing": "cts_failing",
-          "not_assessed": "cts_not_assessed", "equipped": "cts_equipped"}
+          "not_assessed": "cts_not_assessed", "equipped": "cts_equipped", "hosted": "cts_hosted"}
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
@@ -105,7 +105,11 @@ def waiver_rows(waivers, at: float) -> dict[str, list[dict]]:
 
 
 def collect(query_at: QueryAt, query_range: QueryRange, names: Names, at: float, range_text: str,
-            range_seconds: int, points: int = 60, waivers=None) -> dict:
+            range_seconds: int, points: int = 60, waivers=None, targets=None, history: list[dict] | None = None) -> dict:
+    """Every figure of the report at ``at``; with ``targets`` (standards/targets.yaml) and
+    the monthly ``history`` (:mod:`ctfleet.reports.history`), each KPI against its target."""
+    from ctfleet.reports.history import EXTRA, against_targets
+
     q = lambda promql: query_at(promql, at)  # noqa: E731 - every figure at the same instant
     times, step = time_grid(at, range_seconds, points)
     start = times[0]
@@ -126,7 +130,12 @@ def collect(query_at: QueryAt, query_range: QueryRange, names: Names, at: float,
     nat = national_row(q)
     nat.pop("scope", None)
     nat["trend"] = trend("count", "").get("", {name: [None] * len(times) for name in (*SHARES, "coverage")})
+    for name, promql in EXTRA.items():  # mutualisations realised and declared
+        res = q(promql)
+        nat[name] = int(float(res[0]["value"][1])) if res else 0
     data["national"] = nat
+    if targets is not None:
+        data["targets"] = against_targets(targets, history or [], nat, at)
     for by in DIMENSIONS:
         rows = kpi_rows(q, by)
         tr = trend(f"count_by_{by}", by)

@@ -70,7 +70,23 @@ STRINGS: dict[str, dict[str, str]] = {
                       "(un contrôle sous dérogation en vigueur est compté à part). « En échec » : au moins un échec connu. "
                       "« Non évaluées » : des résultats manquent ou sont périmés. Les trois font le total des CT ; une CT "
                       "non connectée n'est jamais conforme. À lire avec la couverture des contrôles.",
-        "note_hosted": "L'indicateur « CT hébergées » n'est pas encore publié par les collecteurs ; il n'apparaît pas ici.",
+        "note_hosted": "« Hébergées » : le tenant que les stacks déclarent pour la CT existe et est actif dans son cloud "
+                       "(kube-state-metrics) ; déclaré mais absent ne compte pas. « Mutualisations réalisées » : groupements et "
+                       "SDL dont le tenant est présent.",
+        "hosted": "Hébergées",
+        "mutualisations": "Mutualisations réalisées",
+        "targets_title": "Objectifs du programme",
+        "targets_none": "Aucun relevé mensuel enregistré (history/kpi/) : seul l'état actuel est comparé aux objectifs.",
+        "kpi": "Indicateur",
+        "target": "Objectif",
+        "deadline": "Échéance",
+        "now": "Actuel",
+        "status": "État",
+        "status_met": "atteint",
+        "status_open": "en cours",
+        "status_overdue": "échéance dépassée",
+        "status_no_data": "pas de données",
+        "targets_note": "Valeur de chaque trimestre : dernier relevé mensuel du trimestre (history/kpi/, versionné). Objectifs et sources : standards/targets.yaml.",
         "attr_map": "Fond de carte : © OpenStreetMap contributors, sous licence ODbL (paquet morocco-map 1.3.0).",
         "attr_hcp": "Codes et noms des collectivités : Haut-Commissariat au Plan (HCP), RGPH 2024, réutilisés selon CC BY 4.0.",
         "attr_figures": "Chiffres : règles d'enregistrement ctfleet (monitors/rules/kpi.rules.yml) lues sur l'API HTTP de Prometheus.",
@@ -138,7 +154,22 @@ STRINGS: dict[str, dict[str, str]] = {
         "note_norms": "«مطابقة للمعايير»: لكل نقطة مراقبة مطبَّقة نتيجة معروفة وحديثة ولا توجد أي نقطة غير مستوفاة "
                       "(النقاط المعفاة بإعفاء ساري تُحتسب على حدة). «غير مستوفية»: فشل معروف واحد على الأقل. "
                       "«غير مقيَّمة»: نتائج ناقصة أو متقادمة. مجموع الثلاث يساوي عدد الجماعات؛ والجماعة غير المتصلة لا تكون مطابقة أبدًا.",
-        "note_hosted": "مؤشر «الجماعات المستضافة» لا تنشره أدوات الجمع بعد، لذا لا يظهر هنا.",
+        "note_hosted": "«المستضافة»: المستأجر الذي تصرّح به الحزم للجماعة موجود ونشِط في سحابتها (kube-state-metrics)؛ "
+                       "المصرَّح به الغائب لا يُحتسب. «التعاضدات المنجزة»: التجمعات وشركات التنمية المحلية التي يوجد مستأجرها.",
+        "hosted": "المستضافة",
+        "mutualisations": "التعاضدات المنجزة",
+        "targets_title": "أهداف البرنامج",
+        "targets_none": "لا توجد لقطات شهرية مسجلة (history/kpi/): تُقارن الحالة الراهنة وحدها بالأهداف.",
+        "kpi": "المؤشر",
+        "target": "الهدف",
+        "deadline": "الأجل",
+        "now": "حاليًا",
+        "status": "الحالة",
+        "status_met": "محقَّق",
+        "status_open": "جارٍ",
+        "status_overdue": "تجاوز الأجل",
+        "status_no_data": "لا بيانات",
+        "targets_note": "قيمة كل فصل: آخر لقطة شهرية فيه (history/kpi/، تحت التحكم في النسخ). الأهداف ومصادرها: standards/targets.yaml.",
         "attr_map": "الخريطة: © OpenStreetMap contributors، بترخيص ODbL (حزمة morocco-map 1.3.0).",
         "attr_hcp": "رموز وأسماء الجماعات: المندوبية السامية للتخطيط، الإحصاء العام للسكان والسكنى 2024، بترخيص CC BY 4.0.",
         "attr_figures": "الأرقام: قواعد التسجيل في ctfleet (monitors/rules/kpi.rules.yml) مقروءة عبر واجهة HTTP لـ Prometheus.",

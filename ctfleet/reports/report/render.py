@@ -26,7 +26,10 @@ BINS = [(0.0, "#ffffcc"), (0.2, "#a1dab4"), (0.4, "#41b6c4"), (0.6, "#2c7fb8"), 
 NO_DATA = "#d9d9d9"
 LOW_COVERAGE = 0.5
 LINES = {"connected": "#2c7fb8", "meeting_norms": "#d95f02", "failing": "#b30000", "not_assessed": "#8c8c8c",
-         "equipped": "#1b9e77", "coverage": "#7570b3"}
+         "equipped": "#1b9e77", "hosted": "#66a61e", "coverage": "#7570b3"}
+#: The targets table's KPI names (standards/targets.yaml) -> the report's words.
+TARGET_LABELS = {"cts_connected": "connected", "cts_meeting_norms": "meeting_norms", "cts_equipped": "equipped",
+                 "cts_hosted": "hosted", "mutualisations": "mutualisations"}
 
 
 def colour(share: float | None) -> str:
@@ -94,9 +97,9 @@ def _row_view(r: dict, by: str, names: Names, lang: str, s: dict) -> dict:
     else:
         label = s["national"]
     cells = []
-    for kpi in SHARES.values():  # connected, meeting, failing, not assessed, equipped
-        share = _share(r[kpi], r["cts"])
-        cells.append({"kpi": kpi, "value": r[kpi], "text": fmt_int(r[kpi], lang), "share": share,
+    for kpi in SHARES.values():  # connected, meeting, failing, not assessed, equipped, hosted
+        share = _share(r.get(kpi, 0), r["cts"])
+        cells.append({"kpi": kpi, "value": r.get(kpi, 0), "text": fmt_int(r.get(kpi, 0), lang), "share": share,
                       "share_text": fmt_pct(share, lang)})
     waived = {"kpi": "cts_with_waivers", "value": r.get("cts_with_waivers", 0), "text": fmt_int(r.get("cts_with_waivers", 0), lang)}
     trend = r.get("trend", {})
@@ -122,8 +125,8 @@ def view_model(data: dict, names: Names, lang: str, prometheus_url: str) -> dict
     cards = [{"kpi": "cts", "label": s["cts_long"], "value": nat["cts"], "text": fmt_int(nat["cts"], lang), "share_text": "",
               "spark": [], "colour": "#555"}]
     for name, kpi in SHARES.items():
-        share = _share(nat[kpi], nat["cts"])
-        cards.append({"kpi": kpi, "label": s[name], "value": nat[kpi], "text": fmt_int(nat[kpi], lang),
+        share = _share(nat.get(kpi, 0), nat["cts"])
+        cards.append({"kpi": kpi, "label": s[name], "value": nat.get(kpi, 0), "text": fmt_int(nat.get(kpi, 0), lang),
                       "share_text": fmt_pct(share, lang), "colour": LINES[name],
                       "spark": polyline_segments(nat["trend"].get(name, []), 160, 36),
                       "delta": fmt_points(_delta(nat["trend"].get(name, [])), lang)})
@@ -175,9 +178,20 @@ def view_model(data: dict, names: Names, lang: str, prometheus_url: str) -> dict
             "cts": [{"ct": c["ct"], "name": _name(names.cts, c["ct"], lang), "region": _name(names.regions, c["region"], lang),
                      "devices": c["devices"]} for c in f["cts"]]})
 
+    targets = None
+    if "targets" in data:
+        t = data["targets"]
+        targets = {"quarters": t["quarters"], "rows": [
+            {"kpi": r["kpi"], "label": s[TARGET_LABELS[r["kpi"]]], "target": r["target"], "target_text": fmt_pct(r["target"], lang),
+             "deadline": r["deadline"], "refs": r["refs"], "status": r["status"], "status_text": s[f"status_{r['status']}"],
+             "now": r["now"], "now_text": fmt_pct(r["now"], lang, 1),
+             "count_text": "" if r["value"] is None else f"{fmt_int(r['value'], lang)} / {fmt_int(r['of'] or 0, lang)}",
+             "quarters": [{"quarter": q, "value": v, "text": fmt_pct(v, lang, 1)} for q, v in zip(t["quarters"], r["quarters"])]}
+            for r in t["rows"]]}
     waivers = [dict(w, name=_name(names.cts, w["ct"], lang) if w["ct"] in names.cts else "",
                     title=names.controls.get(w["control"], ("", ""))[0]) for w in data.get("waivers", {}).get("in_force", [])]
     return {
+        "targets": targets,
         "waivers": waivers, "waivers_expiring": sum(1 for w in waivers if w["expiring"]),
         "lang": lang, "dir": "rtl" if lang == "ar" else "ltr", "s": s,
         "generated": fmt_time(data["at"], lang), "period_from": fmt_time(times[0], lang) if times else "",
@@ -208,8 +222,8 @@ def render_csv(data: dict, names: Names, lang: str = "fr") -> str:
             v = _row_view(r, by, names, lang, s)
             line = [s[by] if by != "national" else s["national"], v["key"], v["label"], r["cts"]]
             for kpi in SHARES.values():
-                share = _share(r[kpi], r["cts"])
-                line += [r[kpi], "" if share is None else f"{share:.4f}"]
+                share = _share(r.get(kpi, 0), r["cts"])
+                line += [r.get(kpi, 0), "" if share is None else f"{share:.4f}"]
             delta = _delta(r.get("trend", {}).get("meeting_norms", []))
             line += [r.get("cts_with_waivers", 0), f"{r['coverage']:.4f}", "" if delta is None else f"{delta:+.4f}"]
             w.writerow(line)
