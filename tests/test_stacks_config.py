@@ -56,7 +56,7 @@ def test_every_bad_key_is_named_in_one_error(inputs):
     assert errors(inputs, raw) == "\n".join([
         "7 problems in the stack config, no resource declared:",
         f"  {SRC}: ctfleet:colour: unknown key (valid: one of ctfleet:allowDestructiveChanges, ctfleet:dataPath, ctfleet:demo, ctfleet:development, "
-        "ctfleet:federate, ctfleet:federationCidrs, ctfleet:images, ctfleet:ingressNamespace, ctfleet:kubeconfig, ctfleet:kubernetes, ctfleet:operatorGroups, ctfleet:platformCidrs, ctfleet:profile, ctfleet:prometheusRetention, ctfleet:siteCidrs, "
+        "ctfleet:expose, ctfleet:federate, ctfleet:federationCidrs, ctfleet:images, ctfleet:ingressNamespace, ctfleet:kubeconfig, ctfleet:kubernetes, ctfleet:operatorGroups, ctfleet:platformCidrs, ctfleet:profile, ctfleet:prometheusRetention, ctfleet:siteCidrs, "
         "ctfleet:storageClass, ctfleet:tier, ctfleet:unit)",
         f"  {SRC}: ctfleet:images.kibana: unknown key (valid: one of alertmanager, aptCacherNg, collector, grafana, postgres, prometheus)",
         f"  {SRC}: ctfleet:kubernetes: renderYamlToDirectory cannot be combined with a context or a kubeconfig: one provider either "
@@ -139,7 +139,7 @@ def test_errors_from_a_file_carry_its_line_numbers(inputs, tmp_path: Path):
         validate_config(raw, "sdr-oriental", inputs.registry, SRC, config_line_of(doc))
     assert str(exc.value).splitlines()[1:] == [
         f"  {SRC}:11: ctfleet:siteCidr: unknown key (valid: one of ctfleet:allowDestructiveChanges, ctfleet:dataPath, ctfleet:demo, ctfleet:development, "
-        "ctfleet:federate, ctfleet:federationCidrs, ctfleet:images, ctfleet:ingressNamespace, ctfleet:kubeconfig, ctfleet:kubernetes, ctfleet:operatorGroups, ctfleet:platformCidrs, ctfleet:profile, ctfleet:prometheusRetention, ctfleet:siteCidrs, "
+        "ctfleet:expose, ctfleet:federate, ctfleet:federationCidrs, ctfleet:images, ctfleet:ingressNamespace, ctfleet:kubeconfig, ctfleet:kubernetes, ctfleet:operatorGroups, ctfleet:platformCidrs, ctfleet:profile, ctfleet:prometheusRetention, ctfleet:siteCidrs, "
         "ctfleet:storageClass, ctfleet:tier, ctfleet:unit)",
         f"  {SRC}:7: ctfleet:images.collector: 'registry.ctfleet.ma/ctfleet/collector' is not an image reference with an explicit tag "
         "(valid: an image reference with an explicit tag (not latest), e.g. quay.io/prometheus/prometheus:v3.5.0)",

@@ -138,12 +138,13 @@ def _print_plan(report) -> None:
 
     if plan.apps:
         a = Table(title="Workloads (unprivileged: non-root, read-only root filesystem, no capabilities, seccomp RuntimeDefault)")
-        for col in ("namespace", "name", "image", "port", "requests", "limits", "data"):
+        for col in ("namespace", "name", "image", "port", "requests", "limits", "data", "published"):
             a.add_column(col)
         for app_ in plan.apps:
             s = app_.spec
             a.add_row(app_.namespace, app_.name, app_.image, str(app_.port), f"{s.requests.cpu:g} cpu, {s.requests.memoryMiB}Mi",
-                      f"{s.limits.cpu:g} cpu, {s.limits.memoryMiB}Mi", f"{s.dataGiB:g}Gi" if s.dataGiB else "")
+                      f"{s.limits.cpu:g} cpu, {s.limits.memoryMiB}Mi", f"{s.dataGiB:g}Gi" if s.dataGiB else "",
+                      app_.expose.show() if app_.expose else "in-cluster")
         out.print(a)
     out.print(f"operators: ClusterRole {plan.cluster_role} (no write access to quotas or limits) "
               f"bound in every tenant to: {', '.join(plan.config.operatorGroups)}"

@@ -31,7 +31,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from ctfleet.stacks.manifests import Manifest, app_objects, cluster_role, render, tenant_objects
+from ctfleet.stacks.manifests import Manifest, app_objects, cluster_role, exposure_objects, render, tenant_objects
 from ctfleet.stacks.names import label
 from ctfleet.stacks.plan import AppPlan, StackPlan, TenantPlan
 from ctfleet.stacks.safety import DATA_KINDS, data_inventory
@@ -82,8 +82,15 @@ def declare(obj: Manifest, resource_name: str, opts: pulumi.ResourceOptions) -> 
     accepts unchanged. ``metadata.name`` is always set: nothing is auto-named, so names
     stay stable across runs and readable in ``kubectl``.
     """
-    cls = _RESOURCE_CLASSES[(obj["apiVersion"], obj["kind"])]
     kwargs = {_snake(k): v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+    cls = _RESOURCE_CLASSES.get((obj["apiVersion"], obj["kind"]))
+    if cls is None and "." in obj["apiVersion"].split("/")[0]:
+        # a custom resource (cert-manager's Certificate): fields other than metadata go as they are
+        return k8s.apiextensions.CustomResource(resource_name, api_version=obj["apiVersion"], kind=obj["kind"],
+                                                metadata=obj["metadata"], opts=opts,
+                                                **{k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")})
+    if cls is None:
+        raise KeyError(f"no resource class for {obj['kind']} {obj['apiVersion']}")
     return cls(resource_name, opts=opts, **kwargs)
 
 
@@ -122,6 +129,8 @@ class SystemApp(pulumi.ComponentResource):
             # resource names of the first objects unchanged; the further ConfigMaps (FileSet) by their name
             suffix = f"-{obj['metadata']['name']}" if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] != plan.name else ""
             declare(obj, f"{name}-{obj['kind'].lower()}{suffix}", data_options(obj, inside, allow_destructive))
+        for obj in exposure_objects(plan, stack_labels):  # named apart: the app has its own Service already
+            declare(obj, f"{name}-{obj['kind'].lower()}-{obj['metadata']['name']}", inside)
         self.register_outputs({"image": plan.image})
 
 

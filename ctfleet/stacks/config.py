@@ -33,6 +33,9 @@ before any resource is declared::
         resultsHost: results.sdr-rsk.ma       # sdr: the results endpoint (Ingress, TLS)
         nationalWriteUrl: https://metrics.dgct.ma/api/v1/write   # sdr: remote_write target
         receiverHost: metrics.dgct.ma         # national: the remote-write receiver's Ingress
+      ctfleet:expose:                         # optional: publish a workload (ctfleet/stacks/exposure.py)
+        prometheus: {kind: ingress, host: prometheus.sdr-rsk.ma, tlsSecret: prometheus-tls}
+        aptCacherNg: {kind: loadBalancer}     # sourceRanges default: ctfleet:siteCidrs
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from ctfleet.core.errors import InputErrors, Problem, one_of
 from ctfleet.core.registry import Registry
 from ctfleet.core.secrets import Secret
 from ctfleet.core.yamlio import loc_text
+from ctfleet.stacks.exposure import Expose, check_config as check_exposure
 from ctfleet.stacks.names import TIERS, ascii_slug, is_dns_label, stack_index
 
 NAMESPACE = "ctfleet"  # the Pulumi config namespace (the project name)
@@ -134,6 +138,7 @@ class StackConfig(_Strict):
     profile: str | None = None  # sdr: the regional profile (region + imported fleet), relative to the project root
     demo: bool = False  # sdr: a demonstration cluster: the generated (simulated) fleet is accepted
     dataPath: DataPath = DataPath()
+    expose: Expose = Expose()  # workloads published outside the cluster (ctfleet.stacks.exposure)
     kubeconfig: Any = Field(default=None, exclude=True)  # KubeconfigSecret, set by validate_config (never from data)
 
     def image(self, name: str) -> str:
@@ -204,7 +209,7 @@ def validate_config(raw: Mapping[str, Any], stack: str, registry: Registry, sour
             loc = tuple(err["loc"])
             if err["type"] == "missing":
                 bad(loc, "required key is missing", _VALID.get(loc[0]))
-            elif err["type"] == "literal_error":
+            elif err["type"] == "literal_error" and loc == ("tier",):
                 bad(loc, f"{err['input']!r} is not a tier", one_of(TIERS))
             else:
                 bad(loc, f"{err['msg']}, got {err.get('input')!r}", _VALID.get(loc[0]))
@@ -219,6 +224,7 @@ def validate_config(raw: Mapping[str, Any], stack: str, registry: Registry, sour
     from ctfleet.stacks.dataplane import check_config as _check_data_path
 
     _check_data_path(cfg, bad)
+    check_exposure(cfg.expose, cfg.tier, {"aptCacherNg": cfg.siteCidrs, "prometheus": cfg.federationCidrs}, bad)
     if cfg.storageClass is not None and not is_dns_label(cfg.storageClass.replace(".", "-")):
         bad(("storageClass",), f"{cfg.storageClass!r} is not a storage class name", "a DNS-1123 subdomain such as standard")
     if problems:
@@ -393,6 +399,8 @@ _VALID = {
     "images": IMAGE_VALID,
     "operatorGroups": "a list of one or more group names",
     "prometheusRetention": "a duration such as 30d, 12w or 1y",
+    "expose": "per workload (prometheus, aptCacherNg): {kind: ingress, host: NAME, tlsSecret: SECRET | certManagerIssuer: ISSUER} "
+              "or {kind: loadBalancer, sourceRanges: [CIDR, ...]}",
 }
 
 

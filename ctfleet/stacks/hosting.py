@@ -113,6 +113,7 @@ class QuotaSpec(_Strict):
     memoryGiB: float = Field(gt=0)
     storageGiB: float = Field(ge=0)
     pods: int = Field(gt=0)
+    loadBalancers: int = Field(default=0, ge=0)  # LoadBalancer Services the tenant may hold (ctfleet:expose)
 
     def quota(self) -> Quota:
         return Quota(self.cpu, self.memoryGiB, self.storageGiB, self.pods)

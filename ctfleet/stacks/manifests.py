@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from ctfleet.stacks import exposure
 from ctfleet.stacks.hosting import cpu_quantity, gib_quantity
 from ctfleet.stacks.names import DESTRUCTIVE_ALLOWED, label
 from ctfleet.stacks.plan import NAME, RUN_AS, AppPlan, Flow, Peer, StackPlan, TenantPlan
@@ -43,7 +44,8 @@ OPERATOR_RULES = [
 ]
 
 _KIND_ORDER = ["ClusterRole", "Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding",
-               "ServiceAccount", "ConfigMap", "PersistentVolumeClaim", "Deployment", "StatefulSet", "Service", "Ingress"]
+               "ServiceAccount", "ConfigMap", "PersistentVolumeClaim", "Deployment", "StatefulSet", "Service", "Certificate",
+               "Ingress"]
 
 
 def render(plan: StackPlan) -> list[Manifest]:
@@ -53,7 +55,7 @@ def render(plan: StackPlan) -> list[Manifest]:
     for t in plan.tenants:
         objs += tenant_objects(t, plan.cluster_role)
     for a in plan.apps:
-        objs += app_objects(a, stack_labels)
+        objs += app_objects(a, stack_labels) + exposure_objects(a, stack_labels)
     objs += [dict(o) for o in plan.extra]
     return sorted(objs, key=sort_key)
 
@@ -172,8 +174,19 @@ def _peer(p: Peer) -> dict:
 
 
 # ------------------------------------------------------------------ system workloads
+def app_labels(a: AppPlan, stack_labels: dict[str, str]) -> dict[str, str]:
+    return {NAME: a.name, "app.kubernetes.io/part-of": "ctfleet"} | stack_labels
+
+
+def exposure_objects(a: AppPlan, stack_labels: dict[str, str]) -> list[Manifest]:
+    """The Ingress (+ cert-manager Certificate) or LoadBalancer Service publishing ``a``, if exposed."""
+    if a.expose is None:
+        return []
+    return exposure.objects(a.name, a.namespace, a.port_name, a.port, a.expose, app_labels(a, stack_labels))
+
+
 def app_objects(a: AppPlan, stack_labels: dict[str, str]) -> list[Manifest]:
-    labels = {NAME: a.name, "app.kubernetes.io/part-of": "ctfleet"} | stack_labels
+    labels = app_labels(a, stack_labels)
     ns = a.namespace
     config_hash = hashlib.sha256("".join(f"{k}\0{v}\0" for k, v in sorted(a.config.items())).encode()).hexdigest()[:16]
     mounts = [{"name": "config", "mountPath": a.config_mount, "readOnly": True}]

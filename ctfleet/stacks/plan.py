@@ -22,6 +22,7 @@ names (SDL, else its grouping's ECI/GCT, else its region's SDR).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ from ctfleet.core.models import CT
 from ctfleet.core.norms import NormSet, Resolved
 from ctfleet.core.registry import Registry
 from ctfleet.stacks.config import StackConfig
+from ctfleet.stacks.exposure import EXPOSABLE, ExposurePlan, notes as exposure_notes, plan_exposure
 from ctfleet.stacks.schema import K8S_VERSION
 from ctfleet.stacks.hosting import AppSpec, HostingCatalogue, Quota, QuotaSpec
 from ctfleet.stacks.names import (
@@ -180,6 +182,7 @@ class AppPlan:
     secrets: tuple[SecretMount, ...] = ()  # Secrets the operators create out of band, mounted as files
     secret_env: tuple[tuple[str, str, str], ...] = ()  # (ENV, Secret, key): one value of a Secret as a variable
     env: tuple[tuple[str, str], ...] = ()
+    expose: ExposurePlan | None = None  # published outside the cluster (ctfleet.stacks.exposure)
 
 
 @dataclass
@@ -349,6 +352,7 @@ def plan_stack(ref: StackRef, cfg: StackConfig, registry: Registry, norms: NormS
     objects = hosting.tenantObjects
     plan.tenants = [replace(t, objects=objects.hard(t.quota.pods), ephemeral_gib_per_pod=objects.ephemeralGiBPerPod)
                     for t in plan.tenants]
+    _publish(plan, cfg)
     if cfg.allowDestructiveChanges:
         # said on the objects themselves, so the policy pack sees why they are not protected
         plan.tenants = [replace(t, annotations=t.annotations | {DESTRUCTIVE_ALLOWED: "true"}) for t in plan.tenants]
@@ -356,6 +360,33 @@ def plan_stack(ref: StackRef, cfg: StackConfig, registry: Registry, norms: NormS
         plan.notes.append("ctfleet:allowDestructiveChanges is true: namespaces and volumes are not protected for this update; "
                           "set it back to false afterwards")
     return plan
+
+
+def _publish(plan: StackPlan, cfg: StackConfig) -> None:
+    """Attach ``ctfleet:expose`` to its workloads; a LoadBalancer also gets its namespace's
+    quota for one (``services.loadbalancers``) and the flow from its source ranges."""
+    chosen = {EXPOSABLE[key][0]: (key, e) for key, e in cfg.expose.entries().items()}
+    if not chosen:
+        return
+    defaults = {"aptCacherNg": cfg.siteCidrs, "prometheus": cfg.federationCidrs}
+    balancers: Counter[str] = Counter()
+    flows: dict[str, list[Flow]] = {}
+    for i, a in enumerate(plan.apps):
+        if a.name not in chosen:
+            continue
+        key, entry = chosen[a.name]
+        x = plan_exposure(a.name, entry, defaults[key])
+        plan.apps[i] = replace(a, expose=x)
+        plan.notes.extend(exposure_notes(a.name, x))
+        if x.kind == "loadBalancer":
+            balancers[a.namespace] += 1
+            flows.setdefault(a.namespace, []).append(
+                Flow(f"{a.name}-from-load-balancer", "ingress", _cidr_peers(list(x.source_ranges)),
+                     f"clients reach the published {a.name} through its LoadBalancer Service",
+                     ports=(("TCP", a.port),), pods=_pods(**{NAME: a.name})))
+    plan.tenants = [replace(t, objects=t.objects | {"services.loadbalancers": str(balancers[t.namespace])},
+                            flows=t.flows + tuple(flows[t.namespace])) if t.namespace in balancers else t
+                    for t in plan.tenants]
 
 
 def _plan_national(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting: HostingCatalogue, rules) -> StackPlan:

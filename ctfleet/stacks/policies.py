@@ -34,7 +34,7 @@ During a preview some inputs are not known yet. The engine hands them as :data:`
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Protocol
 
 from ctfleet.core.norms import NormSet
@@ -162,7 +162,7 @@ class NormOracle:
             spec = getattr(self.hosting.system, name, None)
             if spec is None:
                 return f"system tenant {name!r} is not in infra/hosting.yaml"
-            return self._baseline(spec.quota(), f"infra/hosting.yaml (system.{name})")
+            return replace(self._baseline(spec.quota(), f"infra/hosting.yaml (system.{name})"), load_balancers=spec.loadBalancers)
         return f"unknown tenant kind {kind!r}"
 
 
