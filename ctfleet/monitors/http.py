@@ -18,36 +18,15 @@ from __future__ import annotations
 import base64
 import ssl
 import threading
-from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import bcrypt
 from prometheus_client import CollectorRegistry, make_wsgi_app
-from pydantic import BaseModel, ConfigDict
 
-from ctfleet.core.yamlio import load_yaml, validate
-
-
-class TLSServerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    cert_file: str
-    key_file: str
-    client_ca_file: str | None = None
-    client_auth_type: str = "NoClientCert"
-    min_version: str | None = None
-
-
-class WebConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    tls_server_config: TLSServerConfig | None = None
-    basic_auth_users: dict[str, str] = {}
-    http_server_config: dict | None = None
-
-
-def load_web_config(path: Path) -> WebConfig:
-    return validate(load_yaml(path, str(path)), WebConfig)
+# The exporter-toolkit web config: one model, shared with the results service.
+from ctfleet.edges.webconfig import TLSServerConfig, WebConfig, load_web_config  # noqa: F401 (re-exported)
 
 
 class _Server(ThreadingMixIn, WSGIServer):
