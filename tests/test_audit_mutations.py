@@ -276,7 +276,9 @@ ROUND_1 = [
           "mv /root/restic.moved /var/backups/ctfleet/restic",
           r"no successful backup: .*/var/backups/ctfleet/restic"),
     Drift("backup-timer-disabled", "th02", "SRV-1", "systemctl disable --now ctfleet-backup.timer",
-          "systemctl enable --now ctfleet-backup.timer", r"running: file_share; required: file_share, backup_agent"),
+          "systemctl enable --now ctfleet-backup.timer",
+          # backup_agent required but not among the running services (the lot's other services vary)
+          r"running: (?:(?!backup_agent)[^;])*; required: [^;]*\bbackup_agent\b"),
     Drift("node-exporter-stopped", "th02", "SRV-6", "systemctl stop prometheus-node-exporter", "systemctl start prometheus-node-exporter",
           r"node_exporter on :9100 answering False", also=("SRV-1",)),
 ]
