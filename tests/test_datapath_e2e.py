@@ -163,8 +163,15 @@ def test_two_regions_to_the_nation(tmp_path, root, postgresql):
               "the delivered failing control at region 04's Prometheus")
 
         # the reference servers' node_exporter targets come from the collector's http_sd, with the CT labels
-        node_up = _wait(lambda: a["prom"].query('up{job="node"}'), 60, "node_exporter targets discovered")
-        assert {s["metric"]["device"] for s in node_up} == {f"srv1-{code_slug(c)}" for c in a["cts"]}
+        # (each target's first scrape is spread over the interval: wait for all of them, then compare)
+        want_servers = {f"srv1-{code_slug(c)}" for c in a["cts"]}
+
+        def all_node_targets():
+            up = a["prom"].query('up{job="node"}')
+            return up if len({s["metric"]["device"] for s in up}) >= len(want_servers) else None
+
+        node_up = _wait(all_node_targets, 90, "every node_exporter target discovered and scraped once")
+        assert {s["metric"]["device"] for s in node_up} == want_servers
         assert all(s["metric"]["region"] == "04" and s["metric"]["ct"] in a["cts"] and s["metric"]["lot"] for s in node_up)
 
         # ---- the national Prometheus stopped for 60 s, then restarted
