@@ -245,7 +245,9 @@ ROUND_1 = [
     Drift("apt-upgrade-timer-disabled", "th02", "SYS-1", "systemctl disable --now apt-daily-upgrade.timer",
           "systemctl enable --now apt-daily-upgrade.timer", r"apt-daily-upgrade\.timer disabled/inactive"),
     # Time: chrony stopped; chrony following its own clock (reports leap status Normal).
-    Drift("chrony-stopped", "th01", "SYS-9", "systemctl stop chrony", "systemctl start chrony",
+    Drift("chrony-stopped", "th01", "SYS-9", "systemctl stop chrony",
+          # restored only once chrony follows its server again: the next round's audit must see the norm
+          "systemctl start chrony && chronyc -n waitsync 20 0 0 1 >/dev/null",
           r"chronyc -n tracking failed \(rc \d+\): .*506 Cannot talk to daemon.*systemctl is-active chrony: inactive"),
     Drift("chrony-local-clock", "th02", "SYS-9",
           "cp -a /etc/chrony/chrony.conf /root/chrony.conf && sed -i 's/^server .*/server 192.0.2.123 iburst/' /etc/chrony/chrony.conf"
