@@ -30,14 +30,19 @@ def _missing() -> list[str]:
     return out
 
 
-@pytest.fixture(scope="session")
-def fleet(tmp_path_factory, project):
+def require_booted_hosts() -> None:
+    """Fail (in CI) or skip (elsewhere) when what booted hosts need is missing here."""
     missing = _missing()
     if missing:
         msg = f"booted test hosts need: {', '.join(missing)} (scripts/setup installs them)"
         if os.environ.get("CI") == "true":
             pytest.fail(msg)
         pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory, project):
+    require_booted_hosts()
     tmp = tmp_path_factory.mktemp("fleet")
     env = {"CTFLEET_TESTHOSTS_DIR": str(tmp / "state")}
     testfleet.down(env)  # a previous crashed run in the same state dir

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import socketserver
 import subprocess
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from booted import require_booted_hosts
 from ctfleet.lab import testhosts as testfleet
 from ctfleet.rollout.config import RolloutPaths, RolloutRequest, Tuning
 from ctfleet.rollout.runner import run_rollout
@@ -78,20 +78,9 @@ PROBE = ("import sys, time, pathlib\n"
 
 
 # ---------------------------------------------------------------------- the fleet
-def _missing() -> list[str]:
-    out = [] if os.geteuid() == 0 else ["root"]
-    out += [c for c in ("debootstrap", "systemd-nspawn", "apt-cacher-ng", "nft", "ip", "ssh") if shutil.which(c) is None]
-    return out
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, project):
-    missing = _missing()
-    if missing:
-        msg = f"booted test hosts need: {', '.join(missing)} (scripts/setup installs them)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_booted_hosts()
     tmp = tmp_path_factory.mktemp("mutations")
     env = {"CTFLEET_TESTHOSTS_DIR": str(tmp / "state")}
     testfleet.down(env)
