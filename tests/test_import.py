@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 
 import openpyxl
@@ -463,8 +464,6 @@ class _InterruptAfter:
         self.seen += 1
         self.ops.append((event, str(args[0])))
         if self.n is not None and self.seen == self.n:
-            import signal
-
             signal.raise_signal(signal.SIGINT)
 
     def close(self):
@@ -485,6 +484,9 @@ def test_sigint_after_each_file_operation_leaves_the_previous_fleet_intact(tmp_p
     new_inputs = [sites_csv(base, {"name": "Hôtel de ville (nouveau)"}, name="s2.csv"),
                   devices_csv(base, {"hostname": "r9-01-511-01-01", "mgmt_address": "10.4.0.9"}, name="d2.csv")]
     hook = _InterruptAfter(fleet.parent)
+    # A CI runner may start the suite with SIGINT ignored (a background job of a non-interactive shell): Python then
+    # leaves SIG_IGN in place and a raised SIGINT does nothing. Ctrl-C at a terminal has Python's handler; give it.
+    previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         import_files(new_inputs, registry, fleet)  # counting run
         new = _fleet_text(fleet)
@@ -513,6 +515,7 @@ def test_sigint_after_each_file_operation_leaves_the_previous_fleet_intact(tmp_p
         assert not list(fleet.parent.glob(".fleet-04.new-*")), "staging directories are removed"
     finally:
         hook.close()
+        signal.signal(signal.SIGINT, previous_handler)
 
 
 def test_full_disk_leaves_the_previous_fleet_intact(tmp_path, registry, project, root):
