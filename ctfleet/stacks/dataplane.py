@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
 
+from ctfleet.core.collector_config import CollectorConfig
 from ctfleet.core.conventions import (
     CLUSTER_KPI_RULES_FILES,
     COLLECTOR_PORT,
@@ -63,6 +64,8 @@ from ctfleet.core.conventions import (
 )
 from ctfleet.core.datapath import kpi_record_names, national_rules, node_scrape_config, programme_kpis, remote_write
 from ctfleet.core.errors import Problem
+from ctfleet.project import Profile
+from ctfleet.results.service import ServiceConfig
 from ctfleet.stacks.config import StackConfig, StackConfigErrors
 from ctfleet.stacks.names import MONITORING_NAMESPACE, RESULTS_NAMESPACE, StackRef, label
 from ctfleet.stacks.plan import (
@@ -78,6 +81,7 @@ from ctfleet.stacks.plan import (
     _from_ingress,
     _pods,
     _system_tenant,
+    emitted,
     yaml_text,
 )
 
@@ -177,7 +181,8 @@ class FleetSource:
         """The profile the collector runs with (its fleet from the mounted files, its results in the region's database)."""
         fleet: dict[str, Any] = {"source": "files", "dir": FLEET_MOUNT} if self.files else {"source": "generated",
                                                                                            "seed": self.seed or 2014}
-        return yaml_text({"name": stack, "region": self.region, "fleet": fleet, "results_dir": DB_URL})
+        return emitted(Profile, f"{stack}: ConfigMap collector-fleet (profile.yaml)",
+                       {"name": stack, "region": self.region, "fleet": fleet, "results_dir": DB_URL})
 
     def fileset(self, stack: str) -> FileSet:
         annotations = {label("fleet-profile"): self.profile, label("fleet-source"): self.origin}
@@ -426,11 +431,11 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
 
     # the collector: the region's fleet and profile, results in the region's database
     coll = _app(plan, "collector")
-    cc = _load(coll.config["collector.yaml"])
-    cc.update(profile=f"{FLEET_MOUNT}/profile.yaml", results_dir=DB_URL)
+    collector_yaml = emitted(CollectorConfig, f"{ref.name}: ConfigMap collector (collector.yaml)",
+                             _load(coll.config["collector.yaml"]) | {"profile": f"{FLEET_MOUNT}/profile.yaml", "results_dir": DB_URL})
     fileset = fleet.fileset(ref.name)
     summary.fleet_sha256 = fileset.sha256
-    _swap(plan, coll, replace(coll, config={"collector.yaml": yaml_text(cc)}, files=(fileset,),
+    _swap(plan, coll, replace(coll, config={"collector.yaml": collector_yaml}, files=(fileset,),
                               secret_env=(("PGPASSWORD", DB_APP, "password"),)))
     where = f"{fleet.origin}; profile {fleet.profile}; ConfigMap collector-fleet sha256 {fileset.sha256[:16]}"
     counts = ("generated at the collector's start" if fleet.routers is None
@@ -565,13 +570,14 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
     )
     plan.tenants.append(_system_tenant(ref, cfg, RESULTS_NAMESPACE, "results", "Results service and database (PostgreSQL)",
                                        hosting.system.results, norms, res_flows, region))
-    service_cfg = {"database": DB_URL, "database_password": "env:CTFLEET_RESULTS_DB_PASSWORD",
-                   "listen": f"0.0.0.0:{RESULTS_SERVICE_PORT}", "web_config": "/etc/ctfleet-web/web-config.yml",
-                   "profile": "/etc/ctfleet/profile.yaml"}
+    service_yaml = emitted(ServiceConfig, f"{ref.name}: ConfigMap results (results-service.yml)",
+                           {"database": DB_URL, "database_password": "env:CTFLEET_RESULTS_DB_PASSWORD",
+                            "listen": f"0.0.0.0:{RESULTS_SERVICE_PORT}", "web_config": "/etc/ctfleet-web/web-config.yml",
+                            "profile": "/etc/ctfleet/profile.yaml"})
+    service_profile = emitted(Profile, f"{ref.name}: ConfigMap results (profile.yaml)", {"name": ref.name, "region": region})
     plan.apps.append(AppPlan("results", RESULTS_NAMESPACE, cfg.image("collector"), RESULTS_SERVICE_PORT,
                              hosting.apps.resultsService,
-                             {"results-service.yml": yaml_text(service_cfg),
-                              "profile.yaml": yaml_text({"name": ref.name, "region": region})}, "/etc/ctfleet",
+                             {"results-service.yml": service_yaml, "profile.yaml": service_profile}, "/etc/ctfleet",
                              command=("python", "-m", "ctfleet.results.service"),
                              args=("--config", "/etc/ctfleet/results-service.yml"), port_name="https",
                              secrets=(SecretMount("results-tls", "/etc/ctfleet-tls", "the endpoint's certificate"),
