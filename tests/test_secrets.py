@@ -415,3 +415,49 @@ def test_canary_never_reaches_the_backup_escrow_output(root, tmp_path, monkeypat
     assert result.exit_code == 0, result.output
     assert f"reference_server_backup_password_ref: vault:{vault.resolve()}#restic_01_511_01_01" in result.output
     assert CANARY not in result.output
+
+
+def test_canary_never_reaches_the_rollout_delivery_output(root, tmp_path, monkeypatch):
+    """`ctfleet rollout deliver` (and every rollout, which sends through the same spool): the password of the
+    region's results service behind every source holds the canary; the batch stays queued, the command exits 2
+    with the credentials error naming the reference (or the service unreachable), never the canary."""
+    from datetime import datetime, timezone
+
+    from typer.testing import CliRunner
+
+    from ctfleet.cli.main import app
+    from ctfleet.core.compliance import ControlResult
+    from ctfleet.lab.procs.service import free_port
+    from ctfleet.results.forward import enqueue
+
+    runner = CliRunner()
+    port = free_port()  # nothing listens: a password that resolves then meets a closed port
+    spool = tmp_path / "spool"
+    enqueue(spool, "rollout-canary-1", [ControlResult(ct="01.511.01.01", device="srv1-01-511-01-01", control="SYS-1",
+                                                      status="pass", source="audit",
+                                                      observed_at=datetime(2026, 12, 1, tzinfo=timezone.utc))])
+    profile = tmp_path / "profile.yaml"
+    unresolved = 0
+    for case, (ref, env) in _login_sources(tmp_path).items():
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        profile.write_text(f"fleet: {{source: files, dir: {root / 'tests/fixtures/import/good'}}}\nspool_dir: {spool}\n"
+                           f"results_service: {{url: 'http://127.0.0.1:{port}', user: technicien-01, password: '{ref}'}}\n")
+        result = runner.invoke(app, ["--profile", str(profile), "rollout", "deliver"])
+        text = result.output + (result.stderr if result.stderr_bytes else "") + repr(result.exception or "")
+        assert CANARY not in text and "s3cret" not in text, f"{case}: the delivery showed the secret:\n{text}"
+        assert result.exit_code == 2 and "Traceback" not in text, f"{case}: {text}"
+        assert f"1 batch(es) kept in {spool}: " in " ".join(text.split()), f"{case}: {text}"
+        if f"credentials {ref}: " in " ".join(text.split()):
+            unresolved += 1
+        else:
+            assert case.startswith("env") or case in ("file, broken JSON", "vault, valid"), f"{case}: {text}"
+        assert sorted(p.name for p in spool.iterdir()) == ["rollout-canary-1.jsonl"], f"{case}: the batch left the spool"
+    assert unresolved == 7, "the broken sources must fail as credentials errors naming the reference"
+    # a password typed into the profile in place of a reference is refused without echo
+    for typed in (CANARY, "73100591", f"[{CANARY}]"):
+        profile.write_text(f"results_service: {{url: 'http://127.0.0.1:{port}', user: t, password: {typed}}}\n")
+        result = runner.invoke(app, ["--profile", str(profile), "rollout", "deliver"])
+        text = result.output + (result.stderr if result.stderr_bytes else "")
+        assert result.exit_code != 0 and CANARY not in text and "73100591" not in text, text
+        assert "results_service.password" in text, text
