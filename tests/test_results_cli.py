@@ -158,7 +158,7 @@ def test_wrong_password_on_real_postgresql_is_one_clear_error(tmp_path, postgres
     user = postgresql.password_user("ctfleet_pw", "right-password-1", owns="pw_check")
     db = url.replace("ctfleet@", f"{user}@")
     shown = "postgresql+psycopg://" + db.split("://", 1)[1]
-    want = f"the server refused the login of user '{user}' (check the password behind database_password"
+    want = f"the server refused the login of user '{user}' (check the password: database_password's reference, PGPASSWORD or the URL's"
     env = {"CTFLEET_RESULTS_DB_PASSWORD": DB_PASSWORD}
     svc = _ctfleet("results", "serve", "--config", str(_service_config(tmp_path, db, "env:CTFLEET_RESULTS_DB_PASSWORD")), env=env)
     _one_clear_error(svc, shown.replace(f"{user}@", f"{user}:***@"), want)
@@ -169,9 +169,11 @@ def test_wrong_password_on_real_postgresql_is_one_clear_error(tmp_path, postgres
     _cfg, store, _scope, _web = start(_service_config(tmp_path, db, "env:CTFLEET_RESULTS_DB_PASSWORD"))
     assert store.counts()["result_batches"] == 0
     store.dispose()
-    # the collector with the password in its results URL (as a deployment's environment gives it)
+    # the collector: the password in PGPASSWORD (as its Deployment gives it), then in its results URL
+    col = _ctfleet("collect", "--config", str(_collector_config(tmp_path, db)), "--once", env={"PGPASSWORD": DB_PASSWORD})
+    _one_clear_error(col, shown, want)
     col = _ctfleet("collect", "--config", str(_collector_config(tmp_path, db.replace(f"{user}@", f"{user}:{DB_PASSWORD}@"))), "--once")
-    _one_clear_error(col, shown.replace(f"{user}@", f"{user}:***@"), f"the server refused the login of user '{user}'")
+    _one_clear_error(col, shown.replace(f"{user}@", f"{user}:***@"), want)
 
 
 def test_collector_running_loop_reports_the_database_once_per_sweep_without_traceback(tmp_path, capsys):

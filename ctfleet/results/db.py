@@ -123,8 +123,8 @@ def database_error(exc: BaseException, url: str) -> DatabaseUnavailable | None:
     where = f"{u.host or 'localhost'}:{u.port or 5432}" if u is not None else "the URL's host and port"
     user = (u.username if u is not None else None) or "(none)"
     if "password authentication failed" in low or "no password supplied" in low or "authentication failed" in low:
-        what = (f"the server refused the login of user {user!r} (check the password behind database_password, "
-                "or the user's password and pg_hba.conf on the server)")
+        what = (f"the server refused the login of user {user!r} (check the password: database_password's reference, "
+                "PGPASSWORD or the URL's; and the user and pg_hba.conf on the server)")
     elif "connection refused" in low:
         what = (f"cannot connect: connection refused (check that PostgreSQL runs and accepts TCP connections on {where}, "
                 "and the URL's host and port)")
