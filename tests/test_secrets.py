@@ -461,3 +461,30 @@ def test_canary_never_reaches_the_rollout_delivery_output(root, tmp_path, monkey
         text = result.output + (result.stderr if result.stderr_bytes else "")
         assert result.exit_code != 0 and CANARY not in text and "73100591" not in text, text
         assert "results_service.password" in text, text
+
+
+def test_canary_never_reaches_the_ansible_router_module_output(root, tmp_path):
+    """playbooks/routers.yml (the ctfleet_router module on the controller, then each router's outcome task) run by
+    ansible-playbook with a broken login in each kind of source: the router fails naming the credentials reference;
+    the canary is nowhere in Ansible's output, even at -v (the module's whole result)."""
+    import os
+    import subprocess
+    import sys
+
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(f"fleet: {{source: files, dir: {root / 'tests/fixtures/import/good'}}}\n")
+    settings = tmp_path / "routers.yaml"
+    sources = _login_sources(tmp_path)
+    bin_dir = os.path.dirname(sys.executable)
+    for case in ("vault, malformed YAML", "vault, valid"):  # a vault: the module once died on it (see the action plugin)
+        ref, env = sources[case]
+        settings.write_text(f"login: {ref}\n")
+        run_env = {k: v for k, v in os.environ.items() if not k.startswith("CTFLEET_CANARY")}
+        run_env.update(env, CTFLEET_PROFILE=str(profile), CTFLEET_ROUTER_SETTINGS=str(settings), CTFLEET_ROOT=str(root),
+                       ANSIBLE_NOCOLOR="1", PATH=bin_dir + os.pathsep + os.environ["PATH"])
+        r = subprocess.run([os.path.join(bin_dir, "ansible-playbook"), "playbooks/routers.yml", "-v", "-e", "ctfleet_router_action=diff",
+                            "--limit", "r-01-511-01-01"], capture_output=True, text=True, timeout=180, env=run_env, cwd=root)
+        text = r.stdout + r.stderr
+        assert CANARY not in text and "s3cret" not in text, f"{case}: ansible showed the secret:\n{text}"
+        assert r.returncode == 2, f"{case}: {text}"
+        assert f"credentials {ref}: " in text and "failed=1" in text, f"{case}: {text}"
