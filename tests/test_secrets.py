@@ -341,6 +341,19 @@ def test_secret_keys_of_config_files_never_echo_what_was_typed(tmp_path):
         text = str(exc.value)
         assert CANARY not in text and "73100591" not in text, text
         assert expected in text, text
+    # the router settings' login and age identity (references), typed as values of another type
+    from ctfleet.routers.settings import load_settings
+
+    settings = tmp_path / "routers.yaml"
+    for key in ("login", "backup_identity"):
+        for typed in ("73100591", f"[{CANARY}]", f"{{{CANARY}: 1}}"):
+            settings.write_text(f"{key}: {typed}\n")
+            with pytest.raises(CtfleetError) as exc:
+                load_settings(settings)
+            text = str(exc.value)
+            assert CANARY not in text and "73100591" not in text, text
+            assert (f"{key}: Input should be a valid string, value not shown (this key holds credentials)" in text
+                    or f"{key}: value is not a credentials reference (not shown, it may be a secret)" in text), text
     # a URL holding a password that SQLAlchemy cannot parse: its own message would quote the whole URL
     for url in (f"postgresql://ctfleet:{CANARY}@127.0.0.1:port/results", f"postgresql://ctfleet:{CANARY}@[::1/results"):
         with pytest.raises(CtfleetError) as exc:

@@ -217,7 +217,7 @@ def _short(value: Any) -> str:
 
 
 # Keys whose value is, or may be mistaken for, a secret: errors about them never show the value.
-_SECRET_KEY = re.compile(r"(password|passwd|secret|credential|token|community|login|(^|_)(auth|priv)_?key$)", re.I)
+_SECRET_KEY = re.compile(r"(password|passwd|secret|credential|token|community|login|identity|(^|_)(auth|priv)_?key$)", re.I)
 
 
 def _secret_at(model: type[BaseModel], loc: tuple) -> bool:
