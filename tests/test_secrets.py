@@ -280,6 +280,27 @@ def test_canary_never_reaches_the_collector_output_or_its_results(tmp_path, monk
         stored = "".join(p.read_text(errors="replace") for p in results.rglob("*") if p.is_file())
         assert stored and f"credentials {ref} not usable" in stored, f"{case}: no result names the credentials"
         assert CANARY not in stored, f"{case}: the results store holds the secret"
+    # what /metrics serves after such a sweep (the last source's)
+    import asyncio
+
+    from ctfleet.monitors.collector import Collector, load_config
+    from ctfleet.project import load_project
+    from ctfleet.results import ResultsStore
+
+    cfg = load_config(config)
+    project = load_project(cfg.profile)
+    collector = Collector(cfg, project.registry, project.norms, ResultsStore(tmp_path / "results-metrics"), repo_root=project.root)
+
+    async def once():
+        try:
+            return await collector.run_once()
+        finally:
+            await collector.close()
+
+    sweep = asyncio.run(once())
+    assert {h: p.error for h, p in sweep.polls.items()} == {"r-01-511-01-01": "auth", "r-01-511": "auth"}
+    metrics = collector.exporter.exposition().decode()
+    assert "r-01-511-01-01" in metrics and CANARY not in metrics
 
 
 def test_canary_never_reaches_the_results_service_output(tmp_path, monkeypatch):
