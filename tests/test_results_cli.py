@@ -62,6 +62,10 @@ def test_results_serve_on_one_machine_stores_a_batch_and_stops_on_sigterm(tmp_pa
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith(f"ok: {cfg}: region 04 (") and f"http://127.0.0.1:{port}/v1/batches/<id>" in dry.stdout
     assert not (tmp_path / "results.db").exists(), "--dry-run migrates nothing"
+    # `python -m ctfleet.cli.main` too: the global --profile reaches the sub-command (it once was dropped there)
+    as_module = subprocess.run([sys.executable, "-m", "ctfleet.cli.main", "--profile", str(profile), "results", "serve",
+                                "--config", str(cfg), "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert as_module.returncode == 0 and as_module.stdout == dry.stdout, as_module.stdout + as_module.stderr
 
     proc = subprocess.Popen([*CTFLEET, "--profile", str(profile), "results", "serve", "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)

@@ -365,4 +365,8 @@ def _mount_optional() -> None:
 _mount_optional()
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    # `python -m ctfleet.cli.main`: run the app of the module the sub-commands import, so
+    # `--profile` reaches them (this __main__ copy's _state is not theirs).
+    from ctfleet.cli.main import app as _app
+
+    _app()
