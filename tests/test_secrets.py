@@ -398,11 +398,25 @@ def test_the_roles_password_check_names_the_reference_never_the_canary(root, tmp
     check = next(t for t in tasks if "Check the escrowed repository password's reference" in t["name"])
     install = tasks[tasks.index(check) + 1]
     assert install.get("no_log") is True and "lookup('ctfleet_credential', reference_server_backup_password_ref)" in str(install)
-    drill = (root / "playbooks/backup_drill.yml").read_text()
-    assert "lookup('ctfleet_credential', drill_password_ref, check=true) == 'ok'" in drill
+
+    def tasks_of(node):
+        if isinstance(node, dict):
+            yield node
+            for key in ("tasks", "block", "rescue", "always"):
+                for t in node.get(key) or ():
+                    yield from tasks_of(t)
+        elif isinstance(node, list):
+            for t in node:
+                yield from tasks_of(t)
+
+    drill_tasks = list(tasks_of(YAML(typ="safe").load((root / "playbooks/backup_drill.yml").read_text())))
+    drill_check = next(t for t in drill_tasks if "Check the escrowed password's reference" in str(t.get("name")))
+    drill_bring = drill_tasks[drill_tasks.index(drill_check) + 1]
+    assert drill_bring.get("no_log") is True and "lookup('ctfleet_credential', drill_password_ref)" in str(drill_bring)
     play = tmp_path / "check.yml"
     with play.open("w") as fh:
-        YAML().dump([{"hosts": "localhost", "gather_facts": False, "tasks": [check]}], fh)
+        YAML().dump([{"hosts": "localhost", "gather_facts": False, "tasks": [check]},
+                     {"hosts": "localhost", "gather_facts": False, "tasks": [drill_check]}], fh)
     sources = _login_sources(tmp_path)
     bin_dir = os.path.dirname(sys.executable)
     for case in ("vault, malformed YAML", "vault, nested value", "file, not UTF-8", "env, not set", "vault, valid"):
@@ -411,15 +425,24 @@ def test_the_roles_password_check_names_the_reference_never_the_canary(root, tmp
         run_env.update(env, ANSIBLE_LOOKUP_PLUGINS=str(root / "playbooks/lookup_plugins"), CTFLEET_ROOT=str(root),
                        ANSIBLE_NOCOLOR="1", PATH=bin_dir + os.pathsep + os.environ["PATH"])
         r = subprocess.run([os.path.join(bin_dir, "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play),
-                            "-e", f"reference_server_backup_password_ref={ref}"],
+                            "-e", f"reference_server_backup_password_ref={ref}", "-e", f"drill_password_ref={ref}"],
                            capture_output=True, text=True, timeout=120, env=run_env, cwd=tmp_path)
         text = r.stdout + r.stderr
         assert CANARY not in text and "s3cret" not in text, f"{case}: ansible showed the secret:\n{text}"
         if case == "vault, valid":
-            assert r.returncode == 0, text
+            assert r.returncode == 0 and "ok=2 " in text and "failed=0" in text, text  # both plays' checks passed
         else:
             assert r.returncode != 0, f"{case}: {text}"
             assert f"ctfleet_credential: credentials {ref}: " in text, f"{case}: {text}"
+    # the drill's own check, failing alone
+    ref, env = sources["vault, malformed YAML"]
+    with play.open("w") as fh:
+        YAML().dump([{"hosts": "localhost", "gather_facts": False, "tasks": [drill_check]}], fh)
+    r = subprocess.run([os.path.join(bin_dir, "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play),
+                        "-e", f"drill_password_ref={ref}"], capture_output=True, text=True, timeout=120, env=run_env, cwd=tmp_path)
+    text = r.stdout + r.stderr
+    assert r.returncode != 0 and CANARY not in text and "DRILL | Check the escrowed password's reference" in text, text
+    assert f"ctfleet_credential: credentials {ref}: the decrypted vault is not valid YAML" in " ".join(text.split()), text
 
 
 def test_canary_never_reaches_the_backup_escrow_output(root, tmp_path, monkeypatch):
