@@ -187,7 +187,7 @@ class RouterOps:
         except CtfleetError as exc:
             raise DeviceError("credentials", f"SNMPv3 user of {job.device.hostname}: {exc}") from None
         except (ValueError, KeyError, TypeError):
-            raise DeviceError("credentials", f"the value behind {ref} is not JSON with user, auth_key and priv_key (value not shown)") from None
+            raise DeviceError("credentials", f"credentials {ref}: the value is not JSON with user, auth_key and priv_key (value not shown)") from None
 
     def target(self, job: RouterJob, connect_timeout: float | None = None) -> Target:
         return Target(job.device.hostname, str(job.device.mgmt_address), self.ports.get(job.device.hostname, self.port),
