@@ -1,6 +1,6 @@
 """The router operations, per router and over a fleet: backup, diff, audit, push, restore.
 
-Each operation on one router returns an :class:`~ctfleet.routers.runner.Outcome` and
+Each operation on one router returns an :class:`~ctfleet.routers.fanout.Outcome` and
 never raises for that router's problems (unreachable, wrong credentials, an unexpected
 prompt, a norm the template needs and the CT lacks): the others carry on.
 :meth:`RouterOps.run` runs one over many routers with the bounded runner, then writes
@@ -70,7 +70,7 @@ from ctfleet.routers.drivers import (
 )
 from ctfleet.routers.platforms import PlatformSpec, platform_spec
 from ctfleet.routers.render import Rendered, SnmpUser, render_intended, router_norms, router_vars
-from ctfleet.routers.runner import Outcome, run_bounded
+from ctfleet.routers.fanout import Outcome, run_bounded
 from ctfleet.routers.settings import RouterSettings, check_backup_path, load_settings
 
 Action = Literal["backup", "diff", "audit", "push", "restore"]
