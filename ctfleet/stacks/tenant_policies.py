@@ -37,7 +37,8 @@ both give the same verdicts.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
 from ctfleet.stacks.names import label
@@ -46,6 +47,8 @@ OWNER = label("stack")  # on every object a stack declares: marks the stack's ow
 NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set by the API server on every Namespace, immutable
 BOUNDED_KINDS = ("ct", "grouping")  # tenants whose operators write their own policies
 PEERS_KEY = {"ingress": "from", "egress": "to"}
+#: On the ValidatingAdmissionPolicy: its bounds as JSON, what the policy pack reads (one definition, two readers).
+BOUNDS_ANNOTATION = label("tenant-network-bounds")
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,19 @@ class Bound:
                 f"'pods': {strings(f'{k}={v}' for k, v in self.pods)}, "
                 f"'cidr': {strings([self.cidr] if self.cidr else [])}, "
                 f"'ports': {strings(f'{proto}/{port}' for proto, port in self.ports)}" + "}")
+
+
+def bounds_json(bs: tuple[Bound, ...]) -> str:
+    return json.dumps([asdict(b) for b in bs], separators=(",", ":"))
+
+
+def bounds_from_json(text: str) -> tuple[Bound, ...]:
+    """:func:`bounds_json` read back (raises ValueError on anything else)."""
+    try:
+        return tuple(Bound(d["direction"], d["flow"], d["namespace"], tuple(map(tuple, d["pods"])), d["cidr"],
+                           tuple((proto, int(port)) for proto, port in d["ports"])) for d in json.loads(text))
+    except (TypeError, KeyError, AttributeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a list of bounds: {exc}") from exc
 
 
 def bounds(flows) -> tuple[Bound, ...]:
@@ -206,7 +222,7 @@ def admission_objects(plan) -> list[dict[str, Any]]:
                                     "matchExpressions": [{"key": label("kind"), "operator": "In", "values": list(BOUNDED_KINDS)}]}
         if len(by_bounds) > 1:
             selector["matchExpressions"].append({"key": NAMESPACE_NAME, "operator": "In", "values": sorted(namespaces)})
-        md = {"name": name, "labels": {OWNER: stack}, "annotations": {label("bounds"): "; ".join(f"{b.direction} {b.show()}" for b in bs)}}
+        md = {"name": name, "labels": {OWNER: stack}, "annotations": {BOUNDS_ANNOTATION: bounds_json(bs)}}
         objs.append({
             "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy", "metadata": md,
             "spec": {
@@ -230,6 +246,12 @@ def admission_objects(plan) -> list[dict[str, Any]]:
                      "matchResources": {"namespaceSelector": selector}},
         })
     return objs
+
+
+def selects(selector: dict[str, Any], labels: dict[str, Any]) -> bool:
+    """Whether a namespaceSelector (matchLabels, matchExpressions ``In``) as emitted here selects ``labels``."""
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items()) and all(
+        e.get("operator") == "In" and labels.get(e.get("key")) in (e.get("values") or []) for e in selector.get("matchExpressions") or [])
 
 
 # ------------------------------------------------------------------ the same bounds in Python (the policy pack)
@@ -259,8 +281,13 @@ def _ports_within(b: Bound, rule: dict[str, Any]) -> bool:
         return True
     ports = rule.get("ports") or []
     allowed = {f"{proto}/{port}" for proto, port in b.ports}
-    return bool(ports) and all("port" in q and "endPort" not in q and f"{q.get('protocol', 'TCP')}/{q['port']}" in allowed
+    return bool(ports) and all("port" in q and "endPort" not in q and f"{q.get('protocol', 'TCP')}/{_port(q['port'])}" in allowed
                                for q in ports)
+
+
+def _port(value: Any) -> Any:
+    """A port as the API server holds it: the engine hands numbers as floats (protobuf Struct)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _covers(b: Bound, peer: dict[str, Any], rule: dict[str, Any], namespace: str) -> bool:
