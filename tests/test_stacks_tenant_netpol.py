@@ -302,3 +302,16 @@ def test_the_pack_and_the_admission_policy_agree_on_every_combination(server, pl
                 verdicts[cel_ok] += 1
     # both verdicts occur often: the agreement is not all-refused or all-admitted
     assert verdicts[True] >= 30 and verdicts[False] >= 100, verdicts
+
+
+def test_the_plan_shows_what_tenants_may_write():
+    from typer.testing import CliRunner
+
+    from ctfleet.cli.stacks import app
+
+    r = CliRunner().invoke(app, ["plan", "sdl-sale"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert (f"tenants' own NetworkPolicies (ValidatingAdmissionPolicy {policy_name('sdl-sale')}): admitted only within "
+            "ingress own namespace; egress own namespace; egress kube-system pods k8s-app=kube-dns on UDP/53,TCP/53; "
+            "ingress ingress-nginx; the stack's policies cannot be changed") in text
