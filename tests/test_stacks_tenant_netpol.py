@@ -64,10 +64,10 @@ class ApiServerStandIn:
         self.validations = [(prog(v["expression"]), v.get("message"), v.get("messageExpression") and prog(v["messageExpression"]))
                             for v in vap["spec"]["validations"]]
 
-    def refusals(self, operation: str, namespace: str, groups: list[str], obj: dict | None, old: dict | None) -> list[str]:
+    def refusals(self, operation: str, namespace: str, groups: list[str] | None, obj: dict | None, old: dict | None) -> list[str]:
+        user = {"username": "someone"} | ({"groups": groups} if groups is not None else {})  # None: a user with no groups (the field is then absent)
         act = {"object": celpy.json_to_cel(obj), "oldObject": celpy.json_to_cel(old),
-               "request": celpy.json_to_cel({"operation": operation, "namespace": namespace,
-                                             "userInfo": {"username": "someone", "groups": groups}}),
+               "request": celpy.json_to_cel({"operation": operation, "namespace": namespace, "userInfo": user}),
                "namespaceObject": celpy.json_to_cel({"metadata": {"name": namespace}})}
         variables: dict = {}
         for name, p in self.variables:
@@ -243,8 +243,9 @@ def test_a_tenant_cannot_label_its_policy_as_the_stacks(server):
 def test_the_stack_wide_operator_group_is_bounded_too(server):
     np, message = REFUSED["the whole Internet"]
     assert server.refusals("CREATE", NS, [f"{STACK}:operators"], np, None) == [message]
-    # another namespace's admins group is not this namespace's tenant (RBAC refuses them anyway)
+    # another namespace's admins group is not this namespace's tenant (RBAC refuses them anyway), nor a user without groups
     assert server.refusals("CREATE", NS, [f"{OTHER}:admins"], np, None) == []
+    assert server.refusals("CREATE", NS, None, np, None) == []
 
 
 def test_the_binding_selects_exactly_the_ct_tenants(plan, emitted):

@@ -197,7 +197,7 @@ def _tenant_condition(groups: tuple[str, ...], stack: str) -> str:
     for g in groups:
         parts = g.replace("{stack}", stack).split("{namespace}")
         terms.append("g == " + " + variables.namespace + ".join(_q(p) for p in parts))
-    return f"request.userInfo.groups.exists(g, {' || '.join(terms)})"
+    return f"has(request.userInfo.groups) && request.userInfo.groups.exists(g, {' || '.join(terms)})"
 
 
 def policy_name(stack: str) -> str:
