@@ -21,11 +21,17 @@ import celpy
 import pytest
 from celpy import celtypes
 
+from ctfleet.stacks.generate import read_stack_file
 from ctfleet.stacks.manifests import render
 from ctfleet.stacks.program import STACKS_DIR, load_inputs, plan_for
 from ctfleet.stacks.schema import K8S_VERSION, validator
-from ctfleet.stacks.generate import read_stack_file
-from ctfleet.stacks.tenant_policies import OWNER, admission_objects, bounds, out_of_bounds, policy_name
+from ctfleet.stacks.tenant_policies import (
+    OWNER,
+    admission_objects,
+    bounds,
+    out_of_bounds,
+    policy_name,
+)
 
 STACK = "sdr-rabat-sale-kenitra"
 NS = "ct-04-281-01-01"  # a CT tenant of the region's SDR stack
@@ -59,7 +65,7 @@ class ApiServerStandIn:
 
     def __init__(self, vap: dict):
         env = celpy.Environment()
-        prog = lambda text: env.program(env.compile(text), functions=K8S_LIBRARY)  # noqa: E731
+        prog = lambda text: env.program(env.compile(text), functions=K8S_LIBRARY)
         self.variables = [(v["name"], prog(v["expression"])) for v in vap["spec"]["variables"]]
         self.validations = [(prog(v["expression"]), v.get("message"), v.get("messageExpression") and prog(v["messageExpression"]))
                             for v in vap["spec"]["validations"]]
@@ -170,8 +176,8 @@ REFUSED = {
     "a rule without peers": (netpol("anywhere", egress=[{"ports": tcp(443)}]),
                              "every egress rule must name its peers in 'to': a rule without them allows every destination"),
     "an address block in ingress": (netpol("from-net", ingress=[{"from": [{"ipBlock": {"cidr": PLATFORMS}}], "ports": tcp(443)}]),
-                                    "ingress rules cannot name address blocks (ipBlock): the stack allows none "
-                                    "(0.0.0.0/0 and other tenants' addresses never)"),
+                                    ("ingress rules cannot name address blocks (ipBlock): the stack allows none "
+                                     "(0.0.0.0/0 and other tenants' addresses never)")),
 }
 
 
