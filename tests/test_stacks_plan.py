@@ -146,21 +146,25 @@ def test_national_hosts_the_shared_platforms(plans):
     assert [a.name for a in plan.apps] == ["prometheus"]
     prom = next(o for o in render(plan) if o["kind"] == "ConfigMap")
     config = YAML(typ="safe").load(prom["data"]["prometheus.yml"])
-    assert config["scrape_configs"][0]["job_name"] == "federate-regions"
-    assert "federating 0 of 12 regions" in plan.notes[0]
+    # the regions' KPIs arrive by remote_write (the receiver and national rules: test_stacks_datapath.py);
+    # nothing scrapes the regions across the WAN, and no flow lets the national Prometheus reach them
+    assert [j["job_name"] for j in config["scrape_configs"]] == ["prometheus"]
+    assert not any("federat" in f.name or "federat" in f.why for t in plan.tenants for f in t.flows)
 
 
-def test_national_federates_configured_regions(inputs):
+def test_the_removed_federate_key_says_what_replaced_it(inputs):
+    from ctfleet.core.errors import InputErrors
     from ctfleet.stacks.config import validate_config
 
-    raw = default_config(inputs.stacks["national"]) | {"ctfleet:federate": {"oriental": "10.2.255.10:9090"},
-                                                       "ctfleet:federationCidrs": ["10.2.255.0/24"]}
-    cfg = validate_config(raw, "national", inputs.registry, "x")
-    plan = plan_stack(inputs.stacks["national"], cfg, inputs.registry, inputs.norms, inputs.hosting)
-    prom = next(o for o in render(plan) if o["kind"] == "ConfigMap")
-    job = YAML(typ="safe").load(prom["data"]["prometheus.yml"])["scrape_configs"][0]
-    assert job["static_configs"] == [{"targets": ["10.2.255.10:9090"], "labels": {"region": "02", "shard": "sdr-oriental"}}]
-    assert any(f.name == "prometheus-to-regions" for f in plan.tenant(MONITORING_NAMESPACE).flows)
+    raw = default_config(inputs.stacks["national"]) | {"ctfleet:federate": {"oriental": "10.2.255.10:9090"}}
+    with pytest.raises(InputErrors) as exc:
+        validate_config(raw, "national", inputs.registry, "infra/stacks/Pulumi.national.yaml")
+    assert str(exc.value) == (
+        "1 problem in the stack config, no resource declared:\n"
+        "  infra/stacks/Pulumi.national.yaml: ctfleet:federate: is no longer read: the national Prometheus does not scrape the "
+        "regions (federation loses samples across a WAN outage); each region remote-writes its KPIs to the national receiver "
+        "(valid: remove it; set ctfleet:dataPath.receiverHost on the national stack and ctfleet:dataPath.nationalWriteUrl on "
+        "each regional one)")
 
 
 def test_grouping_tenant_is_sized_by_its_members(inputs, plans):

@@ -49,7 +49,6 @@ from ctfleet.stacks.names import (
     grouping_namespace,
     label,
     platform_namespace,
-    region_stack,
     tenant_home,
 )
 
@@ -407,26 +406,14 @@ def _plan_national(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
     mon_flows = [DNS, _from_ingress(cfg, PROMETHEUS_PORT, prom),
                  Flow("prometheus-to-platforms", "egress", (Peer(namespace_labels=((label("kind"), "platform"),)),),
                       "scrape the national platforms", pods=prom)]
-    if cfg.federationCidrs:
-        mon_flows.append(Flow("prometheus-to-regions", "egress", _cidr_peers(cfg.federationCidrs),
-                              "federate the regional Prometheus servers", ports=(("TCP", PROMETHEUS_PORT),), pods=prom))
     tenants.append(_system_tenant(ref, cfg, MONITORING_NAMESPACE, "nationalMonitoring", "National monitoring",
                                   hosting.system.nationalMonitoring, norms, tuple(mon_flows), None))
-    notes = []
-    slugs = {ascii_slug(r.name_fr): code for code, r in registry.regions.items()}
-    missing = sorted(set(slugs) - set(cfg.federate))
-    if missing:
-        notes.append(f"federating {len(slugs) - len(missing)} of {len(slugs)} regions; set ctfleet:federate for: {', '.join(missing)}")
-    if cfg.federate and not cfg.federationCidrs:
-        notes.append("ctfleet:federationCidrs is empty: the default-deny policy blocks federation until it names the regions' networks")
-    federate = [{"targets": [target], "labels": {"region": slugs[slug], "shard": region_stack(registry.regions[slugs[slug]].name_fr)}}
-                for slug, target in sorted(cfg.federate.items())]
+    notes: list[str] = []
     prom_config = {
         "global": {"scrape_interval": "60s", "evaluation_interval": "60s", "external_labels": {"cloud": "national"}},
+        # The regions' KPIs arrive by remote_write (ctfleet.stacks.dataplane adds the receiver and
+        # the national rules); nothing is scraped across the WAN.
         "scrape_configs": [
-            {"job_name": "federate-regions", "honor_labels": True, "metrics_path": "/federate",
-             "params": {"match[]": ['{__name__=~"ctfleet_.*"}', '{__name__=~"ALERTS|up"}']},
-             "static_configs": federate},
             {"job_name": "prometheus", "static_configs": [{"targets": [f"localhost:{PROMETHEUS_PORT}"]}]},
         ],
     }
@@ -461,7 +448,7 @@ def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
 
 def _regional_monitoring_flows(cfg: StackConfig) -> tuple[Flow, ...]:
     """The regional monitoring tenant's flows: Prometheus scrapes the collector and the CT
-    tenants, the collector polls the sites, the national Prometheus federates the region."""
+    tenants, the collector polls the sites (remote_write to the nation: ctfleet.stacks.dataplane)."""
     prom, coll = (_pods(**{NAME: n}) for n in ("prometheus", "collector"))
     flows = [
         DNS,
@@ -477,9 +464,6 @@ def _regional_monitoring_flows(cfg: StackConfig) -> tuple[Flow, ...]:
         # All ports: SNMP (161/udp) and SSH, and ICMP, which NetworkPolicy cannot name by port.
         flows.append(Flow("collector-to-sites", "egress", _cidr_peers(cfg.siteCidrs),
                           "the collector polls the region's routers and servers (SNMP, ICMP, SSH)", pods=coll))
-    if cfg.federationCidrs:
-        flows.append(Flow("prometheus-from-federation", "ingress", _cidr_peers(cfg.federationCidrs),
-                          "the national Prometheus federates this region", ports=(("TCP", PROMETHEUS_PORT),), pods=prom))
     return tuple(flows)
 
 
