@@ -28,10 +28,10 @@ from ctfleet.results.batch import check_batch_id, render_batch
 REFUSED = (400, 403, 409, 413)
 
 
-def enqueue(spool: Path, batch_id: str, results: Iterable[ControlResult]) -> Path:
+def enqueue(spool: Path, batch_id: str, results: Iterable[ControlResult], inventories: Iterable = ()) -> Path:
     check_batch_id(batch_id)
     path = Path(spool) / f"{batch_id}.jsonl"
-    atomic_write_text(path, render_batch(results))
+    atomic_write_text(path, render_batch(results, inventories))
     return path
 
 

@@ -45,6 +45,28 @@ def report_to_results(report: dict[str, Any], host: str | None = None) -> list[C
     return out
 
 
+def report_to_inventory(report: dict[str, Any], host: str | None = None):
+    """The inventory record of the baseline role's ``baseline_inventory_report``.
+
+    >>> r = report_to_inventory({"host": "th01", "ct": "04.161.01.03", "observed_at": "2026-12-01T08:00:00Z", "packages": 300,
+    ...     "facts": {"memtotal_mb": 7900, "distribution": "Debian", "distribution_major_version": "12", "product_serial": "NA"},
+    ...     "root_mount": [{"mount": "/", "size_total": 21474836480}]})
+    >>> r.device, r.memory_gib, r.os_id, r.serial, r.packages, r.disk_gib
+    ('th01', 8, 'debian-12', None, 300, 20.0)
+    """
+    from ctfleet.core.inventory import from_ansible_facts
+
+    facts = dict(report.get("facts") or {})
+    facts["mounts"] = report.get("root_mount") or []
+    pk = report.get("packages")
+    try:
+        packages = int(pk) if pk is not None else None
+    except (TypeError, ValueError):
+        packages = None
+    return from_ansible_facts(facts, str(report.get("ct") or ""), str(host or report.get("host")), packages=packages or None,
+                              observed_at=_parse_time(report.get("observed_at")))
+
+
 def _jsonable(v: Any) -> Any:
     try:
         json.dumps(v)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from ctfleet.core.yamlio import load_yaml, validate
 from ctfleet.results import ResultsStore, atomic_write_text
-from ctfleet.rollout.audit import merge_into_store, report_to_results
+from ctfleet.rollout.audit import merge_into_store, report_to_inventory, report_to_results
 from ctfleet.rollout.command import Invocation, build
 from ctfleet.rollout.config import RolloutPaths, RolloutRequest, Wave, Waves
 from ctfleet.rollout.events import RunState
@@ -142,6 +142,8 @@ def _write_results(state: RunState, store: ResultsStore) -> int:
         if rows:
             merge_into_store(store, name, rows)
             n += len(rows)
+        if h.inventory and h.inventory.get("ct"):
+            store.write_inventory(name, [report_to_inventory(h.inventory, name)])
     return n
 
 
