@@ -9,9 +9,9 @@ import pytest
 from conftest import ROOT, edit
 
 from ctfleet.core.errors import InputError, InputErrors
-from ctfleet.core.inventory import InventoryRecord, Verdict, from_ansible_facts, judge_server, judge_workstation
+from ctfleet.core.inventory import InventoryRecord, Verdict, from_ansible_facts, judge_equipment, judge_server, judge_workstation
 from ctfleet.core.models import Role, Tier
-from ctfleet.monitors.exporter import build_snapshot, judge_equipment
+from ctfleet.monitors.exporter import build_snapshot
 from ctfleet.project import load_project
 from ctfleet.results import ResultsStore
 from ctfleet.results.batch import parse_batch, render_batch
@@ -169,3 +169,45 @@ def test_exporter_serves_equipped_from_inventories(region12):
     assert value(inv + [srv]) == 1
     assert value(inv + [srv.model_copy(update={"cpu_count": spec.cpu_count - 1})]) == 0  # server under its type
     assert value(inv) == 0  # server not inventoried
+
+
+def _cli(*args, code=0):
+    from typer.testing import CliRunner
+
+    from ctfleet.cli.main import app
+
+    result = CliRunner().invoke(app, list(args), env={"CTFLEET_ROOT": str(ROOT), "COLUMNS": "250"})
+    text = result.output + (result.stderr if result.stderr_bytes else "")
+    assert not (result.exception and not isinstance(result.exception, SystemExit)), repr(result.exception)
+    assert "Traceback" not in text and result.exit_code == code, text
+    return text
+
+
+def test_equipment_show_lists_observed_vs_norm(project, tmp_path):
+    import json
+
+    from ctfleet.core.compliance import ControlResult
+
+    registry, norms = project.national, project.norms
+    ct = next(c for c in registry.cts.values() if Tier.OWN not in c.tiers and norms.value(c, "EQP-1") >= 2
+              and len([d for d in registry.devices_of(c.code) if d.role == Role.WORKSTATION]) >= 2)
+    ws = sorted(d.hostname for d in registry.devices_of(ct.code) if d.role == Role.WORKSTATION)
+    router = next(d.hostname for d in registry.devices_of(ct.code) if d.role == Role.ROUTER)
+    mem = norms.value(ct, "EQP-2")
+    store = ResultsStore(tmp_path / "results")
+    store.write_batch("snmp", "sweep", [ControlResult(ct=ct.code, device=router, control="RTR-2", status="pass", source="snmp", observed_at=T0)])
+    store.write_inventory("t", [rec(ws[0], ct=ct.code, mem_gib=mem, serial="PF2ABC12"),
+                                rec(ws[1], ct=ct.code, mem_gib=mem - 2, origin="simulated")])
+    text = _cli("equipment", "show", ct.code, "--results", str(tmp_path / "results"))
+    lines = {ln.split("│")[1].strip(): ln for ln in text.splitlines() if ln.count("│") > 5}
+    assert "at spec" in lines[ws[0]] and "PF2ABC12" in lines[ws[0]]
+    assert "under spec (memory)" in lines[ws[1]] and "SIMULATED" in lines[ws[1]] and "unknown" in lines[ws[1]]  # no serial
+    assert f"NOT EQUIPPED: workstations at spec 1/{norms.value(ct, 'EQP-1')} (EQP-1); router seen" in text
+    assert "SIMULATED: some inventories" in text
+    data = json.loads(_cli("equipment", "show", ct.code, "--results", str(tmp_path / "results"), "--json"))
+    by = {d["device"]: d for d in data["devices"]}
+    assert data["equipped"] is False and data["workstations_at_spec"] == 1 and data["norm"]["EQP-2"] == mem
+    assert by[ws[0]]["verdict"] == "at_spec" and by[ws[1]]["verdict"] == "under_spec" and by[ws[1]]["observed"]["serial"] is None
+    assert all(by[h]["verdict"] == "not_assessed" and by[h]["observed"] is None for h in ws[2:])
+    bad = _cli("equipment", "show", "99.999", "--results", str(tmp_path / "results"), code=1)
+    assert "error: registry: unknown CT code '99.999'" in bad and "HCP code" in bad

@@ -265,3 +265,18 @@ def newest(records: Iterable[InventoryRecord]) -> dict[tuple[str, str], Inventor
         if p is None or r.observed_at >= p.observed_at:
             out[r.key] = r
     return out
+
+
+def judge_equipment(ct, registry, norms, seen, inventories=None) -> CTEquipment:
+    """A registry CT's :class:`CTEquipment`: its devices (registry), its norms (EQP-1..4 and
+    the server configuration type), ``seen`` (anything answering ``hostname in seen``: the
+    router was observed) and ``inventories`` (hostname -> newest record)."""
+    from ctfleet.core.models import Role, Tier
+
+    devices = registry.devices_of(ct.code)
+    router_seen = any(d.hostname in seen for d in devices if d.role == Role.ROUTER)
+    return judge_ct(ct.code, [d.hostname for d in devices if d.role == Role.WORKSTATION],
+                    [d.hostname for d in devices if d.role == Role.SERVER], inventories or {},
+                    need_workstations=norms.value(ct, "EQP-1"), min_memory_gib=norms.value(ct, "EQP-2"),
+                    os_allowed=norms.value(ct, "EQP-3"), server_spec=norms.server_type(ct),
+                    needs_server=Tier.OWN in ct.tiers, router_seen=router_seen)

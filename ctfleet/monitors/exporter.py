@@ -45,8 +45,8 @@ from prometheus_client.utils import floatToGoString
 from ctfleet.core import conventions
 from ctfleet.core.compliance import ControlResult, Outcome, Source, Status
 from ctfleet.core.evaluate import Applicability, assess_ct
-from ctfleet.core.inventory import judge_ct
-from ctfleet.core.models import CT, Role, Tier
+from ctfleet.core.inventory import judge_equipment
+from ctfleet.core.models import CT, Role
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
 from ctfleet.monitors.hosting import hosting_series
@@ -68,17 +68,6 @@ def equipped(ct: CT, registry: Registry, norms: NormSet, seen, inventories=None)
     maps hostname -> newest :class:`~ctfleet.core.inventory.InventoryRecord`; a device
     without one is not assessed and does not count."""
     return judge_equipment(ct, registry, norms, seen, inventories).equipped
-
-
-def judge_equipment(ct: CT, registry: Registry, norms: NormSet, seen, inventories=None):
-    """The CT's :class:`~ctfleet.core.inventory.CTEquipment` (per device: observed vs norm)."""
-    devices = registry.devices_of(ct.code)
-    router_seen = any(d.hostname in seen for d in devices if d.role == Role.ROUTER)
-    return judge_ct(ct.code, [d.hostname for d in devices if d.role == Role.WORKSTATION],
-                    [d.hostname for d in devices if d.role == Role.SERVER], inventories or {},
-                    need_workstations=norms.value(ct, "EQP-1"), min_memory_gib=norms.value(ct, "EQP-2"),
-                    os_allowed=norms.value(ct, "EQP-3"), server_spec=norms.server_type(ct),
-                    needs_server=Tier.OWN in ct.tiers, router_seen=router_seen)
 
 
 # --------------------------------------------------------------------- text rendering
