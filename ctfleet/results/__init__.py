@@ -139,9 +139,20 @@ class ResultsStore:
         if not base.is_dir():
             return
         rows = []
+        cache = self.__dict__.setdefault("_inventory_cache", {})
         for d in sorted(p for p in base.iterdir() if p.is_dir() and (cts is None or p.name in cts)):
             for f in sorted(d.glob("*.json")):
-                rows += self._read_inventory(f)[-1:]
+                # Each file is replaced whole (a temporary file renamed): a new inode. Read
+                # again only then (a collector asks every sweep; a stat is cheap, parsing not).
+                try:
+                    st = f.stat()
+                except FileNotFoundError:
+                    continue
+                stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+                hit = cache.get(f)
+                if hit is None or hit[0] != stamp:
+                    hit = cache[f] = (stamp, self._read_inventory(f)[-1:])
+                rows += hit[1]
         yield from newest(rows).values()
 
     def inventory_history(self, ct: str, device: str) -> list[InventoryRecord]:
