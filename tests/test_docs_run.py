@@ -89,6 +89,7 @@ NEEDS_SERVICE = {
     "playbooks generate": "it rewrites the roles in the repository; tests/test_playbooks.py checks they are current",
     "backups": "booted hosts with restic: tests/test_playbooks_hosts.py",
     "routers schedule": "writes systemd units for a router lab: tests/test_routers_backups.py",
+    "rollout deliver": "a region's results service: tests/test_rollout_delivery.py runs it against the real one",
 }
 
 

@@ -210,3 +210,18 @@ def test_pulumi_passes_objects_as_json_text(inputs):
     cfg = validate_config(engine_config(good_sdr()), "sdr-oriental", inputs.registry, SRC)
     assert cfg.images.collector == "registry.ctfleet.ma/ctfleet/collector:0.1.0"
     assert cfg.siteCidrs == ["10.2.0.0/16"]
+
+
+def test_kube_state_metrics_targets_are_checked(inputs):
+    """The clusters whose namespaces decide "hosted": each a cluster name and a host:port, regional stacks only."""
+    text = errors(inputs, good_sdr() | {"ctfleet:dataPath": {"kubeStateMetrics": {
+        "sdr-oriental": "kube-state-metrics.kube-system.svc", "SDL Oujda": "ksm.sdl-oujda.ma:8080"}}})
+    assert f"{SRC}: ctfleet:dataPath.kubeStateMetrics.sdr-oriental: 'kube-state-metrics.kube-system.svc' is not host:port " \
+           "(valid: e.g. kube-state-metrics.kube-system.svc:8080)" in text
+    assert "ctfleet:dataPath.kubeStateMetrics.SDL Oujda: 'SDL Oujda' is not a cluster name" in text
+    national = {"ctfleet:tier": "national", "ctfleet:kubernetes": {"context": "national"},
+                "ctfleet:operatorGroups": ["national:operators"], "ctfleet:dataPath": {"kubeStateMetrics": {}}}
+    assert "only a regional (sdr) stack has kubeStateMetrics, not tier national" in errors(inputs, national, "national")
+    ok = validate_config(good_sdr() | {"ctfleet:dataPath": {"kubeStateMetrics": {"sdl-oujda": "ksm.sdl-oujda.ma:8080"}}},
+                         "sdr-oriental", inputs.registry, SRC)
+    assert ok.dataPath.kubeStateMetrics == {"sdl-oujda": "ksm.sdl-oujda.ma:8080"}

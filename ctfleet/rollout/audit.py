@@ -128,7 +128,8 @@ class Ledger:
 def ingest_inbox(inbox: Path, store: ResultsStore) -> dict[str, Any]:
     """Merge every fetched queue file of ``inbox/<host>/*.json`` not yet in the ledger.
 
-    Returns {"merged": n files, "skipped": n already delivered, "rows": n results, "acks": {host: [names]}}
+    Returns {"merged": n files, "skipped": n already delivered, "rows": n results, "acks": {host: [names]},
+    "new": the new results (for the region's results service)}
     where ``acks`` lists, per host, every file the store now holds (new or old): those the
     host may delete. The ledger is saved after the store is written, so a crash in between
     re-merges (harmless: same rows, same keys) rather than losing a report.
@@ -136,6 +137,7 @@ def ingest_inbox(inbox: Path, store: ResultsStore) -> dict[str, Any]:
     ledger = Ledger(store.root / Source.AUDIT.value / ".delivered.json")
     merged = skipped = rows = 0
     acks: dict[str, list[str]] = {}
+    new: list[ControlResult] = []
     for host_dir in sorted(p for p in inbox.iterdir() if p.is_dir()) if inbox.is_dir() else []:
         host = host_dir.name
         new_rows: list[ControlResult] = []
@@ -154,8 +156,9 @@ def ingest_inbox(inbox: Path, store: ResultsStore) -> dict[str, Any]:
         if new_rows:
             merge_into_store(store, host, new_rows)
             rows += len(new_rows)
+            new += new_rows
         for n in names:
             ledger.add(host, n)
         acks[host] = names
     ledger.save()
-    return {"merged": merged, "skipped": skipped, "rows": rows, "acks": acks}
+    return {"merged": merged, "skipped": skipped, "rows": rows, "acks": acks, "new": new}

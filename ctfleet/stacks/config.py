@@ -118,6 +118,9 @@ class DataPath(_Strict):
     alertWebhook: str | None = None  # sdr: the regional NOC's relay the Alertmanager posts to
     grafanaHost: str | None = None  # sdr: optional Ingress for Grafana
     receiverHost: str | None = None  # national: the remote-write receiver's host
+    # sdr: cluster name -> host:port of the kube-state-metrics of each cluster hosting the region's CT
+    # tenants (default: this cluster's kube-state-metrics.kube-system.svc:8080; {} scrapes none)
+    kubeStateMetrics: dict[str, str] | None = None
 
 
 class StackConfig(_Strict):

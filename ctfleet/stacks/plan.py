@@ -26,12 +26,15 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from pydantic import BaseModel
 from ruamel.yaml import YAML
 
+from ctfleet.core.collector_config import CollectorConfig
 from ctfleet.core.conventions import COLLECTOR_JOB, COLLECTOR_PORT, QUOTA_CONTROLS
 from ctfleet.core.models import CT
 from ctfleet.core.norms import NormSet, Resolved
 from ctfleet.core.registry import Registry
+from ctfleet.core.yamlio import Doc, validate
 from ctfleet.stacks.config import StackConfig
 from ctfleet.stacks.exposure import EXPOSABLE, ExposurePlan, notes as exposure_notes, plan_exposure
 from ctfleet.stacks.schema import K8S_VERSION
@@ -473,13 +476,13 @@ def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
 
     # ctfleet.monitors.collector's config: this region's shard; the collector selects its
     # targets (the region's routers and SNMP servers) from the registry it ships with.
-    collector_config = {
+    collector_yaml = emitted(CollectorConfig, f"{ref.name}: ConfigMap collector (collector.yaml)", {
         "shard": f"region:{region}",
         "interval_seconds": 60,
         "listen": f"0.0.0.0:{COLLECTOR_PORT}",
         "probe": {"method": "icmp"},
         "results_dir": "/var/lib/ctfleet/results",
-    }
+    })
     prom_config: dict[str, Any] = {
         "global": {"scrape_interval": "60s", "evaluation_interval": "60s",
                    "external_labels": {"region": region, "shard": ref.name}},
@@ -494,7 +497,7 @@ def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
         prom_config["rule_files"] = [f"/etc/prometheus/{name}" for name in rule_files]
     apps = [
         AppPlan("collector", MONITORING_NAMESPACE, cfg.image("collector"), COLLECTOR_PORT, hosting.apps.collector,
-                {"collector.yaml": yaml_text(collector_config)}, "/etc/ctfleet",
+                {"collector.yaml": collector_yaml}, "/etc/ctfleet",
                 args=("--config", "/etc/ctfleet/collector.yaml"),
                 # SNMP credentials (env:CTFLEET_SNMP_<region> references), from a Secret the SDR
                 # team creates out of band, so no credential passes through Pulumi state
@@ -576,3 +579,24 @@ def yaml_text(data: Any) -> str:
     buf = io.StringIO()
     y.dump(data, buf)
     return buf.getvalue()
+
+
+def emitted(model: type[BaseModel], source: str, fields: dict[str, Any]) -> str:
+    """A config file for a component of ours, written from that component's own typed model
+    (the one it loads the file with): ``fields`` are validated first, so a wrong field is
+    refused when the plan is computed, naming ``source`` and the key, never at the pod's start.
+    Only the fields given are written (``exclude_unset``): the file says what the stack chose
+    and leaves the rest to the component's defaults."""
+    config = validate(Doc(source, fields), model)
+    return yaml_text(_whole(config.model_dump(mode="json", exclude_unset=True)))
+
+
+def _whole(data: Any) -> Any:
+    """Whole-number floats written as integers (``60``, not ``60.0``): what a person would type,
+    and the ConfigMaps (and their config-hash, hence the pods) stay as they were before the
+    files came from the models."""
+    if isinstance(data, dict):
+        return {k: _whole(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_whole(v) for v in data]
+    return int(data) if isinstance(data, float) and data.is_integer() else data
