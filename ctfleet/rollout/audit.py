@@ -129,7 +129,7 @@ def ingest_inbox(inbox: Path, store: ResultsStore) -> dict[str, Any]:
     """Merge every fetched queue file of ``inbox/<host>/*.json`` not yet in the ledger.
 
     Returns {"merged": n files, "skipped": n already delivered, "rows": n results, "acks": {host: [names]},
-    "new": the new results (for the region's results service)}
+    "new": the new results (for the region's results service), "inventories": the new inventory records}
     where ``acks`` lists, per host, every file the store now holds (new or old): those the
     host may delete. The ledger is saved after the store is written, so a crash in between
     re-merges (harmless: same rows, same keys) rather than losing a report.
@@ -138,9 +138,11 @@ def ingest_inbox(inbox: Path, store: ResultsStore) -> dict[str, Any]:
     merged = skipped = rows = 0
     acks: dict[str, list[str]] = {}
     new: list[ControlResult] = []
+    inventories: list = []
     for host_dir in sorted(p for p in inbox.iterdir() if p.is_dir()) if inbox.is_dir() else []:
         host = host_dir.name
         new_rows: list[ControlResult] = []
+        new_inventories: list = []
         names = []
         for f in sorted(host_dir.glob("*.json")):
             if ledger.has(host, f.name):
@@ -149,6 +151,9 @@ def ingest_inbox(inbox: Path, store: ResultsStore) -> dict[str, Any]:
                 report = json.loads(f.read_text(encoding="utf-8"))
                 if report.get("phase") in ("before",):
                     pass  # the pre-change audit of a pull run is kept on the host's fact file only
+                elif report.get("kind") == "inventory":  # the baseline role's queued inventory
+                    if report.get("ct"):
+                        new_inventories.append(report_to_inventory(report, host))
                 else:
                     new_rows += report_to_results(report, host)
                 merged += 1
@@ -157,8 +162,11 @@ def ingest_inbox(inbox: Path, store: ResultsStore) -> dict[str, Any]:
             merge_into_store(store, host, new_rows)
             rows += len(new_rows)
             new += new_rows
+        if new_inventories:
+            store.write_inventory(host, new_inventories)
+            inventories += new_inventories
         for n in names:
             ledger.add(host, n)
         acks[host] = names
     ledger.save()
-    return {"merged": merged, "skipped": skipped, "rows": rows, "acks": acks, "new": new}
+    return {"merged": merged, "skipped": skipped, "rows": rows, "acks": acks, "new": new, "inventories": inventories}
