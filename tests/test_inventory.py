@@ -94,10 +94,13 @@ def test_batch_carries_inventories_and_names_bad_lines():
     assert "inv-2:3: memory_mib" in str(e.value)
 
 
-@pytest.mark.parametrize("kind", ["files", "sqlite"])
-def test_stores_keep_the_newest_and_the_history(tmp_path, kind):
-    store = ResultsStore(tmp_path / "r") if kind == "files" else SqlStore(tmp_path / "r.db")
-    if kind == "sqlite":
+@pytest.mark.parametrize("kind", ["files", "sqlite", "postgresql"])
+def test_stores_keep_the_newest_and_the_history(tmp_path, kind, request):
+    if kind == "postgresql":
+        store = SqlStore(request.getfixturevalue("postgresql").url("inventory_store"))
+    else:
+        store = ResultsStore(tmp_path / "r") if kind == "files" else SqlStore(tmp_path / "r.db")
+    if kind != "files":
         store.migrate()
         store.ingest(parse_batch("b1", render_batch([], [rec("th01", mem_gib=4)])))
         assert store.ingest(parse_batch("b1", render_batch([], [rec("th01", mem_gib=4)]))).duplicate

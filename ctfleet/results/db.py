@@ -222,9 +222,18 @@ class SqlStore:
 
     def iter_inventory(self, cts: set[str] | None = None) -> Iterator[InventoryRecord]:
         """The newest inventory record per (CT, device)."""
+        from sqlalchemy import and_, func
+
         from ctfleet.core.inventory import newest
 
-        rows = self._inventory_rows(where=[inventory.c.ct.in_(sorted(cts))] if cts is not None else None)
+        i = inventory.c
+        last = select(i.ct, i.device, func.max(i.observed_at).label("at")).group_by(i.ct, i.device)
+        if cts is not None:
+            last = last.where(i.ct.in_(sorted(cts)))
+        last = last.subquery()
+        # only each device's newest row is read (the history stays in the table)
+        newest_rows = select(i.id).join(last, and_(i.ct == last.c.ct, i.device == last.c.device, i.observed_at == last.c.at))
+        rows = self._inventory_rows(where=[i.id.in_(newest_rows)])
         yield from newest(rows).values()
 
     def inventory_history(self, ct: str, device: str) -> list[InventoryRecord]:
