@@ -53,11 +53,16 @@ def report_to_inventory(report: dict[str, Any], host: str | None = None):
     ...     "root_mount": [{"mount": "/", "size_total": 21474836480}]})
     >>> r.device, r.memory_gib, r.os_id, r.serial, r.packages, r.disk_gib
     ('th01', 8, 'debian-12', None, 300, 20.0)
+    >>> report_to_inventory({"host": "th02", "ct": "c", "facts": {}, "root_mount": [], "root_df": ["   1B-blocks", "10737418240"]}).disk_gib
+    10.0
     """
     from ctfleet.core.inventory import from_ansible_facts
 
     facts = dict(report.get("facts") or {})
     facts["mounts"] = report.get("root_mount") or []
+    df = [str(x).strip() for x in report.get("root_df") or []]
+    if not facts["mounts"] and df and df[-1].isdigit():  # `df -B1 --output=size /`: header, then bytes
+        facts["mounts"] = [{"mount": "/", "size_total": int(df[-1])}]
     pk = report.get("packages")
     try:
         packages = int(pk) if pk is not None else None
