@@ -132,8 +132,9 @@ def synthetic_inventories(registry: Registry, norms, step: int, steps: int, seed
                           at: datetime | None = None) -> list:
     """Observed inventories (simulated: ``origin="simulated"``, shown so by ``ctfleet
     equipment show``) of the workstations and servers of the CTs :func:`synthetic_audits`
-    audited at this step: most at their norm, some short of memory, on an old OS, or with a
-    server under its configuration type; a few devices not inventoried — so "equipped" in
+    audited at this step, with the OS the registry declares (Windows 10 fails EQP-3): most at
+    their norm, some short of memory, or with a server under its configuration type; a few
+    devices not inventoried — so "equipped" in
     the demo is neither 0 nor every CT."""
     from ctfleet.core.inventory import InventoryRecord
 
@@ -155,13 +156,11 @@ def synthetic_inventories(registry: Registry, norms, step: int, steps: int, seed
                 continue
             if short and hw.random() < 0.05:
                 continue  # not inventoried: not assessed
-            os_id = hw.choice(oses)
+            os_id = d.os_version if "-" in (d.os_version or "") else hw.choice(oses)  # what the registry declares
             if d.role == Role.WORKSTATION:
                 cpus, gib, disk = hw.choice((2, 4, 8)), mem + hw.choice((0, 0, 8)), hw.choice((256, 512))
                 if short and hw.random() < 0.15:
                     gib = max(1, mem // 2)  # an old machine
-                if short and hw.random() < 0.05:
-                    os_id = "debian-11"
             else:
                 cpus, gib, disk = (spec.cpu_count, spec.memory_gib, spec.disk_gib) if spec else (4, 16, 500)
                 if short and hw.random() < 0.3:
