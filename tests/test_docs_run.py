@@ -86,6 +86,7 @@ NEEDS_SERVICE = {
     "routers": "a router lab (FRR/IOS over SSH): tests/test_routers_frr.py runs the walk-through's steps",
     "report": "a Prometheus with the rules loaded: tests/test_report.py runs it",
     "collect": "a collector serving /metrics: tests/test_exporter.py",
+    "results": "a results service listening on a port: tests/test_results_cli.py runs `results serve` and stops it",
     "playbooks generate": "it rewrites the roles in the repository; tests/test_playbooks.py checks they are current",
     "backups": "booted hosts with restic: tests/test_playbooks_hosts.py",
     "routers schedule": "writes systemd units for a router lab: tests/test_routers_backups.py",

@@ -193,7 +193,8 @@ def test_tenant_objects_and_counts(rendered, plans):
     kinds = Counter(o["kind"] for o in objs)
     n = len(plans["sdr-rabat-sale-kenitra"].tenants)
     cts = n - 3
-    assert kinds == {"ClusterRole": 1, "Namespace": n, "ResourceQuota": n, "LimitRange": n, "RoleBinding": n,
+    assert kinds == {"ClusterRole": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
+                     "Namespace": n, "ResourceQuota": n, "LimitRange": n, "RoleBinding": n,
                      # CT tenants: default-deny + allow-tenant-flows; monitoring: default-deny + allow-tenant-flows (dns),
                      # allow-collector, allow-prometheus, allow-alertmanager, allow-grafana; package cache: default-deny +
                      # allow-tenant-flows, allow-apt-cacher-ng; results: default-deny + allow-tenant-flows, allow-results,
@@ -419,8 +420,9 @@ def test_cli_plan_manifests_are_yaml(cli):
     r = cli("plan", "sdl-sale", "--manifests")
     assert r.exit_code == 0
     docs = list(YAML(typ="safe").load_all(r.output))
-    assert [d["kind"] for d in docs] == ["ClusterRole", "Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy",
-                                        "NetworkPolicy", "RoleBinding"]
+    assert [d["kind"] for d in docs] == ["ClusterRole", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+                                        "Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "NetworkPolicy",
+                                        "RoleBinding"]
 
 
 def test_cli_errors(cli, tmp_path: Path):

@@ -224,7 +224,7 @@ def deliver() -> None:
 @playbooks_app.command("generate")
 def generate() -> None:
     """Write the roles' generated files (defaults, argument specs, task imports) from the catalogue."""
-    from ctfleet.rollout.generate import write_roles
+    from ctfleet.rollout.role_inputs import write_roles
 
     try:
         project = _project()
@@ -237,7 +237,7 @@ def generate() -> None:
 @playbooks_app.command("check")
 def check_generated() -> None:
     """Exit 1 when a generated file is not what the catalogue gives (run `ctfleet playbooks generate`)."""
-    from ctfleet.rollout.generate import stale_files
+    from ctfleet.rollout.role_inputs import stale_files
 
     try:
         project = _project()

@@ -291,7 +291,8 @@ class Collector:
                 try:
                     await self.run_once()
                 except Exception as e:  # noqa: BLE001 - a failed sweep is logged; the next one runs
-                    print(f"collector: sweep failed: {type(e).__name__}: {e}", file=sys.stderr)
+                    err = _store_error(e, self.store)
+                    print(f"collector: sweep failed: {err if err is not None else f'{type(e).__name__}: {e}'}", file=sys.stderr)
                 next_at += self.config.interval_seconds
                 now = loop.time()
                 if next_at < now:  # never queue up sweeps behind a slow one
@@ -316,6 +317,20 @@ class Collector:
 # --------------------------------------------------------------------- command line
 
 
+ONCE_FAILURES_SHOWN = 20  # failed devices a --once summary lists
+
+
+def _store_error(exc: BaseException, store) -> Exception | None:
+    """A results database that cannot be reached or refused the login, as one clear error
+    (the URL without password, what to check); None for any other failure."""
+    url = getattr(store, "url", None)
+    if url is None:
+        return None
+    from ctfleet.results.db import database_error
+
+    return database_error(exc, url)
+
+
 def _load(config_path: Path):
     from ctfleet.project import load_project
 
@@ -329,7 +344,16 @@ def _load(config_path: Path):
         from ctfleet.monitors.http import load_web_config
         wp = Path(cfg.web_config)
         web = load_web_config(wp if wp.is_absolute() else config_path.parent / wp)
-    return cfg, project, open_store(results), web  # a directory (JSONL files) or a database URL
+    try:
+        store = open_store(results)  # a directory (JSONL files) or a database URL
+    except Exception as exc:
+        from ctfleet.results.db import database_error
+
+        err = database_error(exc, results) if "://" in results or results.endswith((".db", ".sqlite")) else None
+        if err is None:
+            raise
+        raise err from None
+    return cfg, project, store, web
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,11 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--once", action="store_true", help="run one sweep, print a summary and exit (no server)")
     args = ap.parse_args(argv)
 
-    from ctfleet.core.errors import InputError
+    from ctfleet.core.errors import CtfleetError
 
     try:
         cfg, project, store, web = _load(args.config)
-    except (InputError, ValueError) as e:
+    except (CtfleetError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     devices = select_targets(project.registry, cfg.shard)
@@ -355,10 +379,22 @@ def main(argv: list[str] | None = None) -> int:
 
     collector = Collector(cfg, project.registry, project.norms, store, repo_root=project.root)
     if args.once:
-        sweep = asyncio.run(_once(collector))
+        try:
+            sweep = asyncio.run(_once(collector))
+        except Exception as e:
+            err = _store_error(e, store)
+            if err is None:
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         ok = sum(1 for p in sweep.polls.values() if p.ok)
         print(f"shard {cfg.shard}: {len(sweep.polls)} devices, {ok} ok, {len(sweep.polls) - ok} failed, "
               f"{sweep.duration_seconds:.2f} s")
+        failed = sorted((h, p) for h, p in sweep.polls.items() if not p.ok)
+        for host, poll in failed[:ONCE_FAILURES_SHOWN]:  # why, per device (a credentials error names its reference)
+            print(f"  {host}: {poll.error}: {poll.detail}")
+        if len(failed) > ONCE_FAILURES_SHOWN:
+            print(f"  ... and {len(failed) - ONCE_FAILURES_SHOWN} more failed devices (see the results store)")
         return 0
 
     from prometheus_client import CollectorRegistry

@@ -85,6 +85,66 @@ def database_url(spec: str | Path) -> str:
     return f"sqlite:///{Path(s).resolve() if not Path(s).is_absolute() else s}"
 
 
+def parse_url(url: str):
+    """SQLAlchemy's URL object; an unparsable URL is one error that does not quote it (SQLAlchemy's
+    own message shows the whole string, a password in it included)."""
+    try:
+        return make_url(url)
+    except Exception:  # noqa: BLE001
+        raise CtfleetError("results database: the URL does not parse (not shown, it may hold a password); "
+                           "valid: postgresql://USER@HOST:PORT/DATABASE, sqlite:///PATH or a *.db file path") from None
+
+
+class DatabaseUnavailable(CtfleetError):
+    """The results database cannot be reached or refused the login; the message names the
+    URL (without its password) and what to check."""
+
+
+def database_error(exc: BaseException, url: str) -> DatabaseUnavailable | None:
+    """One clear error for a failure to reach or use the database at ``url``, or None when
+    ``exc`` is not a database error. Never a SQLAlchemy traceback, never the password:
+
+    >>> from sqlalchemy.exc import OperationalError
+    >>> e = OperationalError("", {}, Exception('connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused'))
+    >>> print(database_error(e, "postgresql://ctfleet:pw@127.0.0.1:1/results"))
+    results database postgresql+psycopg://ctfleet:***@127.0.0.1:1/results: cannot connect: connection refused (check that PostgreSQL runs and accepts TCP connections on 127.0.0.1:1, and the URL's host and port)
+    """
+    from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+    if not isinstance(exc, (SQLAlchemyError, OSError)) or isinstance(exc, ArgumentError):
+        return None
+    try:
+        u = make_url(database_url(url))
+        shown, password = u.render_as_string(hide_password=True), u.password
+    except Exception:  # noqa: BLE001 - an unparsable URL: show nothing of it
+        shown, password, u = "(URL not shown: it does not parse)", None, None
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text_ = " ".join(str(orig).split())
+    low = text_.lower()
+    where = f"{u.host or 'localhost'}:{u.port or 5432}" if u is not None else "the URL's host and port"
+    user = (u.username if u is not None else None) or "(none)"
+    if "password authentication failed" in low or "no password supplied" in low or "authentication failed" in low:
+        what = (f"the server refused the login of user {user!r} (check the password: database_password's reference, "
+                "PGPASSWORD or the URL's; and the user and pg_hba.conf on the server)")
+    elif "connection refused" in low:
+        what = (f"cannot connect: connection refused (check that PostgreSQL runs and accepts TCP connections on {where}, "
+                "and the URL's host and port)")
+    elif "timeout" in low or "timed out" in low:
+        what = f"cannot connect: no answer from {where} in time (check the address, the firewall and the network policy)"
+    elif "could not translate host name" in low or "name or service not known" in low or "failed to resolve" in low:
+        what = f"cannot connect: the host name {u.host if u is not None else ''!s} does not resolve (check the URL's host)"
+    elif "does not exist" in low and "database" in low:
+        what = f"the database {u.database if u is not None else ''!s} does not exist on the server (create it, or fix the URL)"
+    elif "unable to open database file" in low or "readonly database" in low:
+        what = "cannot open the SQLite file (check the path and that the directory is writable)"
+    else:
+        first = text_[:300] or type(orig).__name__
+        what = f"{type(orig).__name__}: {first}"
+    if password:
+        what = what.replace(password, "***")
+    return DatabaseUnavailable(f"results database {shown}: {what}")
+
+
 def _sqlite_setup(engine: Engine) -> None:
     # pysqlite's own transaction handling starts transactions lazily and never with
     # BEGIN IMMEDIATE; take it over (the SQLAlchemy documentation's recipe).
@@ -108,7 +168,7 @@ class SqlStore:
 
     def __init__(self, url: str | Path, echo: bool = False):
         self.url = database_url(url)
-        u = make_url(self.url)
+        u = parse_url(self.url)
         self.dialect = u.get_backend_name()
         if self.dialect == "sqlite" and u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)

@@ -422,14 +422,34 @@ def _stack_labels(plan: StackPlan, app: str) -> dict[str, str]:
 
 
 def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, files: MonitorFiles) -> None:
-    cfg, ref, region = plan.config, plan.ref, plan.ref.unit or ""
-    d = cfg.dataPath
-    mon = MONITORING_NAMESPACE
-    prom_p, coll_p, am_p, graf_p = (_pods(**{NAME: n}) for n in ("prometheus", "collector", "alertmanager", "grafana"))
-    res_p, db_p = _pods(**{NAME: "results"}), _pods(**{NAME: DB_APP})
+    """The regional data path, one piece per function below (in this order: the notes and the
+    read-out's pieces keep it): the collector on the region's fleet, Prometheus, Alertmanager
+    and Grafana, the monitoring tenant's further flows, the results service and its database."""
+    region = plan.ref.unit or ""
     summary = DataPathSummary(fleet, secrets=list(SECRETS["sdr"]))
+    _regional_collector(plan, fleet, summary)
+    _regional_prometheus(plan, files, summary)
+    if region not in registry.regions:
+        raise ValueError(f"region {region!r} is not in the registry")
+    _regional_alertmanager(plan, hosting, files, summary)
+    _regional_grafana(plan, hosting, files, summary)
+    _monitoring_flows(plan)
+    _results_store(plan, norms, hosting, summary)
+    d, mon = plan.config.dataPath, MONITORING_NAMESPACE
+    if d.grafanaHost:
+        plan.extra.append(ingress("grafana", mon, d.grafanaHost, "grafana", "http", "/", "Prefix", "grafana-tls",
+                                  d.ingressClass, _stack_labels(plan, "grafana"), {}))
+        summary.secrets.append((mon, "grafana-tls", "kubernetes.io/tls: Grafana's certificate"))
+    plan.notes.extend(fleet.notes)
+    if fleet.simulated:
+        plan.notes.append(f"SIMULATED fleet: the collector polls the generated demonstration fleet ({fleet.origin}); "
+                          "set ctfleet:profile to the region's profile on its imported fleet")
+    plan.datapath = summary
 
-    # the collector: the region's fleet and profile, results in the region's database
+
+def _regional_collector(plan: StackPlan, fleet: FleetSource, summary: DataPathSummary) -> None:
+    """The collector: the region's fleet and profile, results in the region's database."""
+    ref = plan.ref
     coll = _app(plan, "collector")
     collector_yaml = emitted(CollectorConfig, f"{ref.name}: ConfigMap collector (collector.yaml)",
                              _load(coll.config["collector.yaml"]) | {"profile": f"{FLEET_MOUNT}/profile.yaml", "results_dir": DB_URL})
@@ -442,7 +462,10 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
               else f"{fleet.routers} routers, {fleet.servers} servers, {fleet.node_targets} node_exporter targets")
     summary.pieces.append(("collector targets", f"{where}; {counts}"))
 
-    # Prometheus: node_exporter through /sd/node, Alertmanager, remote_write of the KPI series
+
+def _regional_prometheus(plan: StackPlan, files: MonitorFiles, summary: DataPathSummary) -> None:
+    """Prometheus: node_exporter through /sd/node, Alertmanager, remote_write of the KPI series."""
+    ref, d, mon, region = plan.ref, plan.config.dataPath, MONITORING_NAMESPACE, plan.ref.unit or ""
     prom = _app(plan, "prometheus")
     pc = _load(prom.config["prometheus.yml"])
     pc["global"].setdefault("external_labels", {})[REGION_EXTERNAL_LABEL] = region
@@ -476,9 +499,10 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
     _swap(plan, prom, replace(prom, config=prom.config | {"prometheus.yml": yaml_text(pc)}, secrets=secrets))
     summary.pieces.append(("node_exporter", f"job node: http_sd {sd_url}, port {NODE_EXPORTER_PORT}"))
 
-    # Alertmanager and Grafana
-    if region not in registry.regions:
-        raise ValueError(f"region {region!r} is not in the registry")
+
+def _regional_alertmanager(plan: StackPlan, hosting, files: MonitorFiles, summary: DataPathSummary) -> None:
+    """Alertmanager: the project's routing, and the region's route to its NOC's webhook."""
+    cfg, d, mon, region = plan.config, plan.config.dataPath, MONITORING_NAMESPACE, plan.ref.unit or ""
     am_cfg = region_alertmanager(files.alertmanager, region, d.alertWebhook)
     plan.apps.append(AppPlan("alertmanager", mon, cfg.image("alertmanager"), ALERTMANAGER_PORT, hosting.apps.alertmanager,
                              {"alertmanager.yml": yaml_text(am_cfg)}, "/etc/alertmanager",
@@ -490,6 +514,11 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
                                            f"({d.alertWebhook or 'no webhook set: alerts are kept, not sent'})"))
     if not d.alertWebhook:
         plan.notes.append("ctfleet:dataPath.alertWebhook is not set: the regional Alertmanager sends no notification")
+
+
+def _regional_grafana(plan: StackPlan, hosting, files: MonitorFiles, summary: DataPathSummary) -> None:
+    """Grafana: the region's dashboards, on the regional Prometheus."""
+    cfg, mon = plan.config, MONITORING_NAMESPACE
     ds = _load(files.datasources)
     for source in ds.get("datasources", []):
         source["url"] = f"http://prometheus.{mon}.svc:{PROMETHEUS_PORT}"
@@ -511,7 +540,13 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
     summary.pieces.append(("Grafana", f"dashboards {', '.join(sorted(dashboards))} from monitors/dashboards/, datasource "
                                       f"prometheus.{mon}.svc:{PROMETHEUS_PORT}"))
 
-    # the monitoring tenant's further flows
+
+def _monitoring_flows(plan: StackPlan) -> None:
+    """The monitoring tenant's further flows: to the results database, between Prometheus,
+    Alertmanager and Grafana, to the node_exporters, the national receiver and the NOC."""
+    cfg, d, mon = plan.config, plan.config.dataPath, MONITORING_NAMESPACE
+    prom_p, coll_p, am_p, graf_p = (_pods(**{NAME: n}) for n in ("prometheus", "collector", "alertmanager", "grafana"))
+    db_p = _pods(**{NAME: DB_APP})
     flows = [
         Flow("collector-to-results-db", "egress", (Peer(namespace=RESULTS_NAMESPACE, pods=db_p),),
              "the collector writes its sweeps to and reads audits from the region's results database",
@@ -557,7 +592,12 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
                           ports=(("TCP", _url_port(d.alertWebhook)),), pods=am_p))
     plan.tenants = [replace(t, flows=t.flows + tuple(flows)) if t.namespace == mon else t for t in plan.tenants]
 
-    # the results service and its database, in their own tenant
+
+def _results_store(plan: StackPlan, norms, hosting, summary: DataPathSummary) -> None:
+    """The results service and its PostgreSQL database, in their own tenant, and the
+    service's endpoint outside the cluster."""
+    cfg, ref, d, mon, region = plan.config, plan.ref, plan.config.dataPath, MONITORING_NAMESPACE, plan.ref.unit or ""
+    coll_p, res_p, db_p = (_pods(**{NAME: n}) for n in ("collector", "results", DB_APP))
     res_flows = (
         DNS,
         _from_ingress(cfg, RESULTS_SERVICE_PORT, res_p),
@@ -603,15 +643,6 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
                                                    "results-tls; the service checks the region's users)"))
     else:
         plan.notes.append("ctfleet:dataPath.resultsHost is not set: the results service has no endpoint outside the cluster")
-    if d.grafanaHost:
-        plan.extra.append(ingress("grafana", mon, d.grafanaHost, "grafana", "http", "/", "Prefix", "grafana-tls",
-                                  d.ingressClass, _stack_labels(plan, "grafana"), {}))
-        summary.secrets.append((mon, "grafana-tls", "kubernetes.io/tls: Grafana's certificate"))
-    plan.notes.extend(fleet.notes)
-    if fleet.simulated:
-        plan.notes.append(f"SIMULATED fleet: the collector polls the generated demonstration fleet ({fleet.origin}); "
-                          "set ctfleet:profile to the region's profile on its imported fleet")
-    plan.datapath = summary
 
 
 def _national(plan: StackPlan, files: MonitorFiles) -> None:
