@@ -79,7 +79,7 @@ def test_the_docs_show_commands():
 
 # ---------------------------------------------------------------- how each command is checked
 # Run for real against the generated fleet: everything that needs no service.
-RUN = ("registry", "norms", "validate", "inventory", "import", "stacks", "rollout", "playbooks")
+RUN = ("registry", "norms", "validate", "inventory", "import", "stacks", "rollout", "playbooks", "equipment")
 # Parsed only (the documented line is checked by the real parser, options and all), with why:
 NEEDS_SERVICE = {
     "demo": "the whole demo (about 3 minutes): tests/test_demo.py runs it",

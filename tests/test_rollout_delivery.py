@@ -141,3 +141,28 @@ def test_a_bad_results_service_in_the_profile_is_one_error_naming_the_key(tmp_pa
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert r.output.startswith("error: ") and str(profile) in r.output and message in r.output, r.output
     assert "S3cret-typed-here" not in r.output and "pw@" not in r.output
+
+
+@pytest.mark.component
+def test_observed_inventories_reach_the_region_in_the_batch(tmp_path, root, service, monkeypatch):
+    """An audit's inventory records travel in the results batch and the region stores them."""
+    from datetime import datetime, timezone
+
+    from ctfleet.core.compliance import ControlResult
+    from ctfleet.core.inventory import InventoryRecord
+
+    svc, db = service
+    monkeypatch.setenv("CTFLEET_TEST_RESULTS_01", PASSWORD)
+    at = datetime(2026, 12, 1, 8, tzinfo=timezone.utc)
+    rows = [ControlResult(ct=CT, device="th01", control="SYS-3", status="pass", source=Source.AUDIT, observed_at=at),
+            InventoryRecord(ct=CT, device="th01", cpu_count=4, memory_mib=7900, disk_gib=50.0, os="debian", os_version="12",
+                            packages=420, observed_at=at)]
+    d = send(tmp_path / "spool", "rollout-INV", rows, _link(svc.url, str(svc.tls.ca)), root)
+    assert d.ok and d.stored == ["rollout-INV"], d
+    store = SqlStore(db)
+    try:
+        got = list(store.iter_inventory({CT}))
+        assert [(r.device, r.memory_gib, r.os_id, r.packages) for r in got] == [("th01", 8, "debian-12", 420)]
+        assert [r.control for r in store.iter_results({CT})] == ["SYS-3"]
+    finally:
+        store.dispose()

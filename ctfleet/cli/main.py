@@ -353,7 +353,7 @@ def _mount_optional() -> None:
 
     for module, name in (("ctfleet.cli.stacks", "stacks"), ("ctfleet.cli.routers", "routers"), ("ctfleet.cli.report", "report"),
                          ("ctfleet.cli.rollout", "rollout"), ("ctfleet.cli.backups", "backups"),
-                         ("ctfleet.cli.results", "results")):
+                         ("ctfleet.cli.results", "results"), ("ctfleet.cli.equipment", "equipment")):
         if importlib.util.find_spec(module) is None:
             continue
         mod = importlib.import_module(module)  # an import error in it must show

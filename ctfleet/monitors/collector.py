@@ -125,7 +125,14 @@ class Collector:
         self.poller: Poller | None = None
         self._stale_poller: Poller | None = None
         self._set_registry(registry)
-        self.exporter.update(self.exposition.update(None, self._parts()))
+        self.exporter.update(self.exposition.update(None, self._parts(), inventories=self._inventories()))
+
+    def _inventories(self) -> list | None:
+        """The newest observed inventory of each device of the shard (what "equipped" is
+        judged from); None without a store."""
+        if self.store is None or not hasattr(self.store, "iter_inventory"):
+            return None
+        return list(self.store.iter_inventory(set(self.registry.cts)))
 
     def _set_registry(self, registry: Registry) -> None:
         self.national = registry
@@ -230,7 +237,8 @@ class Collector:
                 self._batches.remember(path, results)  # known: not read back
         self.sweeps_total += 1
         snap = await asyncio.to_thread(lambda: self.exposition.update(sweep, self._parts(sweep, results),
-                                                                      sweeps_total=self.sweeps_total))
+                                                                      sweeps_total=self.sweeps_total,
+                                                                      inventories=self._inventories()))
         self.exporter.update(snap)
         self.last_sweep = sweep
         return sweep

@@ -38,7 +38,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from ctfleet.core.compliance import ControlResult, Source, Status
 from ctfleet.core.errors import CtfleetError
 from ctfleet.results.batch import Batch, check_batch_id
-from ctfleet.results.schema import NO_DEVICE, batches, current, history, metadata
+from ctfleet.core.inventory import InventoryRecord
+from ctfleet.results.schema import INVENTORY_FACTS, NO_DEVICE, batches, current, history, inventory, metadata
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _LOCK_KEY = zlib.crc32(b"ctfleet-results-writer")  # pg_advisory_xact_lock key of the writers
@@ -217,6 +218,7 @@ class SqlStore:
                                         "a new batch needs a new id")
                 return Ingested(batch.batch_id, stored=prev.results, duplicate=True)
             changed = self._upsert(conn, batch.batch_id, batch.results)
+            self._insert_inventory(conn, batch.batch_id, batch.inventories)
             conn.execute(batches.insert().values(batch_id=batch.batch_id, sha256=batch.sha256, results=len(batch.results),
                                                  sender=sender[:128], received_at=now))
         self._bump()
@@ -236,6 +238,68 @@ class SqlStore:
         if rows:
             self.ingest(Batch(batch_id, rows, hashlib.sha256(text_.encode()).hexdigest()))
         return batch_id
+
+    def write_inventory(self, batch: str, records: Iterable[InventoryRecord]) -> int:
+        """Store observed inventories (an audit's); a record already stored (same CT, device
+        and time) is not stored twice. Returns how many were new."""
+        rows = tuple(records)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        with self._write() as conn:
+            n = self._insert_inventory(conn, f"inventory-{batch}"[:100] + f"-{stamp}", rows)
+        self._bump()
+        return n
+
+    def _insert_inventory(self, conn: Connection, batch_id: str, records: Iterable[InventoryRecord]) -> int:
+        new = {}
+        for r in records:
+            obs = r.observed_at if r.observed_at.tzinfo else r.observed_at.replace(tzinfo=timezone.utc)
+            new[(r.ct, r.device, obs.replace(tzinfo=None))] = (r, obs)
+        if not new:
+            return 0
+        i = inventory.c
+        have = set()
+        keys = sorted({(k[0], k[1]) for k in new})
+        for j in range(0, len(keys), _CHUNK):
+            q = select(i.ct, i.device, i.observed_at).where(tuple_(i.ct, i.device).in_(keys[j:j + _CHUNK]))
+            have |= {(row.ct, row.device, row.observed_at.replace(tzinfo=None)) for row in conn.execute(q)}
+        rows = [{"ct": r.ct, "device": r.device, "observed_at": obs, "batch_id": batch_id,
+                 **{f: getattr(r, f) for f in INVENTORY_FACTS}} for k, (r, obs) in new.items() if k not in have]
+        if rows:
+            conn.execute(inventory.insert(), rows)
+        return len(rows)
+
+    def _inventory_rows(self, where=None, order=None):
+        i = inventory.c
+        q = select(i.ct, i.device, i.observed_at, *[getattr(i, f) for f in INVENTORY_FACTS])
+        if where is not None:
+            q = q.where(*where)
+        if order is not None:
+            q = q.order_by(*order)
+        with self.engine.connect() as conn:
+            for row in conn.execute(q):
+                yield InventoryRecord.model_construct(ct=row.ct, device=row.device, observed_at=row.observed_at, record="inventory",
+                                                      **{f: getattr(row, f) for f in INVENTORY_FACTS})
+
+    def iter_inventory(self, cts: set[str] | None = None) -> Iterator[InventoryRecord]:
+        """The newest inventory record per (CT, device)."""
+        from sqlalchemy import and_, func
+
+        from ctfleet.core.inventory import newest
+
+        i = inventory.c
+        last = select(i.ct, i.device, func.max(i.observed_at).label("at")).group_by(i.ct, i.device)
+        if cts is not None:
+            last = last.where(i.ct.in_(sorted(cts)))
+        last = last.subquery()
+        # only each device's newest row is read (the history stays in the table)
+        newest_rows = select(i.id).join(last, and_(i.ct == last.c.ct, i.device == last.c.device, i.observed_at == last.c.at))
+        rows = self._inventory_rows(where=[i.id.in_(newest_rows)])
+        yield from newest(rows).values()
+
+    def inventory_history(self, ct: str, device: str) -> list[InventoryRecord]:
+        """Every inventory observed of a device, oldest first."""
+        i = inventory.c
+        return list(self._inventory_rows(where=[i.ct == ct, i.device == device], order=[i.observed_at]))
 
     def _upsert(self, conn: Connection, batch_id: str, results: Iterable[ControlResult]) -> int:
         newest: dict[tuple[str, str, str], ControlResult] = {}

@@ -31,10 +31,10 @@ from ctfleet.results.batch import check_batch_id, render_batch
 REFUSED = (400, 403, 409, 413)
 
 
-def enqueue(spool: Path, batch_id: str, results: Iterable[ControlResult]) -> Path:
+def enqueue(spool: Path, batch_id: str, results: Iterable[ControlResult], inventories: Iterable = ()) -> Path:
     check_batch_id(batch_id)
     path = Path(spool) / f"{batch_id}.jsonl"
-    atomic_write_text(path, render_batch(results))
+    atomic_write_text(path, render_batch(results, inventories))
     return path
 
 
@@ -201,9 +201,12 @@ def send(spool: Path, batch_id: str, results: Iterable[ControlResult], link: Ser
     """Queue one batch in the spool, then deliver the whole spool (older batches first).
     Whatever cannot go now — the service unreachable, credentials missing — stays queued
     for :func:`deliver_spool` (``ctfleet rollout deliver``); nothing raises."""
-    rows = list(results)
+    from ctfleet.core.inventory import InventoryRecord
+
+    rows = list(results)  # control results, and the run's inventory records after them
     if rows:
-        enqueue(spool, batch_id, rows)
+        enqueue(spool, batch_id, [r for r in rows if not isinstance(r, InventoryRecord)],
+                [r for r in rows if isinstance(r, InventoryRecord)])
     return deliver_spool(spool, link, root)
 
 

@@ -29,7 +29,8 @@ def collect_queued(base: RolloutRequest, paths: RolloutPaths, run_fn: Callable[.
     fetch = base.model_copy(update={"playbook": "collect_audits.yml", "extravars": {**base.extravars, "ctfleet_inbox": str(inbox)}})
     fetched = run_rollout(fetch, paths, run_fn=run_fn)
     summary = ingest_inbox(inbox, ResultsStore(paths.results))
-    delivery = forward(f"pull-{fetched.run_id}", summary["new"]) if forward is not None and summary["new"] else None
+    sent = summary["new"] + summary["inventories"]  # results, then the inventory records (one batch)
+    delivery = forward(f"pull-{fetched.run_id}", sent) if forward is not None and sent else None
     acks = {h: names for h, names in summary["acks"].items() if names}
     ack_ok = True
     if acks:

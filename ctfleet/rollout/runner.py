@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from ctfleet.core.yamlio import load_yaml, validate
 from ctfleet.results import ResultsStore, atomic_write_text
-from ctfleet.rollout.audit import merge_into_store, report_to_results
+from ctfleet.rollout.audit import merge_into_store, report_to_inventory, report_to_results
 from ctfleet.rollout.command import Invocation, build
 from ctfleet.rollout.config import RolloutPaths, RolloutRequest, Wave, Waves
 from ctfleet.rollout.events import RunState
@@ -121,8 +121,9 @@ def run_rollout(request: RolloutRequest, paths: RolloutPaths, *, on_event: Event
     rc = int(getattr(r, "rc", 1) or 0)
     artifacts = Path(r.config.artifact_dir) if getattr(r, "config", None) is not None and getattr(r.config, "artifact_dir", None) else None
 
-    rows = _write_results(state, ResultsStore(paths.results))
-    delivery = forward(f"rollout-{run_id}", rows) if forward is not None and rows else None
+    rows, inventories = _write_results(state, ResultsStore(paths.results))
+    # the observed inventories travel in the same batch as the results (ctfleet.results.batch)
+    delivery = forward(f"rollout-{run_id}", rows + inventories) if forward is not None and (rows or inventories) else None
     record = _write_record(paths, run_id, request, inv, state, status, rc, artifacts, stopped=bool(stopped), delivery=delivery)
     return Outcome(run_id=run_id, request=request, invocation=inv, state=state, runner_status=status, runner_rc=rc,
                    artifacts=artifacts, record=record, results_written=len(rows), wave=wave, stopped_by_wave=bool(stopped),
@@ -135,9 +136,11 @@ def _quote(a: str) -> str:
     return shlex.quote(a)
 
 
-def _write_results(state: RunState, store: ResultsStore) -> list:
-    """The last phase of each host (``after``, or ``audit``) goes to the shared store; returns the rows written."""
+def _write_results(state: RunState, store: ResultsStore) -> tuple[list, list]:
+    """The last phase of each host (``after``, or ``audit``) goes to the shared store, with
+    the host's observed inventory; returns the rows and the inventory records written."""
     written: list = []
+    inventories: list = []
     for name, h in state.hosts.items():
         phase = h.last_phase()
         if phase is None or phase == "before":
@@ -148,7 +151,10 @@ def _write_results(state: RunState, store: ResultsStore) -> list:
         if rows:
             merge_into_store(store, name, rows)
             written += rows
-    return written
+        if h.inventory and h.inventory.get("ct"):
+            inventories.append(report_to_inventory(h.inventory, name))
+            store.write_inventory(name, inventories[-1:])
+    return written, inventories
 
 
 def _write_record(paths: RolloutPaths, run_id: str, request: RolloutRequest, inv: Invocation, state: RunState,
