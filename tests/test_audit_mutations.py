@@ -328,12 +328,16 @@ ROUND_2 = [
           "cp -a /root/backup.env /etc/ctfleet/backup.env", r"keep within 7 days"),
     Drift("backup-password-lost", "th02", "SRV-3", "mv /etc/ctfleet/backup.pass /root/backup.pass",
           "mv /root/backup.pass /etc/ctfleet/backup.pass", r"no successful backup: .*/etc/ctfleet/backup\.pass"),
-    # Services: RPC by socket activation: nothing runs until a client connects, the port listens all along.
+    # Services: RPC by socket activation: nothing runs until a client connects, the port listens all along
+    # (the service itself is static and inactive: only the socket is enabled).
     Drift("rpcbind-socket-enabled", "th02", "SYS-17",
-          "printf '[Unit]\\nDescription=RPC bind (drift)\\n[Socket]\\nListenStream=111\\nAccept=no\\n[Install]\\n"
+          "printf '[Unit]\\nDescription=RPC bind (drift)\\n[Service]\\nExecStart=/bin/sleep infinity\\n'"
+          " > /etc/systemd/system/rpcbind.service"
+          " && printf '[Unit]\\nDescription=RPC bind socket (drift)\\n[Socket]\\nListenStream=111\\n[Install]\\n"
           "WantedBy=sockets.target\\n' > /etc/systemd/system/rpcbind.socket && systemctl daemon-reload"
           " && systemctl enable --now -q rpcbind.socket",
-          "systemctl disable --now -q rpcbind.socket; rm -f /etc/systemd/system/rpcbind.socket && systemctl daemon-reload",
+          "systemctl disable --now -q rpcbind.socket; systemctl stop rpcbind.service;"
+          " rm -f /etc/systemd/system/rpcbind.socket /etc/systemd/system/rpcbind.service && systemctl daemon-reload",
           r"rpcbind\.socket enabled and active \(/etc/systemd/system/rpcbind\.socket\)"),
     Drift("node-exporter-no-textfile", "th02", "SRV-6",
           "cp -a /etc/default/prometheus-node-exporter /root/pne && echo 'ARGS=\"--no-collector.textfile\"' > /etc/default/prometheus-node-exporter"
