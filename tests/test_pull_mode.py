@@ -12,7 +12,8 @@ the audit files that import it; the pull service gives ansible-pull ``--inventor
 localhost,`` (the checkout's ansible.cfg names the registry's dynamic inventory, which a
 commune host cannot run); a cut link answers the hosts' connection attempts at once
 (scripts/testhosts let the rejects' ICMP errors out, so git fails fast instead of waiting
-out its SYN retries).
+out its SYN retries); 2.14 renders templated norms as strings ('4'), so the audit filter
+judges on Python literals (SYS-5 was "unknown": 4 <= '4').
 """
 
 from __future__ import annotations
