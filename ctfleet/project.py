@@ -19,6 +19,7 @@ from ctfleet.core.errors import InputError, Problem
 from ctfleet.core.norms import NormSet, load_norms
 from ctfleet.core.registry import Paths, Registry, load_registry, load_segment_rules
 from ctfleet.core.yamlio import load_yaml, validate
+from ctfleet.results.forward import ServiceLink
 
 
 class FleetConfig(BaseModel):
@@ -34,6 +35,10 @@ class Profile(BaseModel):
     region: str | None = Field(default=None, pattern=r"^\d{2}$")
     fleet: FleetConfig = FleetConfig()
     results_dir: str = "var/results"
+    # The region's results service: rollouts and collects send their audits there, through
+    # the spool (kept until the service has them). None: results stay in results_dir only.
+    results_service: ServiceLink | None = None
+    spool_dir: str = "var/results-spool"
     path: str | None = Field(default=None, exclude=True)
 
     @field_validator("region", mode="before")
@@ -78,6 +83,10 @@ class Project:
     @property
     def results_dir(self) -> Path:
         return self.resolve_path(self.profile.results_dir)
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.resolve_path(self.profile.spool_dir)
 
 
 def load_project(profile_path: str | Path | None = None, root: Path | None = None, with_fleet: bool = True) -> Project:

@@ -12,7 +12,7 @@ For each round:
 
 Every family has at least two drifts with different mechanisms reaching the same insecure
 effect: SSH, firewall, accounts and privileges, updates, time, logging, file permissions,
-backup and the monitoring agent. The hosts are shared by every round (one converge for the
+backup, the monitoring agent and unneeded network services. The hosts are shared by every round (one converge for the
 module) and restored after each round.
 
 The log collector on the bridge is a minimal TCP syslog receiver in this module (as the
@@ -233,6 +233,13 @@ ROUND_1 = [
           "rm -f /etc/apt/apt.conf.d/99local", r"APT::Periodic::Enable \"0\" \(/etc/apt/apt\.conf\.d/99local:1\)"),
     Drift("apt-upgrade-timer-disabled", "th02", "SYS-1", "systemctl disable --now apt-daily-upgrade.timer",
           "systemctl enable --now apt-daily-upgrade.timer", r"apt-daily-upgrade\.timer disabled/inactive"),
+    # Services: an mDNS responder installed by hand, enabled and running (a unit file of its own).
+    Drift("avahi-service-running", "th01", "SYS-17",
+          "printf '[Unit]\\nDescription=mDNS responder (drift)\\n[Service]\\nExecStart=/bin/sleep infinity\\n[Install]\\n"
+          "WantedBy=multi-user.target\\n' > /etc/systemd/system/avahi-daemon.service && systemctl daemon-reload"
+          " && systemctl enable --now -q avahi-daemon.service",
+          "systemctl disable --now -q avahi-daemon.service; rm -f /etc/systemd/system/avahi-daemon.service && systemctl daemon-reload",
+          r"avahi-daemon\.service enabled and active \(/etc/systemd/system/avahi-daemon\.service\)"),
     # Time: chrony stopped; chrony following its own clock (reports leap status Normal).
     Drift("chrony-stopped", "th01", "SYS-9", "systemctl stop chrony",
           # restored only once chrony follows its server again: the next round's audit must see the norm
@@ -321,6 +328,13 @@ ROUND_2 = [
           "cp -a /root/backup.env /etc/ctfleet/backup.env", r"keep within 7 days"),
     Drift("backup-password-lost", "th02", "SRV-3", "mv /etc/ctfleet/backup.pass /root/backup.pass",
           "mv /root/backup.pass /etc/ctfleet/backup.pass", r"no successful backup: .*/etc/ctfleet/backup\.pass"),
+    # Services: RPC by socket activation: nothing runs until a client connects, the port listens all along.
+    Drift("rpcbind-socket-enabled", "th02", "SYS-17",
+          "printf '[Unit]\\nDescription=RPC bind (drift)\\n[Socket]\\nListenStream=111\\nAccept=no\\n[Install]\\n"
+          "WantedBy=sockets.target\\n' > /etc/systemd/system/rpcbind.socket && systemctl daemon-reload"
+          " && systemctl enable --now -q rpcbind.socket",
+          "systemctl disable --now -q rpcbind.socket; rm -f /etc/systemd/system/rpcbind.socket && systemctl daemon-reload",
+          r"rpcbind\.socket enabled and active \(/etc/systemd/system/rpcbind\.socket\)"),
     Drift("node-exporter-no-textfile", "th02", "SRV-6",
           "cp -a /etc/default/prometheus-node-exporter /root/pne && echo 'ARGS=\"--no-collector.textfile\"' > /etc/default/prometheus-node-exporter"
           " && systemctl restart prometheus-node-exporter",

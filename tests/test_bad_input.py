@@ -73,7 +73,7 @@ CASES = {
         "standards/norms/lots/lot-3.yaml",
         "values:",
         "valeurs:",
-        f"standards/norms/lots/lot-3.yaml:{_line_of('standards/norms/lots/lot-3.yaml', 'values:')}: valeurs: unknown key (valid: one of description, links, max_age, not_applicable, values)",
+        f"standards/norms/lots/lot-3.yaml:{_line_of('standards/norms/lots/lot-3.yaml', 'values:')}: valeurs: unknown key (valid: one of description, links, max_age, not_applicable, server_types, values)",
     ),
     "unknown key in the segment table": (
         "standards/segments.yaml",

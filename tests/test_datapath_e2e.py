@@ -76,6 +76,7 @@ def _truth(rc) -> dict:
 
 
 def test_two_regions_to_the_nation(tmp_path, root, postgresql):
+    from ctfleet.lab.kube_state import ksm_scrape_configs, serve_kube_state, simulated_clusters
     from ctfleet.lab.datapath import (ctfleet_cli, fleet_workbook, kpi_names, national_prometheus,
                                       regional_prometheus_config, start_collector)
     from ctfleet.lab.procs.prometheus import Prometheus
@@ -112,11 +113,17 @@ def test_two_regions_to_the_nation(tmp_path, root, postgresql):
             store.migrate()
             rc = start_collector(project, fleet, store)
             stack.append(rc)
-            prom = Prometheus(work / "prometheus", regional_prometheus_config(region, rc.address, rules, write_url, names))
+            # the region's clusters as a simulated kube-state-metrics each (labelled simulated): the hosted KPI
+            clusters = simulated_clusters(project.registry, seed=int(region))
+            ksm = {name: serve_kube_state(namespaces) for name, namespaces in clusters.items()}
+            stack.extend(_Stoppable(srv) for srv, _ in ksm.values())
+            prom = Prometheus(work / "prometheus", regional_prometheus_config(
+                region, rc.address, rules, write_url, names,
+                extra_scrape_configs=ksm_scrape_configs({n: addr for n, (_, addr) in ksm.items()})))
             prom.start()
             stack.append(prom)
             regions[region] = {"project": project, "cts": cts, "store": store, "rc": rc, "prom": prom, "fleet": fleet,
-                               "profile": profile, "db": db}
+                               "profile": profile, "db": db, "hosted": _hosted_truth(project.registry, clusters)}
 
         # ---- region 04's results service, and audits delivered from a store-and-forward spool
         a = regions["04"]
@@ -203,7 +210,8 @@ def test_two_regions_to_the_nation(tmp_path, root, postgresql):
                 assert reg and reg == nat, f"region {region} {name}: samples at the region {reg} vs at the nation {nat}"
 
         # ---- ctfleet report against the national Prometheus: both regions, equal to their own figures
-        truth = {region: _truth(r["rc"]) for region, r in regions.items()}
+        truth = {region: _truth(r["rc"]) | {"cts_hosted": r["hosted"]} for region, r in regions.items()}
+        assert all(0 < t["cts_hosted"] < t["cts"] for t in truth.values()), truth  # some tenants absent, most present
         for region, r in regions.items():
             assert truth[region]["cts"] == len(r["project"].registry.cts)
             dead = sum(1 for p in r["fleet"].profiles.values() if p.fault == "dead" or p.uplink_utilisation == 0.0)
@@ -220,11 +228,12 @@ def test_two_regions_to_the_nation(tmp_path, root, postgresql):
             data = json.loads((out / "kpis.json").read_text())
             rows = {row["region"]: row for row in data["region"]}
             ok = set(rows) == set(REGIONS) and all(
-                all(rows[g][k] == truth[g][k] for k in ("cts", "cts_connected", "cts_meeting_norms", "cts_equipped"))
+                all(rows[g][k] == truth[g][k] for k in ("cts", "cts_connected", "cts_meeting_norms", "cts_equipped", "cts_hosted"))
                 and abs(rows[g]["coverage"] - truth[g]["coverage"]) < 1e-9 for g in REGIONS)
             nat = data["national"]
             ok = ok and nat["cts"] == sum(t["cts"] for t in truth.values()) and \
-                nat["cts_meeting_norms"] == sum(t["cts_meeting_norms"] for t in truth.values())
+                nat["cts_meeting_norms"] == sum(t["cts_meeting_norms"] for t in truth.values()) and \
+                nat["cts_hosted"] == sum(t["cts_hosted"] for t in truth.values())
             return ok or (rows, nat, truth)
         last: list = []
 
@@ -240,6 +249,27 @@ def test_two_regions_to_the_nation(tmp_path, root, postgresql):
             thing.stop()
         for r in locals().get("regions", {}).values():
             r["store"].dispose()
+
+
+class _Stoppable:
+    def __init__(self, httpd):
+        self.httpd = httpd
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _hosted_truth(registry, clusters) -> int:
+    """CTs hosted, from the clusters' namespaces themselves (not through the rules): every tenant the stacks
+    declare for the CT exists, is Active and carries the tier its stack labelled it with."""
+    from ctfleet.core.hosting import declared_tenants
+
+    active = {(ns.name, ns.tier) for namespaces in clusters.values() for ns in namespaces if ns.phase == "Active"}
+    by_ct: dict[str, list] = {}
+    for t in declared_tenants(registry):
+        by_ct.setdefault(t.ct, []).append((t.namespace, t.tier))
+    return sum(1 for tenants in by_ct.values() if all(t in active for t in tenants))
 
 
 def _respool(tmp_path: Path, batch_id: str, rows) -> Path:

@@ -47,6 +47,9 @@ def test_demo_region_kpis_match_the_sweep(tmp_path):
     assert nat["cts_meeting_norms"] > 0 and nat["cts_failing"] > 0 and nat["cts_not_assessed"] > 0, nat
     for col in ("meeting norms", "failing", "not assessed", "with waivers", "equipped", "hosted"):
         assert col in text
+    # Equipped from the (simulated, labelled) inventories: some CTs are, some are not.
+    assert 0 < nat["cts_equipped"] < nat["cts"], nat
+    assert "simulated device inventories" in text
     # Hosted from the (simulated, labelled) clusters: some declared tenants are absent.
     assert 0 < nat["cts_hosted"] < nat["cts"], nat
     assert "mutualisations réalisées" in text and "clusters simulated" in text

@@ -79,16 +79,18 @@ def test_the_docs_show_commands():
 
 # ---------------------------------------------------------------- how each command is checked
 # Run for real against the generated fleet: everything that needs no service.
-RUN = ("registry", "norms", "validate", "inventory", "import", "stacks", "rollout", "playbooks")
+RUN = ("registry", "norms", "validate", "inventory", "import", "stacks", "rollout", "playbooks", "equipment")
 # Parsed only (the documented line is checked by the real parser, options and all), with why:
 NEEDS_SERVICE = {
     "demo": "the whole demo (about 3 minutes): tests/test_demo.py runs it",
     "routers": "a router lab (FRR/IOS over SSH): tests/test_routers_frr.py runs the walk-through's steps",
     "report": "a Prometheus with the rules loaded: tests/test_report.py runs it",
     "collect": "a collector serving /metrics: tests/test_exporter.py",
+    "results": "a results service listening on a port: tests/test_results_cli.py runs `results serve` and stops it",
     "playbooks generate": "it rewrites the roles in the repository; tests/test_playbooks.py checks they are current",
     "backups": "booted hosts with restic: tests/test_playbooks_hosts.py",
     "routers schedule": "writes systemd units for a router lab: tests/test_routers_backups.py",
+    "rollout deliver": "a region's results service: tests/test_rollout_delivery.py runs it against the real one",
 }
 
 

@@ -11,8 +11,8 @@ from conftest import edit
 from ctfleet.core.errors import InputError, InputErrors
 from ctfleet.core.targets import load_targets, status
 from ctfleet.reports.history import against_targets, load_history, quarterly, take_snapshot, write_snapshot
-from ctfleet.reports.report import Names, collect
-from ctfleet.reports.report.render import render_html, render_json
+from ctfleet.reports.programme_report import Names, collect
+from ctfleet.reports.programme_report.formats import render_html, render_json
 from test_report import _recorded
 
 SOURCES = {"dgct-2021", "ctfleet-proposal", "dnssi"}

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctfleet.core.compliance import judge
-from ctfleet.rollout.generate import ROLES, controls_by_role, render_roles, read_sources, role_of, slug, stale_files
+from ctfleet.rollout.role_inputs import ROLES, controls_by_role, render_roles, read_sources, role_of, slug, stale_files
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOKS = ROOT / "playbooks"

@@ -141,6 +141,59 @@ def test_audit_reports_exactly_the_drift_and_changes_nothing(fleet):
     assert sorted(c for c, s in store.items() if s == "fail") == sorted(DRIFT)
 
 
+# ---------------------------------------------------------------------- equipped from observation
+def test_audit_stores_observed_inventories_and_equipped_is_judged_from_them(fleet, data_copy):
+    """The audit's inventory records hold what the hosts really show (the container sees the
+    machine's CPU and memory), and "equipped" is judged from them: with a test norms layer
+    for the fleet's CT, the workstation th01 is at spec and the server th04 under spec."""
+    from datetime import datetime, timezone
+
+    from ctfleet.core.inventory import Verdict, judge_ct, judge_server, judge_workstation
+    from ctfleet.project import load_project
+
+    store, ct = ResultsStore(fleet["paths"].results), fleet["ct"]
+    inv = {r.device: r for r in store.iter_inventory({ct.code})}
+    if not {"th01", "th04"} <= set(inv):  # this test run alone: audit the two hosts (read-only)
+        out = timed("audit-inventory", lambda: run_rollout(request(fleet, hosts=("th01", "th04"), audit=True), fleet["paths"]))
+        assert out.exit_code == 0, {h: s.first_error for h, s in out.state.hosts.items()}
+        inv = {r.device: r for r in store.iter_inventory({ct.code})}
+    assert {"th01", "th04"} <= set(inv), sorted(inv)
+    for host in ("th01", "th04"):
+        r = inv[host]
+        facts = ssh(fleet, host, "awk '/MemTotal/{print int($2/1024)}' /proc/meminfo; grep -c ^processor /proc/cpuinfo; "
+                                 "df -B1 --output=size / | tail -1; cut -d' ' -f1 /proc/uptime; "
+                                 "dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n' | awk '$1 ~ /^.i/{print $2}' | sort -u | wc -l; "
+                                 "sudo cat /sys/class/dmi/id/product_serial 2>/dev/null || echo NA").stdout.split("\n")
+        mem, cpus, disk, uptime, packages, serial = facts[:6]
+        assert (r.ct, r.origin, r.os_id) == (ct.code, "audit", "debian-12"), r
+        assert abs(r.memory_mib - int(mem)) <= 1 and r.cpu_count == int(cpus), (r, facts)
+        assert abs(r.disk_gib - int(disk) / 2**30) < 0.2 and r.packages == int(packages), (r, facts)
+        assert r.serial == (None if serial.strip() in ("", "NA", "Not Specified", "0") else serial.strip())  # never invented
+        boot = datetime.now(timezone.utc).timestamp() - float(uptime)
+        assert abs(r.last_boot.timestamp() - boot) < 600, (r.last_boot, boot)
+        assert store.inventory_history(ct.code, host)[-1] == r  # kept with its history
+    # The test norms layer: the workstation spec below the machine, the server's configuration
+    # type above it (the containers have the machine's hardware, so only the norm can differ).
+    machine_gib = inv["th01"].memory_gib
+    project = load_project(root=data_copy)
+    server_type = project.norms.value(ct, "EQP-4")
+    (data_copy / "standards/norms/ct").mkdir(exist_ok=True)
+    (data_copy / f"standards/norms/ct/{ct.code}.yaml").write_text(
+        f"values:\n  EQP-2: {max(1, machine_gib - 1)}\nserver_types:\n  {server_type}:\n    memory_gib: {machine_gib + 1}\n",
+        encoding="utf-8")
+    norms = load_project(root=data_copy).norms
+    spec = norms.server_type(ct)
+    ws = judge_workstation("th01", inv["th01"], norms.value(ct, "EQP-2"), norms.value(ct, "EQP-3"))
+    srv = judge_server("th04", inv["th04"], spec)
+    assert ws.verdict == Verdict.AT_SPEC, ws
+    assert srv.verdict == Verdict.UNDER_SPEC and [c.fact for c in srv.checks if c.verdict == Verdict.UNDER_SPEC] == ["memory_gib"], srv
+    e = judge_ct(ct.code, ["th01"], ["th04"], inv, 1, norms.value(ct, "EQP-2"), norms.value(ct, "EQP-3"), spec, True, True)
+    assert (e.equipped, e.workstations_at_spec, e.server_ok) == (False, 1, False)
+    at_spec = judge_ct(ct.code, ["th01"], ["th04"], inv, 1, norms.value(ct, "EQP-2"), norms.value(ct, "EQP-3"),
+                       norms.server_type(ct, "none"), True, True)
+    assert at_spec.equipped  # the same observations, a CT asking for no server
+
+
 # ---------------------------------------------------------------------- a host dies mid-rollout
 def test_killed_host_does_not_stop_the_others_and_retry_converges_it(fleet):
     paths, env = fleet["paths"], fleet["env"]

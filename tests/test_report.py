@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 from ctfleet.reports import geo
 import importlib
 
-from ctfleet.reports.report import i18n, prom, render
-from ctfleet.reports.report.collect import Names, collect, time_grid
-from ctfleet.reports.report.render import colour, render_csv, render_html, render_json
+from ctfleet.reports.programme_report import formats as render, i18n, prometheus_api as prom
+from ctfleet.reports.programme_report.figures import Names, collect, time_grid
+from ctfleet.reports.programme_report.formats import colour, render_csv, render_html, render_json
 
 
-collect_mod = importlib.import_module("ctfleet.reports.report.collect")
+collect_mod = importlib.import_module("ctfleet.reports.programme_report.figures")
 
 
 @pytest.mark.parametrize("module", [geo, collect_mod, i18n, prom, render])

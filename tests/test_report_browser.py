@@ -76,7 +76,7 @@ def reports(project, tmp_path_factory):
         window = f"{int(at - fed.started) + 2}s"
         # What `ctfleet report` does (its command is tested in test_kpi_empty.py), with the
         # waivers the exporter judged with: the feed's simulated ones, labelled as such.
-        from ctfleet.reports.report import Names, PrometheusAPI, make_report
+        from ctfleet.reports.programme_report import Names, PrometheusAPI, make_report
 
         for lang in ("fr", "ar"):
             make_report(PrometheusAPI(fed.prometheus.url), Names.from_project(project), out, lang=lang, range_text=window,
@@ -165,7 +165,7 @@ def test_french_report_in_chromium(browser, reports):
     assert len([k for k in seen if k[0] == "region" and k[2] == "cts"]) == 12
 
     # The map's colour is the meeting-norms share of each region.
-    from ctfleet.reports.report.render import colour
+    from ctfleet.reports.programme_report.formats import colour
 
     for p in paths:
         code = p.get_attribute("data-region")

@@ -244,3 +244,21 @@ def test_cli_rollout_is_the_default_command(root):
     assert bad.exit_code == 1 and "exactly one" in bad.output
     missing = CliRunner().invoke(app, ["rollout", "nope.yml", "--lot", "3"])
     assert missing.exit_code == 1 and "site.yml" in missing.output
+
+
+def test_queued_inventories_are_stored_once(tmp_path):
+    """Pull mode: the baseline role queues its inventory beside its reports; the collect
+    stores it as an inventory record (once), never as control results."""
+    store = ResultsStore(tmp_path / "results")
+    inbox = tmp_path / "inbox" / "th01"
+    inbox.mkdir(parents=True)
+    inv = {"kind": "inventory", "host": "th01", "ct": "01.511.05.19", "observed_at": "2026-11-27T08:00:00Z", "packages": 512,
+           "facts": {"memtotal_mb": 16000, "processor_vcpus": 4, "distribution": "Debian", "distribution_major_version": "12",
+                     "product_serial": "NA", "uptime_seconds": 60}, "root_mount": [{"mount": "/", "size_total": 64 * 2**30}]}
+    (inbox / "r1-inventory-baseline.json").write_text(json.dumps(inv))
+    first = ingest_inbox(tmp_path / "inbox", store)
+    assert first["rows"] == 0 and first["merged"] == 1 and [r.device for r in first["inventories"]] == ["th01"]
+    assert ingest_inbox(tmp_path / "inbox", store)["inventories"] == []  # fetched again: not stored again
+    (r,) = store.inventory_history("01.511.05.19", "th01")
+    assert (r.memory_gib, r.cpu_count, r.os_id, r.serial, r.packages, r.disk_gib) == (16, 4, "debian-12", None, 512, 64.0)
+    assert list(store.iter_results()) == []

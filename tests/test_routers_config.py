@@ -17,7 +17,7 @@ from ctfleet.routers import configtext as ct
 from ctfleet.routers.audit import audit_router
 from ctfleet.routers.platforms import PLATFORMS, platform_spec
 from ctfleet.routers.render import SnmpUser, render_intended, router_norms, router_vars
-from ctfleet.routers.runner import Outcome, run_bounded
+from ctfleet.routers.fanout import Outcome, run_bounded
 from ctfleet.routers.settings import RouterSettings, check_backup_path, load_settings
 from ctfleet.core.secrets import Secret
 

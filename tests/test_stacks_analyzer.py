@@ -234,3 +234,20 @@ def test_unprotected_data_is_refused_unless_the_config_allows_it(analyzer, good)
     assert _mandatory(with_protect(ns, False)) == [("data-protected", f"Namespace/{NS}: {why}")]
     ns["metadata"]["annotations"]["ctfleet.ma/destructive-changes-allowed"] = "true"  # what allowDestructiveChanges writes
     assert list(with_protect(ns, False).diagnostics) == []
+
+
+def test_a_stack_policy_beyond_the_tenants_bounds_is_rejected(analyzer, good):
+    """HTTPS to the whole Internet passes no-allow-all (it names a port) but not the bounds a tenant is held to."""
+    objs = copy.deepcopy(good)
+    np = _find(objs, "NetworkPolicy", "allow-tenant-flows", NS)
+    np["spec"]["egress"].append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]})
+    n = len(np["spec"]["egress"]) - 1
+    assert _mandatory(analyze(analyzer, np)) == []
+    assert _mandatory(analyze_stack(analyzer, objs)) == [
+        ("tenant-network-bounds", f"NetworkPolicy/{NS}/allow-tenant-flows: egress[{n}] peer {{'ipBlock': {{'cidr': '0.0.0.0/0'}}}} "
+                                  "is outside the tenant's bounds (tenants' policies are held to the same bounds in the cluster)")]
+    objs = [o for o in copy.deepcopy(good) if o["kind"] != "ValidatingAdmissionPolicyBinding"]
+    missing = [m for p, m in _mandatory(analyze_stack(analyzer, objs)) if p == "tenant-network-bounds"]
+    assert len(missing) == sum(1 for o in objs if o["kind"] == "Namespace" and o["metadata"]["labels"]["ctfleet.ma/kind"] == "ct") > 10
+    assert missing[0].endswith("no ValidatingAdmissionPolicy of the stack bounds the NetworkPolicies its tenant may write "
+                               "(ctfleet.stacks.tenant_policies.admission_objects)")

@@ -56,7 +56,7 @@ def test_every_bad_key_is_named_in_one_error(inputs):
     assert errors(inputs, raw) == "\n".join([
         "7 problems in the stack config, no resource declared:",
         f"  {SRC}: ctfleet:colour: unknown key (valid: one of ctfleet:allowDestructiveChanges, ctfleet:dataPath, ctfleet:demo, ctfleet:development, "
-        "ctfleet:expose, ctfleet:federate, ctfleet:federationCidrs, ctfleet:images, ctfleet:ingressNamespace, ctfleet:kubeconfig, ctfleet:kubernetes, ctfleet:operatorGroups, ctfleet:platformCidrs, ctfleet:profile, ctfleet:prometheusRetention, ctfleet:siteCidrs, "
+        "ctfleet:expose, ctfleet:federationCidrs, ctfleet:images, ctfleet:ingressNamespace, ctfleet:kubeconfig, ctfleet:kubernetes, ctfleet:operatorGroups, ctfleet:platformCidrs, ctfleet:profile, ctfleet:prometheusRetention, ctfleet:siteCidrs, "
         "ctfleet:storageClass, ctfleet:tier, ctfleet:unit)",
         f"  {SRC}: ctfleet:images.kibana: unknown key (valid: one of alertmanager, aptCacherNg, collector, grafana, postgres, prometheus)",
         f"  {SRC}: ctfleet:kubernetes: renderYamlToDirectory cannot be combined with a context or a kubeconfig: one provider either "
@@ -106,17 +106,12 @@ def test_unknown_units_name_the_valid_ones(inputs):
 
 def test_national_checks(inputs):
     raw = {"ctfleet:tier": "national", "ctfleet:unit": "04", "ctfleet:kubernetes": {"renderYamlToDirectory": "out"},
-           "ctfleet:operatorGroups": ["dgct"], "ctfleet:federate": {"rabat": "10.4.0.1:9090", "oriental": "no port"}}
+           "ctfleet:operatorGroups": ["dgct"]}
     assert errors(inputs, raw, "national") == "\n".join([
-        "4 problems in the stack config, no resource declared:",
+        "2 problems in the stack config, no resource declared:",
         "  infra/stacks/Pulumi.national.yaml: ctfleet:unit: the national stack provisions no region, grouping or commune; remove this key",
         "  infra/stacks/Pulumi.national.yaml: ctfleet:images.prometheus: required key is missing for tier national (valid: an "
         "image reference with an explicit tag (not latest), e.g. quay.io/prometheus/prometheus:v3.5.0)",
-        "  infra/stacks/Pulumi.national.yaml: ctfleet:federate.rabat: 'rabat' is not a region slug (valid: one of beni-mellal-khenifra, "
-        "casablanca-settat, dakhla-oued-ed-dahab, draa-tafilalet, fes-meknes, guelmim-oued-noun, laayoune-sakia-el-hamra, "
-        "marrakech-safi, oriental, rabat-sale-kenitra, souss-massa, tanger-tetouan-al-hoceima)",
-        "  infra/stacks/Pulumi.national.yaml: ctfleet:federate.oriental: 'no port' is not host:port (valid: e.g. 10.4.255.10:9090 "
-        "or prometheus.sdr.example.ma:9090)",
     ])
 
 
@@ -139,7 +134,7 @@ def test_errors_from_a_file_carry_its_line_numbers(inputs, tmp_path: Path):
         validate_config(raw, "sdr-oriental", inputs.registry, SRC, config_line_of(doc))
     assert str(exc.value).splitlines()[1:] == [
         f"  {SRC}:11: ctfleet:siteCidr: unknown key (valid: one of ctfleet:allowDestructiveChanges, ctfleet:dataPath, ctfleet:demo, ctfleet:development, "
-        "ctfleet:expose, ctfleet:federate, ctfleet:federationCidrs, ctfleet:images, ctfleet:ingressNamespace, ctfleet:kubeconfig, ctfleet:kubernetes, ctfleet:operatorGroups, ctfleet:platformCidrs, ctfleet:profile, ctfleet:prometheusRetention, ctfleet:siteCidrs, "
+        "ctfleet:expose, ctfleet:federationCidrs, ctfleet:images, ctfleet:ingressNamespace, ctfleet:kubeconfig, ctfleet:kubernetes, ctfleet:operatorGroups, ctfleet:platformCidrs, ctfleet:profile, ctfleet:prometheusRetention, ctfleet:siteCidrs, "
         "ctfleet:storageClass, ctfleet:tier, ctfleet:unit)",
         f"  {SRC}:7: ctfleet:images.collector: 'registry.ctfleet.ma/ctfleet/collector' is not an image reference with an explicit tag "
         "(valid: an image reference with an explicit tag (not latest), e.g. quay.io/prometheus/prometheus:v3.5.0)",
@@ -210,3 +205,18 @@ def test_pulumi_passes_objects_as_json_text(inputs):
     cfg = validate_config(engine_config(good_sdr()), "sdr-oriental", inputs.registry, SRC)
     assert cfg.images.collector == "registry.ctfleet.ma/ctfleet/collector:0.1.0"
     assert cfg.siteCidrs == ["10.2.0.0/16"]
+
+
+def test_kube_state_metrics_targets_are_checked(inputs):
+    """The clusters whose namespaces decide "hosted": each a cluster name and a host:port, regional stacks only."""
+    text = errors(inputs, good_sdr() | {"ctfleet:dataPath": {"kubeStateMetrics": {
+        "sdr-oriental": "kube-state-metrics.kube-system.svc", "SDL Oujda": "ksm.sdl-oujda.ma:8080"}}})
+    assert f"{SRC}: ctfleet:dataPath.kubeStateMetrics.sdr-oriental: 'kube-state-metrics.kube-system.svc' is not host:port " \
+           "(valid: e.g. kube-state-metrics.kube-system.svc:8080)" in text
+    assert "ctfleet:dataPath.kubeStateMetrics.SDL Oujda: 'SDL Oujda' is not a cluster name" in text
+    national = {"ctfleet:tier": "national", "ctfleet:kubernetes": {"context": "national"},
+                "ctfleet:operatorGroups": ["national:operators"], "ctfleet:dataPath": {"kubeStateMetrics": {}}}
+    assert "only a regional (sdr) stack has kubeStateMetrics, not tier national" in errors(inputs, national, "national")
+    ok = validate_config(good_sdr() | {"ctfleet:dataPath": {"kubeStateMetrics": {"sdl-oujda": "ksm.sdl-oujda.ma:8080"}}},
+                         "sdr-oriental", inputs.registry, SRC)
+    assert ok.dataPath.kubeStateMetrics == {"sdl-oujda": "ksm.sdl-oujda.ma:8080"}

@@ -23,7 +23,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from ctfleet.core.conventions import NODE_EXPORTER_JOB, NODE_TARGETS_PATH, REGION_EXTERNAL_LABEL, site_code
-from ctfleet.core.datapath import kpi_record_names, national_rules
+from ctfleet.core.datapath import kpi_record_names, national_rules, programme_kpis
 from ctfleet.core.models import code_slug
 from ctfleet.lab.datapath import ctfleet_cli, fleet_workbook
 from ctfleet.stacks.generate import read_stack_file
@@ -247,6 +247,12 @@ def test_an_imported_fleet_with_loopback_addresses_is_refused(inputs, region, tm
 
 
 # ------------------------------------------------------------------ 3, 4. Prometheus: node_exporter, remote_write (promtool)
+def _programme_kpis() -> dict:
+    rules = ROOT / "monitors/rules"
+    return programme_kpis(_yaml((rules / "kpi.rules.yml").read_text(encoding="utf-8")),
+                          _yaml((rules / "hosting.rules.yml").read_text(encoding="utf-8")))
+
+
 def test_regional_prometheus_config_passes_promtool(planned, tmp_path):
     _, objects, _ = planned
     data = _obj(objects, "ConfigMap", "prometheus", MONITORING_NAMESPACE)["data"]
@@ -254,10 +260,22 @@ def test_regional_prometheus_config_passes_promtool(planned, tmp_path):
     [node] = [j for j in cfg["scrape_configs"] if j["job_name"] == NODE_EXPORTER_JOB]
     assert node["http_sd_configs"][0]["url"] == f"http://collector.{MONITORING_NAMESPACE}.svc:9160{NODE_TARGETS_PATH}"
     assert cfg["global"]["external_labels"][REGION_EXTERNAL_LABEL] == REGION
-    names = kpi_record_names(_yaml((ROOT / "monitors/rules/kpi.rules.yml").read_text(encoding="utf-8")))
+    names = kpi_record_names(_programme_kpis())
+    assert {"ctfleet:cts_meeting_norms:count_by_region", "ctfleet:cts_hosted:count", "ctfleet:mutualisations:total",
+            "ctfleet:cts_hosted:count_by_region_tier"} <= set(names)
+    assert not {"ctfleet:ct_hosted", "ctfleet:ct_tenant_present", "ctfleet:kube_namespace_active:by_tier"} & set(names), \
+        "per-CT and per-namespace records stay in the region"
     [rw] = cfg["remote_write"]
     assert rw["write_relabel_configs"][0] == {"source_labels": ["__name__"], "action": "keep",
                                               "regex": "|".join(re.escape(n) for n in names)}
+    # the hosted KPI's cluster side: this cluster's kube-state-metrics, only the two namespace series kept
+    [ksm] = [j for j in cfg["scrape_configs"] if j["job_name"] == "kube-state-metrics"]
+    assert ksm["static_configs"] == [{"targets": ["kube-state-metrics.kube-system.svc:8080"], "labels": {"cluster": STACK}}]
+    assert ksm["metric_relabel_configs"][0]["regex"] == "kube_namespace_labels|kube_namespace_status_phase"
+    egress = [r for pol in objects if pol["kind"] == "NetworkPolicy" and pol["metadata"]["namespace"] == MONITORING_NAMESPACE
+              for r in pol["spec"].get("egress", [])]
+    assert any(to.get("namespaceSelector") == {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
+               and r["ports"] == [{"protocol": "TCP", "port": 8080}] for r in egress for to in r["to"]), egress
     assert rw["basic_auth"] == {"username": STACK, "password_file": "/etc/prometheus-remote-write/password"}
     assert cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [f"alertmanager.{MONITORING_NAMESPACE}.svc:9093"]
     # the real promtool, on the files as the pod sees them (paths moved under tmp_path)
@@ -328,8 +346,11 @@ def test_national_stack_receives_remote_write_with_tls_and_auth(inputs, tmp_path
     dep = _obj(objects, "Deployment", "prometheus", MONITORING_NAMESPACE)
     assert "--web.enable-remote-write-receiver" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
     data = _obj(objects, "ConfigMap", "prometheus", MONITORING_NAMESPACE)["data"]
-    doc = _yaml((ROOT / "monitors/rules/kpi.rules.yml").read_text(encoding="utf-8"))
-    assert _yaml(data["rules-national-kpi.yml"]) == national_rules(doc)
+    national = _yaml(data["rules-national-kpi.yml"])
+    assert national == national_rules(_programme_kpis())
+    exprs = {r["record"]: r["expr"] for r in national["groups"][0]["rules"]}
+    assert exprs["ctfleet:cts_hosted:count_by_region_tier"] == "sum by (region, tier) (ctfleet_region:cts_hosted:count_by_region_tier)"
+    assert exprs["ctfleet:mutualisations:total"] == "sum (ctfleet_region:mutualisations:total)"
     assert "/etc/prometheus/rules-national-kpi.yml" in _yaml(data["prometheus.yml"])["rule_files"]
     (tmp_path / "national.yml").write_text(data["rules-national-kpi.yml"], encoding="utf-8")
     r = subprocess.run([_tool("promtool", "prometheus"), "check", "rules", str(tmp_path / "national.yml")],

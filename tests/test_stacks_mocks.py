@@ -132,7 +132,23 @@ def test_render_to_directory_mode(inputs, tmp_path):
     [provider] = cap.of_type("pulumi:providers:kubernetes")
     assert provider.inputs["renderYamlToDirectory"] == str(tmp_path / "rendered")
     assert provider.inputs["kubeconfig"] == "" and "context" not in provider.inputs
-    assert len(cap.manifests) == 7
+    # ClusterRole, ValidatingAdmissionPolicy + binding, Namespace, quota, limits, 2 NetworkPolicies, RoleBinding
+    assert len(cap.manifests) == 9
+
+
+def test_stacks_hosting_ct_tenants_declare_the_network_policy_bounds(captured):
+    """Each stack with CT tenants declares its ValidatingAdmissionPolicy and binding (tests/test_stacks_tenant_netpol.py
+    evaluates their CEL); the national stack, which hosts none, declares neither."""
+    from ctfleet.stacks.tenant_policies import policy_name
+
+    for name, cap in captured.items():
+        kinds = {o["kind"]: o for o in cap.manifests if o["apiVersion"] == "admissionregistration.k8s.io/v1"}
+        if name == "national":
+            assert kinds == {}
+            continue
+        assert sorted(kinds) == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"], name
+        assert kinds["ValidatingAdmissionPolicyBinding"]["spec"]["policyName"] == policy_name(name)
+        assert kinds["ValidatingAdmissionPolicy"]["metadata"]["name"] == policy_name(name)
 
 
 def test_bad_config_fails_before_any_resource(inputs):

@@ -146,21 +146,25 @@ def test_national_hosts_the_shared_platforms(plans):
     assert [a.name for a in plan.apps] == ["prometheus"]
     prom = next(o for o in render(plan) if o["kind"] == "ConfigMap")
     config = YAML(typ="safe").load(prom["data"]["prometheus.yml"])
-    assert config["scrape_configs"][0]["job_name"] == "federate-regions"
-    assert "federating 0 of 12 regions" in plan.notes[0]
+    # the regions' KPIs arrive by remote_write (the receiver and national rules: test_stacks_datapath.py);
+    # nothing scrapes the regions across the WAN, and no flow lets the national Prometheus reach them
+    assert [j["job_name"] for j in config["scrape_configs"]] == ["prometheus"]
+    assert not any("federat" in f.name or "federat" in f.why for t in plan.tenants for f in t.flows)
 
 
-def test_national_federates_configured_regions(inputs):
+def test_the_removed_federate_key_says_what_replaced_it(inputs):
+    from ctfleet.core.errors import InputErrors
     from ctfleet.stacks.config import validate_config
 
-    raw = default_config(inputs.stacks["national"]) | {"ctfleet:federate": {"oriental": "10.2.255.10:9090"},
-                                                       "ctfleet:federationCidrs": ["10.2.255.0/24"]}
-    cfg = validate_config(raw, "national", inputs.registry, "x")
-    plan = plan_stack(inputs.stacks["national"], cfg, inputs.registry, inputs.norms, inputs.hosting)
-    prom = next(o for o in render(plan) if o["kind"] == "ConfigMap")
-    job = YAML(typ="safe").load(prom["data"]["prometheus.yml"])["scrape_configs"][0]
-    assert job["static_configs"] == [{"targets": ["10.2.255.10:9090"], "labels": {"region": "02", "shard": "sdr-oriental"}}]
-    assert any(f.name == "prometheus-to-regions" for f in plan.tenant(MONITORING_NAMESPACE).flows)
+    raw = default_config(inputs.stacks["national"]) | {"ctfleet:federate": {"oriental": "10.2.255.10:9090"}}
+    with pytest.raises(InputErrors) as exc:
+        validate_config(raw, "national", inputs.registry, "infra/stacks/Pulumi.national.yaml")
+    assert str(exc.value) == (
+        "1 problem in the stack config, no resource declared:\n"
+        "  infra/stacks/Pulumi.national.yaml: ctfleet:federate: is no longer read: the national Prometheus does not scrape the "
+        "regions (federation loses samples across a WAN outage); each region remote-writes its KPIs to the national receiver "
+        "(valid: remove it; set ctfleet:dataPath.receiverHost on the national stack and ctfleet:dataPath.nationalWriteUrl on "
+        "each regional one)")
 
 
 def test_grouping_tenant_is_sized_by_its_members(inputs, plans):
@@ -193,7 +197,8 @@ def test_tenant_objects_and_counts(rendered, plans):
     kinds = Counter(o["kind"] for o in objs)
     n = len(plans["sdr-rabat-sale-kenitra"].tenants)
     cts = n - 3
-    assert kinds == {"ClusterRole": 1, "Namespace": n, "ResourceQuota": n, "LimitRange": n, "RoleBinding": n,
+    assert kinds == {"ClusterRole": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
+                     "Namespace": n, "ResourceQuota": n, "LimitRange": n, "RoleBinding": n,
                      # CT tenants: default-deny + allow-tenant-flows; monitoring: default-deny + allow-tenant-flows (dns),
                      # allow-collector, allow-prometheus, allow-alertmanager, allow-grafana; package cache: default-deny +
                      # allow-tenant-flows, allow-apt-cacher-ng; results: default-deny + allow-tenant-flows, allow-results,
@@ -296,6 +301,63 @@ def test_collector_config_is_valid_for_the_collector(rendered):
         assert config.shard == f"region:{i:02d}"
 
 
+def test_emitted_configs_load_with_their_components_own_loaders(rendered, plans, tmp_path):
+    """Round trip: every regional stack's collector.yaml, results-service.yml and profile.yaml
+    load with the loader the component itself runs (``load_config``, ``load_profile``) and
+    hold what the plan chose."""
+    from ctfleet.core.conventions import RESULTS_SERVICE_PORT
+    from ctfleet.monitors.collector import load_config as load_collector
+    from ctfleet.project import load_profile
+    from ctfleet.results.service import load_config as load_service
+
+    def written(stack: str, cm: str, key: str) -> Path:
+        [obj] = [o for o in rendered[stack] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == cm]
+        path = tmp_path / stack / cm / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(obj["data"][key], encoding="utf-8")
+        return path
+
+    for i, name in enumerate(REGION_STACKS, start=1):
+        region = f"{i:02d}"
+        c = load_collector(written(name, "collector", "collector.yaml"))
+        assert (c.shard, c.interval_seconds, c.listen, c.probe.method) == (f"region:{region}", 60.0, "0.0.0.0:9160", "icmp")
+        assert c.profile == "/etc/ctfleet-fleet/profile.yaml" and c.results_dir.startswith("postgresql://")
+        collector_profile = load_profile(tmp_path, written(name, "collector-fleet", "profile.yaml"))
+        assert (collector_profile.name, collector_profile.region, collector_profile.results_dir) == (name, region, c.results_dir)
+        s = load_service(written(name, "results", "results-service.yml"))
+        assert s.database == c.results_dir and s.database_password == "env:CTFLEET_RESULTS_DB_PASSWORD"
+        assert s.listen == f"0.0.0.0:{RESULTS_SERVICE_PORT}" and s.profile == "/etc/ctfleet/profile.yaml"
+        service_profile = load_profile(tmp_path, written(name, "results", "profile.yaml"))
+        assert (service_profile.name, service_profile.region) == (name, region)
+        [app] = [a for a in plans[name].apps if a.name == "collector"]  # the ConfigMap carries the plan's text
+        assert app.config["collector.yaml"] == written(name, "collector", "collector.yaml").read_text(encoding="utf-8")
+
+
+def test_a_wrong_collector_field_is_refused_at_plan_time_naming_the_key(inputs):
+    """The stacks write the collector's file through its own model: a bad value or an unknown
+    key stops the plan with the file and the key named, not the pod at its start."""
+    from dataclasses import replace
+
+    from ctfleet.core.collector_config import CollectorConfig
+    from ctfleet.core.errors import CtfleetError
+    from ctfleet.stacks.plan import emitted
+
+    ref = inputs.stacks["sdr-oriental"]
+    bad = replace(ref, unit="2")  # not a two-digit region code: the shard "region:2" is not one the collector takes
+    with pytest.raises(CtfleetError) as exc:
+        plan_stack(bad, _cfg(inputs, "sdr-oriental"), inputs.registry, inputs.norms, inputs.hosting, inputs.rules)
+    text = str(exc.value)
+    assert "sdr-oriental: ConfigMap collector (collector.yaml)" in text and ": shard: bad shard 'region:2'" in text
+    assert "region:NN" in text  # says what is valid
+    with pytest.raises(CtfleetError) as exc:
+        emitted(CollectorConfig, "collector.yaml", {"shard": "region:02", "intervall_seconds": 60})
+    assert str(exc.value).startswith("collector.yaml: intervall_seconds: unknown key (valid: one of ")
+    assert "interval_seconds" in str(exc.value)
+    with pytest.raises(CtfleetError) as exc:
+        emitted(CollectorConfig, "collector.yaml", {"probe": {"method": "tcp"}})
+    assert str(exc.value).startswith("collector.yaml: probe.method: ")
+
+
 def test_regional_prometheus_carries_the_rule_files(inputs):
     from ctfleet.stacks.config import validate_config
 
@@ -362,8 +424,9 @@ def test_cli_plan_manifests_are_yaml(cli):
     r = cli("plan", "sdl-sale", "--manifests")
     assert r.exit_code == 0
     docs = list(YAML(typ="safe").load_all(r.output))
-    assert [d["kind"] for d in docs] == ["ClusterRole", "Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy",
-                                        "NetworkPolicy", "RoleBinding"]
+    assert [d["kind"] for d in docs] == ["ClusterRole", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+                                        "Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "NetworkPolicy",
+                                        "RoleBinding"]
 
 
 def test_cli_errors(cli, tmp_path: Path):

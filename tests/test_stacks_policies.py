@@ -77,6 +77,8 @@ def test_a_deliberately_wrong_tenant_trips_each_policy(good, oracle):
         "(HST-2, standards/norms/segments/commune_100k_250k.yaml:10-13)",
         "[tenant-default-deny] Namespace/ct-12-391-01-01: no NetworkPolicy denies all ingress and egress by default",
         "[no-allow-all] NetworkPolicy/ct-12-391-01-01/allow-tenant-flows: ingress[1] has no 'from': it allows every peer on every port",
+        "[tenant-network-bounds] NetworkPolicy/ct-12-391-01-01/allow-tenant-flows: ingress[1] names no peers: it allows every "
+        "source (tenants' policies are held to the same bounds in the cluster)",
         "[no-privileged-pods] Deployment/ctfleet-monitoring/collector: hostNetwork is true",
         "[no-privileged-pods] Deployment/ctfleet-monitoring/collector: hostPID is true",
         "[no-privileged-pods] Deployment/ctfleet-monitoring/collector: volume docker mounts a host path",
@@ -100,11 +102,16 @@ def test_unknown_tenants_and_wide_rules(good, oracle):
     _find(objs, "Namespace", NS)["metadata"]["labels"]["ctfleet.ma/ct-code"] = "12.999.01.01"
     egress = _find(objs, "NetworkPolicy", "allow-tenant-flows", NS)
     egress["spec"]["egress"] = [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}, {"to": [{"namespaceSelector": {}}], "ports": [{"port": 53}]}]
-    found = [str(v) for v in check(objs, oracle)]
-    assert found == [
+    found = sorted(str(v) for v in check(objs, oracle))
+    assert found == sorted([
         "[tenant-labels] Namespace/ct-12-391-01-01: cannot tell the tenant's norm: CT code '12.999.01.01' is not in the registry",
         "[no-allow-all] NetworkPolicy/ct-12-391-01-01/allow-tenant-flows: egress[0] allows {'ipBlock': {'cidr': '0.0.0.0/0'}} on every port",
-    ]
+        "[tenant-network-bounds] NetworkPolicy/ct-12-391-01-01/allow-tenant-flows: egress[0] peer {'ipBlock': {'cidr': '0.0.0.0/0'}} "
+        "is outside the tenant's bounds (tenants' policies are held to the same bounds in the cluster)",
+        # port 53 to every namespace passes no-allow-all (it names a port), not the bounds tenants are held to
+        "[tenant-network-bounds] NetworkPolicy/ct-12-391-01-01/allow-tenant-flows: egress[1] peer {'namespaceSelector': {}} "
+        "is outside the tenant's bounds (tenants' policies are held to the same bounds in the cluster)",
+    ])
 
 
 def test_a_norm_without_default_deny_is_respected(inputs, good, oracle):

@@ -42,15 +42,15 @@ def escrow(vault_file: Path, ct_code: str, project_root: Path, env=None) -> tupl
         vault = VaultLib([("default", VaultSecret(Path(pw_file).read_bytes().strip()))])
     except OSError as exc:
         raise InputError(Problem(pw_file, f"cannot read: {exc.strerror}")) from None
-    yaml = YAML(typ="safe")
-    table: dict = {}
-    if vault_file.exists():
-        try:
-            table = yaml.load(vault.decrypt(vault_file.read_bytes()).decode("utf-8")) or {}
-        except Exception:  # noqa: BLE001 - AnsibleError: never show the data
-            raise InputError(Problem(str(vault_file), "cannot decrypt (wrong vault password, or not a vault file)")) from None
     key = key_for(ct_code)
     ref = f"vault:{vault_file}#{key}"
+    table: dict = {}
+    if vault_file.exists():
+        from ctfleet.core.secrets import CredentialRef
+        from ctfleet.edges.credentials import vault_table
+
+        # the credentials resolver's own reading: aliases refused, errors never quote the passwords
+        table = dict(vault_table(CredentialRef.parse(ref), vault, vault_file.read_bytes()))
     if key in table:
         return ref, False
     table[key] = secrets.token_urlsafe(32)

@@ -44,7 +44,7 @@ def escrow(ct: list[str] = typer.Option(..., "--ct", help="HCP code of the CT (r
             raise InputError(Problem(f"--ct {code}", "no such CT in the registry", valid="an HCP code, e.g. 01.511.01.01"))
         ref, created = do_escrow(vault, code, p.root)
         out.print(f"{code}: {'new password escrowed' if created else 'password already escrowed (kept)'}; "
-                  f"reference_server_backup_password_ref: {ref}")
+                  f"reference_server_backup_password_ref: {ref}", soft_wrap=True)  # one line: copied as is
 
 
 @app.command()

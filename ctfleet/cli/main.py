@@ -352,7 +352,8 @@ def _mount_optional() -> None:
     import importlib.util
 
     for module, name in (("ctfleet.cli.stacks", "stacks"), ("ctfleet.cli.routers", "routers"), ("ctfleet.cli.report", "report"),
-                         ("ctfleet.cli.rollout", "rollout"), ("ctfleet.cli.backups", "backups")):
+                         ("ctfleet.cli.rollout", "rollout"), ("ctfleet.cli.backups", "backups"),
+                         ("ctfleet.cli.results", "results"), ("ctfleet.cli.equipment", "equipment")):
         if importlib.util.find_spec(module) is None:
             continue
         mod = importlib.import_module(module)  # an import error in it must show
@@ -364,4 +365,8 @@ def _mount_optional() -> None:
 _mount_optional()
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    # `python -m ctfleet.cli.main`: run the app of the module the sub-commands import, so
+    # `--profile` reaches them (this __main__ copy's _state is not theirs).
+    from ctfleet.cli.main import app as _app
+
+    _app()

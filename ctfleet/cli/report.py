@@ -2,7 +2,7 @@
 ``ctfleet report dashboards``: the Grafana dashboards' JSON.
 
 Thin: loads the names (HCP registry, norms catalogue), queries Prometheus's HTTP API
-through :mod:`ctfleet.reports.report` and prints where the files are.
+through :mod:`ctfleet.reports.programme_report` and prints where the files are.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def report(ctx: typer.Context,
     """Write the KPI report: table per lot, segment and region with trend, map of the 12 regions, failing CTs per control."""
     if ctx.invoked_subcommand is not None:
         return
-    from ctfleet.reports.report import Names, PrometheusAPI, make_report
+    from ctfleet.reports.programme_report import Names, PrometheusAPI, make_report
 
     if lang not in ("fr", "ar"):
         raise InputError(Problem("--lang", f"{lang!r} is not a report language", valid="fr, ar"))
@@ -85,7 +85,7 @@ def snapshot(prometheus: str = typer.Option("http://127.0.0.1:9090", "--promethe
     import time
 
     from ctfleet.reports.history import take_snapshot, write_snapshot
-    from ctfleet.reports.report import PrometheusAPI, PrometheusError
+    from ctfleet.reports.programme_report import PrometheusAPI, PrometheusError
 
     p = _project()
     api = PrometheusAPI(prometheus)

@@ -4,6 +4,7 @@
     ctfleet rollout site.yml --ct 04.281.07.07 --allow-disruptive  audit, remediate, audit again
     ctfleet rollout retry                                           only the hosts that failed last time
     ctfleet rollout collect --ct 04.281.07.07                      deliver audits queued by ansible-pull
+    ctfleet rollout deliver                                         send the spool to the region's results service
     ctfleet playbooks generate | check                              role inputs from the control catalogue
 
 ``rollout PLAYBOOK`` is the group's default command (:class:`_DefaultRun`), so the usual
@@ -64,7 +65,31 @@ def _fail(exc: Exception) -> None:
     fail(exc)
 
 
-def _execute(request, paths) -> int:
+def _forward(project):
+    """Sending to the region's results service when the profile names one (``results_service:``)."""
+    link = project.profile.results_service
+    if link is None:
+        return None
+    from ctfleet.results.forward import send
+
+    return lambda batch_id, rows: send(project.spool_dir, batch_id, rows, link, project.root)
+
+
+def _print_delivery(delivery, project) -> None:
+    if delivery is None:
+        return
+    url = project.profile.results_service.url
+    sent = len(delivery.stored) + len(delivery.duplicates)
+    if sent:
+        out.print(f"{sent} batch(es) delivered to {url}" + (f" ({len(delivery.duplicates)} already there)" if delivery.duplicates else ""))
+    for batch, reason in sorted(delivery.rejected.items()):
+        err.print(styled(f"batch {batch} refused by {url}: {reason} (kept in {project.spool_dir / 'rejected'})", "red"))
+    if delivery.stopped:
+        err.print(styled(f"{len(delivery.kept)} batch(es) kept in {project.spool_dir}: {delivery.stopped} "
+                         "— `ctfleet rollout deliver` sends them when the service answers", "yellow"))
+
+
+def _execute(request, paths, project=None) -> int:
     from ctfleet.rollout.command import build
     from ctfleet.rollout.progress import HostProgress, summary_table
     from ctfleet.rollout.runner import expected_tasks, mitogen_strategy_dir, run_rollout
@@ -72,13 +97,15 @@ def _execute(request, paths) -> int:
     for note in build(request, paths, run_id="-", mitogen_strategy_dir=mitogen_strategy_dir()).notes:
         err.print(styled(note, "dim"))
     with HostProgress(err, expected=expected_tasks(paths, request)) as progress:
-        outcome = run_rollout(request, paths, on_event=progress.on_event)
+        outcome = run_rollout(request, paths, on_event=progress.on_event, forward=_forward(project) if project else None)
     mode = "audit" if request.audit else "rollout"
     out.print(summary_table(outcome.state, f"{mode} {Path(request.playbook).name} on {request.selection}: {outcome.runner_status}"))
     if not outcome.state.hosts:
         err.print(styled(f"no host matched {outcome.invocation.limit!r} in the inventory", "yellow"))
     out.print(f"run {outcome.run_id}: {outcome.results_written} control result(s) written to {paths.results}; "
               f"record {outcome.record}; artifacts {outcome.artifacts}")
+    if project is not None:
+        _print_delivery(outcome.delivery, project)
     if outcome.failed_hosts:
         out.print(f"{len(outcome.failed_hosts)} host(s) failed: {', '.join(outcome.failed_hosts)} — `ctfleet rollout retry` runs them again")
     return outcome.exit_code if outcome.state.hosts else 2
@@ -130,7 +157,7 @@ def run(playbook: str = typer.Argument(..., help="Playbook in playbooks/ (site.y
         _fail(_first_error(exc))
     except CtfleetError as exc:
         _fail(exc)
-    raise typer.Exit(_execute(request, paths))
+    raise typer.Exit(_execute(request, paths, project))
 
 
 @app.command("retry")
@@ -148,7 +175,7 @@ def retry() -> None:
         out.print("nothing to retry: the last rollout left no failed host")
         return
     err.print(f"retrying {request.playbook} on {', '.join(request.hosts)}")
-    raise typer.Exit(_execute(request, paths))
+    raise typer.Exit(_execute(request, paths, project))
 
 
 @app.command("collect")
@@ -168,15 +195,36 @@ def collect(ct: Optional[str] = typer.Option(None, "--ct"), region: Optional[str
                               inventory=str(inventory) if inventory else None, private_key=str(private_key) if private_key else None)
     except Exception as exc:  # noqa: BLE001 - validation and input errors alike end here with one message
         _fail(exc)
-    summary = collect_queued(base, paths)
-    out.print(json.dumps(summary, indent=1))
+    summary = collect_queued(base, paths, forward=_forward(project))
+    out.print(json.dumps(summary, indent=1, default=str))
     raise typer.Exit(0 if summary["ok"] else 2)
+
+
+@app.command("deliver")
+def deliver() -> None:
+    """Send the results spool (audits kept while the region's results service was unreachable) to that service."""
+    from ctfleet.results.forward import deliver_spool
+
+    try:
+        project = _project()
+        link = project.profile.results_service
+        if link is None:
+            where = project.profile.path or "ctfleet.yaml"
+            raise InputError(Problem(where, "the profile names no results service",
+                                     valid="results_service: {url: https://HOST:PORT, user: NAME, password: env:VAR}"))
+    except CtfleetError as exc:
+        _fail(exc)
+    delivery = deliver_spool(project.spool_dir, link, project.root)
+    if not (delivery.stored or delivery.duplicates or delivery.rejected or delivery.stopped):
+        out.print(f"nothing to deliver: {project.spool_dir} is empty")
+    _print_delivery(delivery, project)
+    raise typer.Exit(0 if delivery.ok else 2)
 
 
 @playbooks_app.command("generate")
 def generate() -> None:
     """Write the roles' generated files (defaults, argument specs, task imports) from the catalogue."""
-    from ctfleet.rollout.generate import write_roles
+    from ctfleet.rollout.role_inputs import write_roles
 
     try:
         project = _project()
@@ -189,7 +237,7 @@ def generate() -> None:
 @playbooks_app.command("check")
 def check_generated() -> None:
     """Exit 1 when a generated file is not what the catalogue gives (run `ctfleet playbooks generate`)."""
-    from ctfleet.rollout.generate import stale_files
+    from ctfleet.rollout.role_inputs import stale_files
 
     try:
         project = _project()

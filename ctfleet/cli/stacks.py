@@ -135,6 +135,12 @@ def _print_plan(report) -> None:
         for i, flow in enumerate(flows):
             f.add_row(who if i == 0 else "", f"{flow.policy}: {flow.name}", flow.show(), flow.why)
     out.print(f)
+    from ctfleet.stacks.tenant_policies import BOUNDS_ANNOTATION, admission_objects, bounds_from_json
+
+    for vap in (o for o in admission_objects(plan) if o["kind"] == "ValidatingAdmissionPolicy"):
+        bs = bounds_from_json(vap["metadata"]["annotations"][BOUNDS_ANNOTATION])
+        out.print(f"tenants' own NetworkPolicies (ValidatingAdmissionPolicy {vap['metadata']['name']}): admitted only "
+                  f"within {'; '.join(f'{b.direction} {b.show()}' for b in bs)}; the stack's policies cannot be changed")
 
     if plan.apps:
         a = Table(title="Workloads (unprivileged: non-root, read-only root filesystem, no capabilities, seccomp RuntimeDefault)")

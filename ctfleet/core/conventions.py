@@ -39,6 +39,15 @@ NODE_TARGETS_PATH = "/sd/node"
 KPI_RECORD_PREFIX = "ctfleet:"
 REGION_KPI_PREFIX = "ctfleet_region:"
 REGION_EXTERNAL_LABEL = "sdr"
+#: The rule files whose programme KPIs go to the nation: every record of the KPI rules, and
+#: the KPI-form records (``ctfleet:<kpi>:count|avg|total[_by_<labels>]``) of the hosting
+#: rules (CTs hosted, mutualisations); their per-CT and per-namespace records stay in the region.
+KPI_RULES_FILE = "kpi.rules.yml"
+CLUSTER_KPI_RULES_FILES = ("hosting.rules.yml",)
+#: kube-state-metrics of the clusters hosting CT tenants (the hosting rules read its namespace series).
+KUBE_STATE_METRICS_JOB = "kube-state-metrics"
+KUBE_STATE_METRICS_PORT = 8080
+KUBE_STATE_METRICS_SERIES = ("kube_namespace_labels", "kube_namespace_status_phase")
 #: Where the project keeps its Prometheus rules and Grafana dashboards, from the repo root.
 RULES_DIR = "monitors/rules"
 DASHBOARDS_DIR = "monitors/dashboards"

@@ -31,7 +31,21 @@ from ctfleet.core.conventions import (
 if TYPE_CHECKING:
     from ctfleet.core.registry import Registry
 
-_KPI = re.compile(r"^ctfleet:(?P<kpi>[a-z_]+):(?P<agg>count|avg)(?:_by_(?P<dim>[a-z_]+))?$")
+_KPI = re.compile(r"^ctfleet:(?P<kpi>[a-z_]+):(?P<agg>count|avg|total)(?:_by_(?P<dim>[a-z_]+))?$")
+
+
+def programme_kpis(kpi_doc: dict, *cluster_docs: dict) -> dict[str, Any]:
+    """The records a region sends to the nation, as one rules document: every record of the
+    KPI rules (each must have a national form: :func:`national_rules` says so), and the
+    KPI-form records of the cluster rule files (hosting: ``ctfleet:cts_hosted:count...``,
+    ``ctfleet:mutualisations:...``), whose per-CT and per-namespace records stay in the region.
+
+    >>> hosting = {"groups": [{"rules": [{"record": "ctfleet:ct_hosted"}, {"record": "ctfleet:cts_hosted:count_by_region_tier"}]}]}
+    >>> kpi_record_names(programme_kpis({"groups": [{"rules": [{"record": "ctfleet:cts:count"}]}]}, hosting))
+    ['ctfleet:cts:count', 'ctfleet:cts_hosted:count_by_region_tier']
+    """
+    extra = [{"record": n} for doc in cluster_docs for n in kpi_record_names(doc) if _KPI.match(n)]
+    return {"groups": [*kpi_doc.get("groups", []), {"name": "cluster-kpis", "rules": extra}]}
 
 
 def node_targets(registry: Registry, port: int = NODE_EXPORTER_PORT) -> list[dict[str, Any]]:
@@ -124,11 +138,12 @@ def national_rules(rules_doc: dict) -> dict[str, Any]:
         m = _KPI.match(name)
         if not m:
             raise ValueError(f"KPI rule {name}: no national form for it (known: ctfleet:<kpi>:count[_by_<dim>], "
-                             f"ctfleet:<kpi>:avg[_by_<dim>]); add one to ctfleet/core/datapath.py")
-        dim, suffix = m["dim"], f"_by_{m['dim']}" if m["dim"] else ""
+                             f"ctfleet:<kpi>:total, ctfleet:<kpi>:avg[_by_<dim>]); add one to ctfleet/core/datapath.py")
+        # a dimension names its labels joined by "_" (count_by_region_tier: by region and tier)
+        dim, suffix = (", ".join(m["dim"].split("_")) if m["dim"] else None), f"_by_{m['dim']}" if m["dim"] else ""
         by = f"sum by ({dim}) " if dim else "sum "
         region = REGION_KPI_PREFIX + name[len(KPI_RECORD_PREFIX):]
-        if m["agg"] == "count":
+        if m["agg"] in ("count", "total"):
             expr = f"{by}({region})"
         else:  # a mean over CTs: weighted by each region's CT count for the same dimension
             weight = f"{REGION_KPI_PREFIX}cts:count{suffix}"

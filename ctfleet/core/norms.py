@@ -30,6 +30,7 @@ values, and the baseline gives one for every source.
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -143,16 +144,31 @@ class LinkLayer(_Strict):
     max_age: dict[str, str] = {}
 
 
+ServerTypeName = Literal["small", "standard", "large"]
+
+
+class ServerTypeValues(_Strict):
+    """What a server configuration type (EQP-4) means: minimum CPU count, memory and root
+    disk. The baseline defines every type; a later layer may change any field."""
+
+    cpu_count: int | None = Field(default=None, ge=1, le=4096)
+    memory_gib: int | None = Field(default=None, ge=1, le=1_048_576)
+    disk_gib: int | None = Field(default=None, ge=1, le=1_048_576)
+    sources: list[SourceRef] = []
+
+
 class Layer(_Strict):
     """A layer file: values for some controls, controls that do not apply, and the maximum
     age of results (per source or per control) before they count as unknown. A segment file
-    may refine connectivity values per link type (``links``)."""
+    may refine connectivity values per link type (``links``). ``server_types`` says what
+    EQP-4's configuration types (small, standard, large) mean in CPU, memory and disk."""
 
     description: str | None = None
     values: dict[str, Any] = {}
     not_applicable: list[str] = []
     max_age: dict[str, str] = {}
     links: dict[LinkType, LinkLayer] = {}
+    server_types: dict[ServerTypeName, ServerTypeValues] = {}
 
 
 _AGE = re.compile(r"^(\d+)(m|h|d|w)$")
@@ -309,6 +325,27 @@ class NormSet:
     def value(self, ct: CT, control_id: str) -> Any:
         return self.resolve(ct)[self.control(control_id).id].value
 
+    def server_type(self, ct: CT, name: str | None = None):
+        """What the CT's server configuration type (EQP-4, or ``name``) means, as a
+        :class:`ctfleet.core.inventory.ServerSpec` (each field from the last layer setting
+        it; ``origin`` names those files and lines); None for ``none``."""
+        from ctfleet.core.inventory import ServerSpec
+
+        name = name or self.value(ct, "EQP-4")
+        if name == "none":
+            return None
+        got: dict[str, tuple[int, str]] = {}
+        for layer in self.layers_of(ct):
+            t = getattr(layer.layer, "server_types", {}).get(name)
+            if t is None:
+                continue
+            for f in ("cpu_count", "memory_gib", "disk_gib"):
+                v = getattr(t, f)
+                if v is not None:
+                    got[f] = (v, f"{layer.doc.path}:{layer.line_of('server_types', name, f)}")
+        origins = sorted({o for _, o in got.values()})
+        return ServerSpec(name, got["cpu_count"][0], got["memory_gib"][0], got["disk_gib"][0], origin=", ".join(origins))
+
     def applicable(self, ct: CT, applies_to: str) -> list[Resolved]:
         return [r for r in self.resolve(ct).values() if r.applicable and applies_to in r.control.applies_to]
 
@@ -363,10 +400,18 @@ def _check_layer(loaded: _LoadedLayer, controls: dict[str, Control], problems: l
         elif parse_age(text) is None:
             problems.append(Problem(doc.path, f"{text!r} is not a maximum age", line=line, key=f"{where}max_age.{k}",
                                     valid="a number and m, h, d or w, e.g. 15m, 6h, 35d, 2w"))
+    for t, st in getattr(layer, "server_types", {}).items():
+        for j, src in enumerate(st.sources):
+            if src.source not in _SOURCE_IDS.get():
+                problems.append(Problem(doc.path, f"unknown source {src.source!r}", line=loaded.line_of("server_types", t, "sources", j),
+                                        key=f"server_types.{t}.sources[{j}]", valid=one_of(sorted(_SOURCE_IDS.get()))))
     if getattr(layer, "links", None) and not loaded.name.startswith("segment "):
         problems.append(Problem(doc.path, "links: (values per link type) is only read in a segment file", line=loaded.line_of("links"),
                                 key="links", valid="standards/norms/links/TYPE.yaml, or links: in standards/norms/segments/SEGMENT.yaml"))
 
+
+#: The catalogue's source ids while a load checks its layers (server_types' sources name them).
+_SOURCE_IDS: ContextVar[set[str]] = ContextVar("ctfleet_norm_source_ids", default=set())
 
 #: The topic of the controls a link-type layer may set (LNK-*).
 CONNECTIVITY = "connectivity"
@@ -392,12 +437,19 @@ def load_norms(standards: Path, show=str, ct_codes: set[str] | None = None) -> N
     if problems:
         raise InputErrors(problems)
     controls = {c.id: c for c in catalogue.controls}
+    _SOURCE_IDS.set(source_ids)
     root = standards / "norms"
     baseline = _load_layer(root / "baseline.yaml", "baseline", show, controls, problems)
     missing = [cid for cid in controls if cid not in baseline.layer.values]
     if missing:
         problems.append(Problem(baseline.doc.path, f"no baseline value for control(s) {', '.join(missing)}", key="values",
                                 valid="every control in standards/controls.yaml needs a baseline value"))
+    for t in ("small", "standard", "large"):
+        st = baseline.layer.server_types.get(t)
+        if st is None or None in (st.cpu_count, st.memory_gib, st.disk_gib):
+            problems.append(Problem(baseline.doc.path, f"server configuration type {t!r} is not fully defined",
+                                    line=baseline.line_of("server_types"), key=f"server_types.{t}",
+                                    valid="cpu_count, memory_gib and disk_gib for each of small, standard, large"))
     no_age = [s for s in RESULT_SOURCES if s not in baseline.layer.max_age]
     if no_age:
         problems.append(Problem(baseline.doc.path, f"no maximum result age for source(s) {', '.join(no_age)}", key="max_age",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import typing
 from pathlib import Path
 from typing import Any, Iterable
@@ -201,7 +202,8 @@ def validate(doc: Doc, model: type[BaseModel], data: Any | None = None, prefix: 
             if err["type"] == "value_error" and "error" in err.get("ctx", {}):
                 msg = str(err["ctx"]["error"])  # a validator's own message says what is wrong and valid
             elif "input" in err and err["type"] not in ("model_type", "dict_type"):
-                msg += f", got {_short(err['input'])}"
+                # a key that holds a secret (or a reference to one) never echoes what was typed there
+                msg += ", value not shown (this key holds credentials)" if _secret_at(model, err["loc"]) else f", got {_short(err['input'])}"
             problems.append(Problem(doc.path, msg, line=doc.line_of(loc), key=loc_text(loc)))
         if len(problems) == 1:
             raise InputError(problems[0]) from None
@@ -212,6 +214,35 @@ def _short(value: Any) -> str:
     """``repr`` of a bad value, cut to 80 characters (a value may be a whole pasted document)."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+# Keys whose value is, or may be mistaken for, a secret: errors about them never show the value.
+_SECRET_KEY = re.compile(r"(password|passwd|secret|credential|token|community|login|identity|(^|_)(auth|priv)_?key$)", re.I)
+
+
+def _secret_at(model: type[BaseModel], loc: tuple) -> bool:
+    """Whether ``loc`` (a pydantic error location) is, or is inside, a field holding credentials:
+    a :class:`~ctfleet.core.secrets.Secret` or ``CredentialRef``, or a key named like one."""
+    from ctfleet.core.secrets import CredentialRef, Secret
+
+    current: Any = model
+    for part in loc:
+        if isinstance(part, str) and _SECRET_KEY.search(part):
+            return True
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            continue
+        ann = fields[part].annotation
+        if _mentions(ann, (Secret, CredentialRef)):
+            return True
+        current = _model_in(ann) or current
+    return False
+
+
+def _mentions(ann: Any, types: tuple) -> bool:
+    if isinstance(ann, type) and issubclass(ann, types):
+        return True
+    return any(_mentions(a, types) for a in getattr(ann, "__args__", ()) or ())
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:

@@ -70,11 +70,7 @@ def _from_vault(ref: CredentialRef, repo_root: Path, env: Mapping[str, str]) -> 
         data = vault_file.read_bytes()
     except OSError as exc:
         raise InputError(Problem(f"credentials {ref}", f"cannot read {exc.filename}: {exc.strerror}")) from None
-    try:
-        plain = VaultLib([("default", VaultSecret(password))]).decrypt(data)
-    except Exception:  # AnsibleError subclasses; never show the data
-        raise InputError(Problem(f"credentials {ref}", "cannot decrypt the vault (wrong password or not a vault file)")) from None
-    table = _vault_table(ref, plain)
+    table = vault_table(ref, VaultLib([("default", VaultSecret(password))]), data)
     if key not in table:
         raise InputError(Problem(f"credentials {ref}", f"key {key!r} not found in the vault",
                                  valid="one of the vault's top-level keys"))
@@ -82,6 +78,16 @@ def _from_vault(ref: CredentialRef, repo_root: Path, env: Mapping[str, str]) -> 
     if isinstance(value, (dict, list)):
         raise InputError(Problem(f"credentials {ref}", f"the value of key {key!r} is not text (a mapping or list; not shown)"))
     return Secret(str(value))
+
+
+def vault_table(ref: CredentialRef, vault, data: bytes) -> dict:
+    """The vault file's ``data`` decrypted with ``vault`` (a VaultLib) as a mapping; errors name
+    ``ref`` and say what is wrong, never quote the content. Shared with the backup escrow."""
+    try:
+        plain = vault.decrypt(data)
+    except Exception:  # AnsibleError subclasses; never show the data
+        raise InputError(Problem(f"credentials {ref}", "cannot decrypt the vault (wrong password or not a vault file)")) from None
+    return _vault_table(ref, plain)
 
 
 def _vault_table(ref: CredentialRef, plain: bytes) -> dict:

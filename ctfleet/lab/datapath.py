@@ -21,7 +21,7 @@ from openpyxl import Workbook
 from prometheus_client import CollectorRegistry
 
 from ctfleet.core import conventions
-from ctfleet.core.datapath import external_labels, kpi_record_names, national_rules, node_scrape_config, remote_write
+from ctfleet.core.datapath import external_labels, kpi_record_names, national_rules, node_scrape_config, programme_kpis, remote_write
 from ctfleet.lab.procs.prometheus import Prometheus
 from ctfleet.monitors.collector import Collector, CollectorConfig, ProbeConfig, SnmpConfig
 from ctfleet.monitors.exporter import CtfleetCollector
@@ -56,13 +56,14 @@ def ctfleet_cli(root: Path, *args: str, profile: Path | None = None) -> subproce
 
 
 def regional_prometheus_config(region: str, collector: str, rule_files: list[str], national_write_url: str,
-                               kpi_names: list[str], interval: str = "5s") -> dict:
+                               kpi_names: list[str], interval: str = "5s", extra_scrape_configs: list[dict] = ()) -> dict:
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval, "external_labels": external_labels(region)},
         "rule_files": rule_files,
         "scrape_configs": [
             {"job_name": conventions.COLLECTOR_JOB, "static_configs": [{"targets": [collector]}]},
             node_scrape_config(f"http://{collector}{conventions.NODE_TARGETS_PATH}", interval="15s"),
+            *extra_scrape_configs,
         ],
         "remote_write": [remote_write(national_write_url, region, kpi_names)],
     }
@@ -72,19 +73,26 @@ def national_prometheus(workdir: Path, root: Path, port: int | None = None, inte
     """The national Prometheus: the remote-write receiver and the national KPI rules (no scrape)."""
     from ruamel.yaml import YAML
 
-    doc = YAML(typ="safe").load((root / conventions.RULES_DIR / "kpi.rules.yml").read_text(encoding="utf-8"))
     rules = workdir / "national.rules.yml"
     workdir.mkdir(parents=True, exist_ok=True)
     with rules.open("w") as fh:
-        YAML(typ="safe").dump(national_rules(doc), fh)
+        YAML(typ="safe").dump(national_rules(_programme_kpis(root)), fh)
     cfg = {"global": {"evaluation_interval": interval}, "rule_files": [str(rules)]}
     return Prometheus(workdir, cfg, port=port, extra_args=("--web.enable-remote-write-receiver",))
 
 
-def kpi_names(root: Path) -> list[str]:
+def _programme_kpis(root: Path) -> dict:
     from ruamel.yaml import YAML
 
-    return kpi_record_names(YAML(typ="safe").load((root / conventions.RULES_DIR / "kpi.rules.yml").read_text(encoding="utf-8")))
+    def load(name: str) -> dict:
+        return YAML(typ="safe").load((root / conventions.RULES_DIR / name).read_text(encoding="utf-8"))
+
+    return programme_kpis(load(conventions.KPI_RULES_FILE), *(load(n) for n in conventions.CLUSTER_KPI_RULES_FILES))
+
+
+def kpi_names(root: Path) -> list[str]:
+    """What a region remote-writes: the programme KPIs (KPI rules, and the hosting rules' KPI-form records)."""
+    return kpi_record_names(_programme_kpis(root))
 
 
 @dataclass

@@ -14,8 +14,9 @@ also on Ctrl-C or failure):
 4. the KPI tables per lot and region are read back from Prometheus and printed.
 
 Host, router and hosting audits cannot be run on simulated routers: the demo writes
-simulated audit results (and a few simulated waivers) into its results store, each
-labelled as simulated, so every KPI and all three outcomes show.
+simulated audit results, simulated device inventories (what "equipped" is judged from)
+and a few simulated waivers into its results store, each labelled as simulated, so every
+KPI and all three outcomes show.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ctfleet.monitors.http import serve
 from ctfleet.monitors.poller import SnmpCreds
 from ctfleet.lab.kube_state import ksm_scrape_configs, serve_kube_state, simulated_clusters
 from ctfleet.lab.procs.prometheus import Prometheus, prometheus_config
-from ctfleet.lab.report_feed import synthetic_audits, with_simulated_waivers
+from ctfleet.lab.report_feed import synthetic_audits, synthetic_inventories, with_simulated_waivers
 from ctfleet.lab.procs.service import Service, free_port, require
 from ctfleet.project import Project
 from ctfleet.reports.kpi import kpi_rows, national_row
@@ -108,8 +109,11 @@ def run(p: Project, opts: DemoOptions, out: Console) -> dict:
         audits = synthetic_audits(registry, norms, step=2, steps=3)
         for source in sorted({r.source for r in audits}, key=lambda s: s.value):
             store.write_batch(source, "simulated-demo", [r for r in audits if r.source == source])
-        out.print(f"      {len(audits):,} simulated audit results (hosts, routers, hosting) and "
-                  f"{len(norms.waivers):,} simulated waivers, labelled as such")
+        inventories = synthetic_inventories(registry, norms, step=2, steps=3)
+        store.write_inventory("simulated-demo", inventories)
+        out.print(f"      {len(audits):,} simulated audit results (hosts, routers, hosting), "
+                  f"{len(inventories):,} simulated device inventories and {len(norms.waivers):,} simulated waivers, "
+                  "labelled as such")
         collector = Collector(cfg, registry, norms, store=store, credentials=credentials, exporter=exporter, repo_root=p.root)
         collector.devices = [d for d in collector.devices if d.hostname in served]
         prom_registry = CollectorRegistry()

@@ -128,6 +128,52 @@ def synthetic_audits(registry: Registry, norms, step: int, steps: int, seed: int
     return out
 
 
+def synthetic_inventories(registry: Registry, norms, step: int, steps: int, seed: int = 7,
+                          at: datetime | None = None) -> list:
+    """Observed inventories (simulated: ``origin="simulated"``, shown so by ``ctfleet
+    equipment show``) of the workstations and servers of the CTs :func:`synthetic_audits`
+    audited at this step, with the OS the registry declares (Windows 10 fails EQP-3): most at
+    their norm, some short of memory, or with a server under its configuration type; a few
+    devices not inventoried — so "equipped" in
+    the demo is neither 0 nor every CT."""
+    from ctfleet.core.inventory import InventoryRecord
+
+    at = at or datetime.now(timezone.utc)
+    progress = step / max(steps - 1, 1)
+    out = []
+    for ct in registry.cts.values():
+        rnd = random.Random(f"{seed}:audit:{ct.code}")  # the same CTs as synthetic_audits
+        region_shift = (int(ct.region_code) * 5 % 12) / 12 * 0.4
+        if rnd.random() > 0.1 + 0.6 * progress - region_shift:
+            continue
+        hw = random.Random(f"{seed}:inventory:{ct.code}")
+        short = hw.random() < 0.35 - 0.2 * progress  # this CT has some under-spec or missing devices
+        mem, allowed = norms.value(ct, "EQP-2"), [str(x) for x in norms.value(ct, "EQP-3")]
+        oses = [o for o in allowed if o.startswith(("debian-", "ubuntu-"))] or ["debian-12"]
+        spec = norms.server_type(ct)
+        for d in registry.devices_of(ct.code):
+            if d.role == Role.ROUTER:
+                continue
+            if short and hw.random() < 0.05:
+                continue  # not inventoried: not assessed
+            os_id = d.os_version if "-" in (d.os_version or "") else hw.choice(oses)  # what the registry declares
+            if d.role == Role.WORKSTATION:
+                cpus, gib, disk = hw.choice((2, 4, 8)), mem + hw.choice((0, 0, 8)), hw.choice((256, 512))
+                if short and hw.random() < 0.15:
+                    gib = max(1, mem // 2)  # an old machine
+            else:
+                cpus, gib, disk = (spec.cpu_count, spec.memory_gib, spec.disk_gib) if spec else (4, 16, 500)
+                if short and hw.random() < 0.3:
+                    gib = max(1, gib // 2)
+            os_name, _, version = os_id.partition("-")
+            out.append(InventoryRecord.model_construct(
+                record="inventory", ct=ct.code, device=d.hostname, origin="simulated", cpu_count=cpus,
+                cpu_model="SIMULATED CPU (demo data)", memory_mib=gib * 1024, disk_gib=float(disk), os=os_name,
+                os_version=version, serial=f"SIMULATED-{hw.randrange(10**6):06d}", packages=hw.randint(900, 2400),
+                last_boot=at - timedelta(hours=hw.randint(1, 400)), observed_at=at))
+    return out
+
+
 def simulated_waivers(registry: Registry, at: datetime, seed: int = 7) -> Waivers:
     """A few waivers (simulated, labelled so in every field a person reads): disk
     encryption (WS-4) waived for some lot-1 CTs until their workstations are renewed,

@@ -39,11 +39,9 @@ import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from ctfleet.core.conventions import COLLECTOR_PORT
+from ctfleet.core.collector_config import CollectorConfig, ProbeConfig, SnmpConfig  # re-exported
 from ctfleet.core.compliance import Source
 from ctfleet.core.models import Device, Role
 from ctfleet.core.registry import Registry
@@ -59,51 +57,6 @@ from ctfleet.results import ResultsStore, open_store
 
 __all__ = ["ProbeConfig", "SnmpConfig", "CollectorConfig", "load_config", "Collector", "shard_registry",
            "shard_label", "resolve_credentials", "main"]
-
-
-class ProbeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    method: Literal["icmp", "snmp", "udp_echo", "none"] = "icmp"
-    echo_port: int = Field(default=7, ge=1, le=65535)  # for method udp_echo
-    count: int = Field(default=5, ge=1, le=50)
-    interval_seconds: float = Field(default=0.2, ge=0.0, le=10.0)
-    timeout_seconds: float = Field(default=2.0, gt=0.0, le=30.0)
-    concurrency: int = Field(default=200, ge=1, le=10000)
-
-
-class SnmpConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    timeout_seconds: float = Field(default=1.0, gt=0.0, le=30.0)
-    retries: int = Field(default=1, ge=0, le=10)
-    concurrency: int = Field(default=256, ge=1, le=10000)
-    max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
-    port: int = Field(default=161, ge=1, le=65535)
-
-
-class CollectorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    shard: str = "all"
-    interval_seconds: float = Field(default=60.0, ge=1.0, le=86400.0)
-    listen: str = f"127.0.0.1:{COLLECTOR_PORT}"
-    web_config: str | None = None
-    probe: ProbeConfig = ProbeConfig()
-    snmp: SnmpConfig = SnmpConfig()
-    results_dir: str | None = None  # default: the profile's results_dir
-    profile: str | None = None  # ctfleet profile file (default: ctfleet.yaml / CTFLEET_PROFILE)
-
-    @field_validator("shard")
-    @classmethod
-    def _shard(cls, v: str) -> str:
-        parse_shard(v)  # raises ValueError naming the valid forms
-        return v
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"listen must be HOST:PORT, e.g. 127.0.0.1:{COLLECTOR_PORT}")
-        return v
 
 
 def load_config(path: Path) -> CollectorConfig:
@@ -172,7 +125,14 @@ class Collector:
         self.poller: Poller | None = None
         self._stale_poller: Poller | None = None
         self._set_registry(registry)
-        self.exporter.update(self.exposition.update(None, self._parts()))
+        self.exporter.update(self.exposition.update(None, self._parts(), inventories=self._inventories()))
+
+    def _inventories(self) -> list | None:
+        """The newest observed inventory of each device of the shard (what "equipped" is
+        judged from); None without a store."""
+        if self.store is None or not hasattr(self.store, "iter_inventory"):
+            return None
+        return list(self.store.iter_inventory(set(self.registry.cts)))
 
     def _set_registry(self, registry: Registry) -> None:
         self.national = registry
@@ -277,7 +237,8 @@ class Collector:
                 self._batches.remember(path, results)  # known: not read back
         self.sweeps_total += 1
         snap = await asyncio.to_thread(lambda: self.exposition.update(sweep, self._parts(sweep, results),
-                                                                      sweeps_total=self.sweeps_total))
+                                                                      sweeps_total=self.sweeps_total,
+                                                                      inventories=self._inventories()))
         self.exporter.update(snap)
         self.last_sweep = sweep
         return sweep
@@ -330,7 +291,8 @@ class Collector:
                 try:
                     await self.run_once()
                 except Exception as e:  # noqa: BLE001 - a failed sweep is logged; the next one runs
-                    print(f"collector: sweep failed: {type(e).__name__}: {e}", file=sys.stderr)
+                    err = _store_error(e, self.store)
+                    print(f"collector: sweep failed: {err if err is not None else f'{type(e).__name__}: {e}'}", file=sys.stderr)
                 next_at += self.config.interval_seconds
                 now = loop.time()
                 if next_at < now:  # never queue up sweeps behind a slow one
@@ -355,6 +317,20 @@ class Collector:
 # --------------------------------------------------------------------- command line
 
 
+ONCE_FAILURES_SHOWN = 20  # failed devices a --once summary lists
+
+
+def _store_error(exc: BaseException, store) -> Exception | None:
+    """A results database that cannot be reached or refused the login, as one clear error
+    (the URL without password, what to check); None for any other failure."""
+    url = getattr(store, "url", None)
+    if url is None:
+        return None
+    from ctfleet.results.db import database_error
+
+    return database_error(exc, url)
+
+
 def _load(config_path: Path):
     from ctfleet.project import load_project
 
@@ -368,7 +344,16 @@ def _load(config_path: Path):
         from ctfleet.monitors.http import load_web_config
         wp = Path(cfg.web_config)
         web = load_web_config(wp if wp.is_absolute() else config_path.parent / wp)
-    return cfg, project, open_store(results), web  # a directory (JSONL files) or a database URL
+    try:
+        store = open_store(results)  # a directory (JSONL files) or a database URL
+    except Exception as exc:
+        from ctfleet.results.db import database_error
+
+        err = database_error(exc, results) if "://" in results or results.endswith((".db", ".sqlite")) else None
+        if err is None:
+            raise
+        raise err from None
+    return cfg, project, store, web
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,11 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--once", action="store_true", help="run one sweep, print a summary and exit (no server)")
     args = ap.parse_args(argv)
 
-    from ctfleet.core.errors import InputError
+    from ctfleet.core.errors import CtfleetError
 
     try:
         cfg, project, store, web = _load(args.config)
-    except (InputError, ValueError) as e:
+    except (CtfleetError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     devices = select_targets(project.registry, cfg.shard)
@@ -394,10 +379,22 @@ def main(argv: list[str] | None = None) -> int:
 
     collector = Collector(cfg, project.registry, project.norms, store, repo_root=project.root)
     if args.once:
-        sweep = asyncio.run(_once(collector))
+        try:
+            sweep = asyncio.run(_once(collector))
+        except Exception as e:
+            err = _store_error(e, store)
+            if err is None:
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         ok = sum(1 for p in sweep.polls.values() if p.ok)
         print(f"shard {cfg.shard}: {len(sweep.polls)} devices, {ok} ok, {len(sweep.polls) - ok} failed, "
               f"{sweep.duration_seconds:.2f} s")
+        failed = sorted((h, p) for h, p in sweep.polls.items() if not p.ok)
+        for host, poll in failed[:ONCE_FAILURES_SHOWN]:  # why, per device (a credentials error names its reference)
+            print(f"  {host}: {poll.error}: {poll.detail}")
+        if len(failed) > ONCE_FAILURES_SHOWN:
+            print(f"  ... and {len(failed) - ONCE_FAILURES_SHOWN} more failed devices (see the results store)")
         return 0
 
     from prometheus_client import CollectorRegistry

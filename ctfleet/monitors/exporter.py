@@ -45,7 +45,8 @@ from prometheus_client.utils import floatToGoString
 from ctfleet.core import conventions
 from ctfleet.core.compliance import ControlResult, Outcome, Source, Status
 from ctfleet.core.evaluate import Applicability, assess_ct
-from ctfleet.core.models import CT, Role, Tier
+from ctfleet.core.inventory import judge_equipment
+from ctfleet.core.models import CT, Role
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
 from ctfleet.monitors.hosting import hosting_series
@@ -59,21 +60,14 @@ def ct_label_values(ct: CT, registry: Registry) -> list[str]:
     return list(conventions.ct_label_values(ct, registry.sites_of(ct.code)))
 
 
-def equipped(ct: CT, registry: Registry, norms: NormSet, seen) -> bool:
-    """KPI 'equipped': router, reference server or hosting, and the workstations the norm
-    requires are in the registry and were seen by a collector or an audit (``seen``:
-    anything answering ``hostname in seen``)."""
-    devices = registry.devices_of(ct.code)
-    routers = [d for d in devices if d.role == Role.ROUTER]
-    if not routers or not any(d.hostname in seen for d in routers):
-        return False
-    if Tier.OWN in ct.tiers:
-        servers = [d for d in devices if d.role == Role.SERVER]
-        if not any(d.hostname in seen for d in servers):
-            return False
-    need = norms.value(ct, "EQP-1")
-    seen_ws = sum(1 for d in devices if d.role == Role.WORKSTATION and d.hostname in seen)
-    return seen_ws >= need
+def equipped(ct: CT, registry: Registry, norms: NormSet, seen, inventories=None) -> bool:
+    """KPI 'equipped', from observation (:mod:`ctfleet.core.inventory`): the CT's router was
+    seen (``seen``: anything answering ``hostname in seen``), the workstations EQP-1 asks for
+    have an observed inventory meeting EQP-2 (memory) and EQP-3 (OS), and a CT hosting its
+    own server (tier ``own``) has one meeting EQP-4's configuration type. ``inventories``
+    maps hostname -> newest :class:`~ctfleet.core.inventory.InventoryRecord`; a device
+    without one is not assessed and does not count."""
+    return judge_equipment(ct, registry, norms, seen, inventories).equipped
 
 
 # --------------------------------------------------------------------- text rendering
@@ -203,7 +197,7 @@ CT_SPECS = [
          CT_LABELS + ["outcome"]),
     Spec("ctfleet_ct_results_stale", _G, "Results of the CT older than their maximum age (counted as unknown)", CT_LABELS),
     Spec("ctfleet_ct_result_age_seconds", _G, "Age of the oldest result of the CT from this source", CT_LABELS + ["source"]),
-    Spec("ctfleet_ct_equipped", _G, "1 if the CT's required equipment is in the registry and was seen", CT_LABELS),
+    Spec("ctfleet_ct_equipped", _G, "1 if the CT's router was seen and its observed inventories meet the workstation and server norms", CT_LABELS),
     Spec("ctfleet_ct_control_failing", _G, "Devices (or the CT itself) failing the control", CT_LABELS + ["control", "severity"]),
     Spec("ctfleet_ct_norm_rtt_max_seconds", _G, "The CT's norm LNK-2: maximum round-trip time", CT_LABELS),
     Spec("ctfleet_ct_norm_loss_max_ratio", _G, "The CT's norm LNK-3: maximum packet loss", CT_LABELS),
@@ -411,6 +405,7 @@ class Exposition:
         self._dev_order: list[int] = []
         self._parts: dict[tuple, tuple[object, dict[int, dict[tuple, ControlResult]]]] = {}
         self._seen = _Seen()
+        self._inventories: dict = {}  # hostname -> newest observed InventoryRecord
         self._now: datetime | None = None
         self.stats = {"assessed": 0, "devices_rendered": 0, "parts_loaded": 0}  # of the last update
         self._hosting: list[Family] = []  # declared tenants: hosted = declared and present (hosting.rules.yml)
@@ -628,14 +623,21 @@ class Exposition:
 
     # ------------------------------------------------------------ update
     def update(self, sweep: Sweep | None, parts: Iterable[Part] = (), now: datetime | None = None,
-               sweeps_total: int = 0, planned_outages: Iterable[str] = frozenset()) -> Snapshot:
+               sweeps_total: int = 0, planned_outages: Iterable[str] = frozenset(),
+               inventories: Iterable | None = None) -> Snapshot:
         """The exposition after a sweep (or before any, ``sweep=None``) with the results of
         ``parts``; ``now`` (default: the current time) decides results' freshness, waivers
-        in force and open maintenance windows."""
+        in force and open maintenance windows. ``inventories`` (the newest observed
+        inventory records; None: unchanged since the last update) decide "equipped"."""
         t0 = time.perf_counter()
         now = now or datetime.now(timezone.utc)
         self.stats = {"assessed": 0, "devices_rendered": 0, "parts_loaded": 0}
         dirty, touched, seen_changed = self._apply_parts(parts)
+        if inventories is not None:
+            inv = {r.device: r for r in inventories}
+            seen_changed = set(seen_changed) | {h for h in inv.keys() | self._inventories.keys()
+                                                if inv.get(h) != self._inventories.get(h)}
+            self._inventories = inv
         first = self._now is None
         self._now = now
 
@@ -706,7 +708,7 @@ class Exposition:
                     s.verified = now
                 self._ages(i, s, now)
             if i in equip_todo:
-                e = equipped(s.ct, self.registry, self.norms, seen)
+                e = equipped(s.ct, self.registry, self.norms, seen, self._inventories)
                 if e != s.equipped:
                     s.equipped = e
                     self._set_ct(C_EQUIP, i, ((s.lv, 1 if e else 0),))
@@ -750,14 +752,16 @@ def sweep_part(sweep: Sweep, registry: Registry, norms: NormSet, results: Iterab
 
 
 def build_snapshot(registry: Registry, norms: NormSet, sweep: Sweep | None, stored: Iterable[ControlResult] = (),
-                   planned_outages: set[str] = frozenset(), sweeps_total: int = 0, now: datetime | None = None) -> Snapshot:
+                   planned_outages: set[str] = frozenset(), sweeps_total: int = 0, now: datetime | None = None,
+                   inventories: Iterable | None = None) -> Snapshot:
     """The metrics of one sweep from nothing kept: the sweep's results, then ``stored``.
     ``now`` (default: the current time) decides results' freshness, waivers in force and
     open maintenance windows. A collector keeps an :class:`Exposition` instead."""
     parts: list[Part] = [((1, "stored"), None, lambda: stored)]
     if sweep is not None:
         parts.insert(0, sweep_part(sweep, registry, norms))
-    return Exposition(registry, norms).update(sweep, parts, now=now, sweeps_total=sweeps_total, planned_outages=planned_outages)
+    return Exposition(registry, norms).update(sweep, parts, now=now, sweeps_total=sweeps_total, planned_outages=planned_outages,
+                                              inventories=inventories)
 
 
 class CtfleetCollector(Collector):

@@ -18,6 +18,10 @@ from typing import Iterable, Iterator
 
 from ctfleet.core.compliance import ControlResult, Source, latest
 from ctfleet.core.errors import InputError, Problem
+from ctfleet.core.inventory import InventoryRecord, newest
+
+#: How many observed inventories the file store keeps per device (newest last).
+INVENTORY_KEEP = 100
 
 _BATCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
@@ -84,6 +88,75 @@ class ResultsStore:
 
     def latest(self) -> dict[tuple, ControlResult]:
         return latest(self.iter_results())
+
+    # Observed inventories: ``inventory/<CT>/<device>.json``, a JSON list of records, oldest
+    # first (the device's history, the last :data:`INVENTORY_KEEP`). Not ``*.jsonl``: the
+    # result batches' readers never see them.
+    def _inventory_path(self, ct: str, device: str) -> Path:
+        if not _BATCH.match(ct) or not _BATCH.match(device):
+            raise ValueError(f"CT {ct!r} or device {device!r} cannot name an inventory file ({_BATCH.pattern})")
+        return self.root / "inventory" / ct / f"{device}.json"
+
+    def write_inventory(self, batch: str, records: Iterable[InventoryRecord]) -> int:
+        """Add records to their devices' histories (one already there is not added twice)."""
+        import json
+
+        n = 0
+        by_path: dict[Path, list[InventoryRecord]] = {}
+        for r in records:
+            by_path.setdefault(self._inventory_path(r.ct, r.device), []).append(r)
+        for path, new in by_path.items():
+            old = self._read_inventory(path)
+            seen = {r.observed_at for r in old}
+            add = [r for r in new if r.observed_at not in seen]
+            if not add:
+                continue
+            n += len(add)
+            rows = sorted(old + add, key=lambda r: r.observed_at)[-INVENTORY_KEEP:]
+            atomic_write_text(path, json.dumps([json.loads(r.model_dump_json()) for r in rows], indent=1) + "\n")
+        return n
+
+    def _read_inventory(self, path: Path) -> list[InventoryRecord]:
+        import json
+
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except ValueError as exc:
+            raise InputError(Problem(str(path), f"not a JSON list of inventory records: {exc}")) from None
+        out = []
+        for n, item in enumerate(data if isinstance(data, list) else [], 1):
+            try:
+                out.append(InventoryRecord.model_validate(item))
+            except ValueError as exc:
+                raise InputError(Problem(str(path), f"bad inventory record {n}: {str(exc).splitlines()[0]}")) from None
+        return out
+
+    def iter_inventory(self, cts: set[str] | None = None) -> Iterator[InventoryRecord]:
+        """The newest inventory record per (CT, device)."""
+        base = self.root / "inventory"
+        if not base.is_dir():
+            return
+        rows = []
+        cache = self.__dict__.setdefault("_inventory_cache", {})
+        for d in sorted(p for p in base.iterdir() if p.is_dir() and (cts is None or p.name in cts)):
+            for f in sorted(d.glob("*.json")):
+                # Each file is replaced whole (a temporary file renamed): a new inode. Read
+                # again only then (a collector asks every sweep; a stat is cheap, parsing not).
+                try:
+                    st = f.stat()
+                except FileNotFoundError:
+                    continue
+                stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+                hit = cache.get(f)
+                if hit is None or hit[0] != stamp:
+                    hit = cache[f] = (stamp, self._read_inventory(f)[-1:])
+                rows += hit[1]
+        yield from newest(rows).values()
+
+    def inventory_history(self, ct: str, device: str) -> list[InventoryRecord]:
+        return self._read_inventory(self._inventory_path(ct, device))
 
 
 def open_store(spec: str | Path):

@@ -1,4 +1,6 @@
-"""The batch exchange format: JSONL, one :class:`~ctfleet.core.compliance.ControlResult` a line.
+"""The batch exchange format: JSONL, one :class:`~ctfleet.core.compliance.ControlResult` a line,
+and the audit's observed inventories (:class:`~ctfleet.core.inventory.InventoryRecord`, a
+line with ``"record":"inventory"``) after them.
 
 The same text is a file in the file store (``RESULTS_DIR/<source>/<batch>.jsonl``), a
 file in a host's store-and-forward spool, and the body of ``PUT /v1/batches/<batch id>``
@@ -6,6 +8,7 @@ to a region's results service::
 
     {"ct":"04.161.01.03","device":"th01","control":"SYS-3","status":"fail","source":"audit",...}
     {"ct":"04.161.01.03","device":"th01","control":"SYS-4","status":"pass","source":"audit",...}
+    {"record":"inventory","ct":"04.161.01.03","device":"th01","cpu_count":4,"memory_mib":15921,...}
 
 :func:`parse_batch` validates the whole text before anything is stored: every bad line is
 named (line number, field, what is valid), and a batch with any bad line is refused whole.
@@ -22,6 +25,7 @@ from pydantic import ValidationError
 
 from ctfleet.core.compliance import ControlResult
 from ctfleet.core.errors import InputErrors, Problem
+from ctfleet.core.inventory import InventoryRecord
 
 #: A batch id (and a file store batch name): what a sender chooses, e.g. ``th01-20261127T080000Z-after``.
 BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
@@ -41,10 +45,11 @@ class Batch:
     batch_id: str
     results: tuple[ControlResult, ...]
     sha256: str
+    inventories: tuple[InventoryRecord, ...] = ()
 
     @property
     def cts(self) -> set[str]:
-        return {r.ct for r in self.results}
+        return {r.ct for r in self.results} | {i.ct for i in self.inventories}
 
 
 def check_batch_id(batch_id: str, where: str = "batch id") -> None:
@@ -77,6 +82,7 @@ def parse_batch(batch_id: str, text: str | bytes, where: str | None = None) -> B
         raise InputErrors([Problem(where, f"not UTF-8 text (byte {exc.start})", valid="UTF-8 JSON lines")]) from None
     problems: list[Problem] = []
     results: list[ControlResult] = []
+    inventories: list[InventoryRecord] = []
     bad = 0
     for n, line in enumerate(body.splitlines(), 1):
         if not line.strip():
@@ -84,7 +90,10 @@ def parse_batch(batch_id: str, text: str | bytes, where: str | None = None) -> B
         if len(results) >= MAX_BATCH_RESULTS:
             raise InputErrors([Problem(where, f"more than {MAX_BATCH_RESULTS:,} results", line=n, valid="split the batch")])
         try:
-            results.append(ControlResult.model_validate_json(line))
+            if '"record"' in line and _INVENTORY.search(line):
+                inventories.append(InventoryRecord.model_validate_json(line))
+            else:
+                results.append(ControlResult.model_validate_json(line))
         except ValidationError as exc:
             bad += 1
             if len(problems) < MAX_PROBLEMS:
@@ -98,14 +107,18 @@ def parse_batch(batch_id: str, text: str | bytes, where: str | None = None) -> B
         problems.append(Problem(where, f"... and more: {bad} bad line(s) in all"))
     if problems:
         raise InputErrors(problems)
-    if not results:
+    if not results and not inventories:
         raise InputErrors([Problem(where, "empty batch", valid="one JSON result per line")])
-    return Batch(batch_id=batch_id, results=tuple(results), sha256=hashlib.sha256(raw).hexdigest())
+    return Batch(batch_id=batch_id, results=tuple(results), sha256=hashlib.sha256(raw).hexdigest(),
+                 inventories=tuple(inventories))
 
 
-def render_batch(results) -> str:
-    """The JSONL text of results (what :func:`parse_batch` reads back)."""
-    return "".join(r.model_dump_json() + "\n" for r in results)
+_INVENTORY = re.compile(r'"record"\s*:\s*"inventory"')
+
+
+def render_batch(results, inventories=()) -> str:
+    """The JSONL text of results and inventory records (what :func:`parse_batch` reads back)."""
+    return "".join(r.model_dump_json() + "\n" for r in results) + "".join(i.model_dump_json() + "\n" for i in inventories)
 
 
 def check_scope(batch: Batch, region: str | None, known_cts: set[str] | None, where: str | None = None) -> None:
@@ -116,7 +129,7 @@ def check_scope(batch: Batch, region: str | None, known_cts: set[str] | None, wh
     where = where or batch.batch_id
     problems: list[Problem] = []
     seen: set[str] = set()
-    for n, r in enumerate(batch.results, 1):
+    for n, r in enumerate((*batch.results, *batch.inventories), 1):
         if r.ct in seen:
             continue
         seen.add(r.ct)

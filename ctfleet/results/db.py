@@ -38,7 +38,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from ctfleet.core.compliance import ControlResult, Source, Status
 from ctfleet.core.errors import CtfleetError
 from ctfleet.results.batch import Batch, check_batch_id
-from ctfleet.results.schema import NO_DEVICE, batches, current, history, metadata
+from ctfleet.core.inventory import InventoryRecord
+from ctfleet.results.schema import INVENTORY_FACTS, NO_DEVICE, batches, current, history, inventory, metadata
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _LOCK_KEY = zlib.crc32(b"ctfleet-results-writer")  # pg_advisory_xact_lock key of the writers
@@ -84,6 +85,66 @@ def database_url(spec: str | Path) -> str:
     return f"sqlite:///{Path(s).resolve() if not Path(s).is_absolute() else s}"
 
 
+def parse_url(url: str):
+    """SQLAlchemy's URL object; an unparsable URL is one error that does not quote it (SQLAlchemy's
+    own message shows the whole string, a password in it included)."""
+    try:
+        return make_url(url)
+    except Exception:  # noqa: BLE001
+        raise CtfleetError("results database: the URL does not parse (not shown, it may hold a password); "
+                           "valid: postgresql://USER@HOST:PORT/DATABASE, sqlite:///PATH or a *.db file path") from None
+
+
+class DatabaseUnavailable(CtfleetError):
+    """The results database cannot be reached or refused the login; the message names the
+    URL (without its password) and what to check."""
+
+
+def database_error(exc: BaseException, url: str) -> DatabaseUnavailable | None:
+    """One clear error for a failure to reach or use the database at ``url``, or None when
+    ``exc`` is not a database error. Never a SQLAlchemy traceback, never the password:
+
+    >>> from sqlalchemy.exc import OperationalError
+    >>> e = OperationalError("", {}, Exception('connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused'))
+    >>> print(database_error(e, "postgresql://ctfleet:pw@127.0.0.1:1/results"))
+    results database postgresql+psycopg://ctfleet:***@127.0.0.1:1/results: cannot connect: connection refused (check that PostgreSQL runs and accepts TCP connections on 127.0.0.1:1, and the URL's host and port)
+    """
+    from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+    if not isinstance(exc, (SQLAlchemyError, OSError)) or isinstance(exc, ArgumentError):
+        return None
+    try:
+        u = make_url(database_url(url))
+        shown, password = u.render_as_string(hide_password=True), u.password
+    except Exception:  # noqa: BLE001 - an unparsable URL: show nothing of it
+        shown, password, u = "(URL not shown: it does not parse)", None, None
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text_ = " ".join(str(orig).split())
+    low = text_.lower()
+    where = f"{u.host or 'localhost'}:{u.port or 5432}" if u is not None else "the URL's host and port"
+    user = (u.username if u is not None else None) or "(none)"
+    if "password authentication failed" in low or "no password supplied" in low or "authentication failed" in low:
+        what = (f"the server refused the login of user {user!r} (check the password: database_password's reference, "
+                "PGPASSWORD or the URL's; and the user and pg_hba.conf on the server)")
+    elif "connection refused" in low:
+        what = (f"cannot connect: connection refused (check that PostgreSQL runs and accepts TCP connections on {where}, "
+                "and the URL's host and port)")
+    elif "timeout" in low or "timed out" in low:
+        what = f"cannot connect: no answer from {where} in time (check the address, the firewall and the network policy)"
+    elif "could not translate host name" in low or "name or service not known" in low or "failed to resolve" in low:
+        what = f"cannot connect: the host name {u.host if u is not None else ''!s} does not resolve (check the URL's host)"
+    elif "does not exist" in low and "database" in low:
+        what = f"the database {u.database if u is not None else ''!s} does not exist on the server (create it, or fix the URL)"
+    elif "unable to open database file" in low or "readonly database" in low:
+        what = "cannot open the SQLite file (check the path and that the directory is writable)"
+    else:
+        first = text_[:300] or type(orig).__name__
+        what = f"{type(orig).__name__}: {first}"
+    if password:
+        what = what.replace(password, "***")
+    return DatabaseUnavailable(f"results database {shown}: {what}")
+
+
 def _sqlite_setup(engine: Engine) -> None:
     # pysqlite's own transaction handling starts transactions lazily and never with
     # BEGIN IMMEDIATE; take it over (the SQLAlchemy documentation's recipe).
@@ -107,7 +168,7 @@ class SqlStore:
 
     def __init__(self, url: str | Path, echo: bool = False):
         self.url = database_url(url)
-        u = make_url(self.url)
+        u = parse_url(self.url)
         self.dialect = u.get_backend_name()
         if self.dialect == "sqlite" and u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
@@ -157,6 +218,7 @@ class SqlStore:
                                         "a new batch needs a new id")
                 return Ingested(batch.batch_id, stored=prev.results, duplicate=True)
             changed = self._upsert(conn, batch.batch_id, batch.results)
+            self._insert_inventory(conn, batch.batch_id, batch.inventories)
             conn.execute(batches.insert().values(batch_id=batch.batch_id, sha256=batch.sha256, results=len(batch.results),
                                                  sender=sender[:128], received_at=now))
         self._bump()
@@ -176,6 +238,68 @@ class SqlStore:
         if rows:
             self.ingest(Batch(batch_id, rows, hashlib.sha256(text_.encode()).hexdigest()))
         return batch_id
+
+    def write_inventory(self, batch: str, records: Iterable[InventoryRecord]) -> int:
+        """Store observed inventories (an audit's); a record already stored (same CT, device
+        and time) is not stored twice. Returns how many were new."""
+        rows = tuple(records)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        with self._write() as conn:
+            n = self._insert_inventory(conn, f"inventory-{batch}"[:100] + f"-{stamp}", rows)
+        self._bump()
+        return n
+
+    def _insert_inventory(self, conn: Connection, batch_id: str, records: Iterable[InventoryRecord]) -> int:
+        new = {}
+        for r in records:
+            obs = r.observed_at if r.observed_at.tzinfo else r.observed_at.replace(tzinfo=timezone.utc)
+            new[(r.ct, r.device, obs.replace(tzinfo=None))] = (r, obs)
+        if not new:
+            return 0
+        i = inventory.c
+        have = set()
+        keys = sorted({(k[0], k[1]) for k in new})
+        for j in range(0, len(keys), _CHUNK):
+            q = select(i.ct, i.device, i.observed_at).where(tuple_(i.ct, i.device).in_(keys[j:j + _CHUNK]))
+            have |= {(row.ct, row.device, row.observed_at.replace(tzinfo=None)) for row in conn.execute(q)}
+        rows = [{"ct": r.ct, "device": r.device, "observed_at": obs, "batch_id": batch_id,
+                 **{f: getattr(r, f) for f in INVENTORY_FACTS}} for k, (r, obs) in new.items() if k not in have]
+        if rows:
+            conn.execute(inventory.insert(), rows)
+        return len(rows)
+
+    def _inventory_rows(self, where=None, order=None):
+        i = inventory.c
+        q = select(i.ct, i.device, i.observed_at, *[getattr(i, f) for f in INVENTORY_FACTS])
+        if where is not None:
+            q = q.where(*where)
+        if order is not None:
+            q = q.order_by(*order)
+        with self.engine.connect() as conn:
+            for row in conn.execute(q):
+                yield InventoryRecord.model_construct(ct=row.ct, device=row.device, observed_at=row.observed_at, record="inventory",
+                                                      **{f: getattr(row, f) for f in INVENTORY_FACTS})
+
+    def iter_inventory(self, cts: set[str] | None = None) -> Iterator[InventoryRecord]:
+        """The newest inventory record per (CT, device)."""
+        from sqlalchemy import and_, func
+
+        from ctfleet.core.inventory import newest
+
+        i = inventory.c
+        last = select(i.ct, i.device, func.max(i.observed_at).label("at")).group_by(i.ct, i.device)
+        if cts is not None:
+            last = last.where(i.ct.in_(sorted(cts)))
+        last = last.subquery()
+        # only each device's newest row is read (the history stays in the table)
+        newest_rows = select(i.id).join(last, and_(i.ct == last.c.ct, i.device == last.c.device, i.observed_at == last.c.at))
+        rows = self._inventory_rows(where=[i.id.in_(newest_rows)])
+        yield from newest(rows).values()
+
+    def inventory_history(self, ct: str, device: str) -> list[InventoryRecord]:
+        """Every inventory observed of a device, oldest first."""
+        i = inventory.c
+        return list(self._inventory_rows(where=[i.ct == ct, i.device == device], order=[i.observed_at]))
 
     def _upsert(self, conn: Connection, batch_id: str, results: Iterable[ControlResult]) -> int:
         newest: dict[tuple[str, str, str], ControlResult] = {}

@@ -20,18 +20,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from ctfleet.core.compliance import ControlResult
 from ctfleet.core.conventions import RESULTS_BATCHES_PATH
+from ctfleet.core.errors import CtfleetError
 from ctfleet.results import atomic_write_text
 from ctfleet.results.batch import check_batch_id, render_batch
 
 REFUSED = (400, 403, 409, 413)
 
 
-def enqueue(spool: Path, batch_id: str, results: Iterable[ControlResult]) -> Path:
+def enqueue(spool: Path, batch_id: str, results: Iterable[ControlResult], inventories: Iterable = ()) -> Path:
     check_batch_id(batch_id)
     path = Path(spool) / f"{batch_id}.jsonl"
-    atomic_write_text(path, render_batch(results))
+    atomic_write_text(path, render_batch(results, inventories))
     return path
 
 
@@ -138,3 +141,79 @@ def deliver(spool: Path, endpoint: Endpoint) -> Delivery:
             out.kept = [p.stem for p in files[i:]]
             return out
     return out
+
+
+# ---------------------------------------------------------------------- a technician's link to the region
+class ServiceLink(BaseModel):
+    """The region's results service as a profile names it, so that a technician's rollouts
+    and collects send their audits there (``results_service:`` in ``ctfleet.yaml``)::
+
+        results_service:
+          url: https://results.sdr-04.example.ma:9163
+          user: technicien-04
+          password: env:CTFLEET_RESULTS_04   # a reference, never the password
+          cafile: /etc/ctfleet/sdr-04-ca.pem
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: str
+    user: str | None = Field(default=None, min_length=1, max_length=128)
+    password: str | None = None  # a credentials reference (env:, file:, vault:)
+    cafile: str | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0.0, le=600.0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        import urllib.parse
+
+        u = urllib.parse.urlsplit(v)
+        if u.scheme not in ("http", "https") or not u.hostname or u.query or u.fragment or u.username or u.password:
+            raise ValueError("valid: http(s)://HOST[:PORT][/PATH], without user, password, query or fragment "
+                             "(e.g. https://results.sdr-04.example.ma:9163)")
+        try:
+            u.port
+        except ValueError:
+            raise ValueError("the port must be a number from 1 to 65535") from None
+        return v
+
+    @field_validator("password")
+    @classmethod
+    def _ref(cls, v: str | None) -> str | None:
+        if v is not None:
+            from ctfleet.core.secrets import CredentialRef
+
+            CredentialRef.parse(v)  # raises without echoing the value
+        return v
+
+
+def endpoint(link: ServiceLink, root: Path) -> Endpoint:
+    """The link with its password resolved (raises the credentials error, never the secret)."""
+    password = None
+    if link.password is not None:
+        from ctfleet.edges.credentials import resolve
+
+        password = resolve(link.password, root).reveal()
+    return Endpoint(link.url, user=link.user, password=password, cafile=link.cafile, timeout=link.timeout_seconds)
+
+
+def send(spool: Path, batch_id: str, results: Iterable[ControlResult], link: ServiceLink, root: Path) -> Delivery:
+    """Queue one batch in the spool, then deliver the whole spool (older batches first).
+    Whatever cannot go now — the service unreachable, credentials missing — stays queued
+    for :func:`deliver_spool` (``ctfleet rollout deliver``); nothing raises."""
+    from ctfleet.core.inventory import InventoryRecord
+
+    rows = list(results)  # control results, and the run's inventory records after them
+    if rows:
+        enqueue(spool, batch_id, [r for r in rows if not isinstance(r, InventoryRecord)],
+                [r for r in rows if isinstance(r, InventoryRecord)])
+    return deliver_spool(spool, link, root)
+
+
+def deliver_spool(spool: Path, link: ServiceLink, root: Path) -> Delivery:
+    spool = Path(spool)
+    try:
+        ep = endpoint(link, root)
+    except CtfleetError as exc:
+        return Delivery(kept=sorted(p.stem for p in spool.glob("*.jsonl")), stopped=str(exc))
+    return deliver(spool, ep)

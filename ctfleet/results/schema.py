@@ -3,7 +3,10 @@
 * ``result_batches``: every batch stored, by id (the idempotence key) with its SHA-256;
 * ``results_current``: the newest result per (CT, device, control) — what the exporter reads;
 * ``results_history``: one row each time a (CT, device, control) changes status (and its
-  first observation): "when did SYS-3 on th01 start failing".
+  first observation): "when did SYS-3 on th01 start failing";
+* ``inventory_records``: every observed inventory of a device (hardware and software facts,
+  :class:`ctfleet.core.inventory.InventoryRecord`), one row per (CT, device, observed at):
+  the newest is what "equipped" reads, the older ones its history.
 
 Alembic migrations (``ctfleet/results/migrations``) create and evolve these tables; a
 test checks that the migrated database equals this metadata. Times are stored as naive
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Column, DateTime, Index, Integer, MetaData, String, Table, Text, TypeDecorator
+from sqlalchemy import JSON, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, TypeDecorator, UniqueConstraint
 
 metadata = MetaData()
 
@@ -86,3 +89,27 @@ history = Table(
     Column("batch_id", String(128), nullable=False),
     Index("ix_results_history_key", "ct", "device", "control", "observed_at"),
 )
+
+inventory = Table(
+    "inventory_records", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ct", String(32), nullable=False),
+    Column("device", String(128), nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("cpu_count", Integer),
+    Column("cpu_model", String(200)),
+    Column("memory_mib", Integer),
+    Column("disk_gib", Float),
+    Column("os", String(64)),
+    Column("os_version", String(64)),
+    Column("serial", String(128)),
+    Column("packages", Integer),
+    Column("last_boot", UTCDateTime()),
+    Column("observed_at", UTCDateTime(), nullable=False),
+    Column("batch_id", String(128), nullable=False),
+    UniqueConstraint("ct", "device", "observed_at", name="uq_inventory_records_key"),
+)
+
+#: The inventory record's facts, as columns (what the store writes and reads back).
+INVENTORY_FACTS = ("origin", "cpu_count", "cpu_model", "memory_mib", "disk_gib", "os", "os_version", "serial",
+                   "packages", "last_boot")

@@ -39,6 +39,7 @@ with a configuration::
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,11 +199,10 @@ def _database(cfg: ServiceConfig, root: Path) -> str:
 
     url = database_url(cfg.database if "://" in cfg.database or Path(cfg.database).is_absolute() else root / cfg.database)
     if cfg.database_password:
-        from sqlalchemy.engine import make_url
-
         from ctfleet.edges.credentials import resolve
+        from ctfleet.results.db import parse_url
 
-        url = make_url(url).set(password=resolve(cfg.database_password, root).reveal()).render_as_string(hide_password=False)
+        url = parse_url(url).set(password=resolve(cfg.database_password, root).reveal()).render_as_string(hide_password=False)
     return url
 
 
@@ -221,6 +221,31 @@ def build(config_path: Path, profile: str | None = None):
     return cfg, store, scope, web
 
 
+def start(config_path: Path, profile: str | None = None, migrate: bool = True):
+    """:func:`build`, then the schema migrated; a database that cannot be reached or refuses the
+    login is one :class:`~ctfleet.results.db.DatabaseUnavailable` naming the URL (no password)."""
+    from ctfleet.results.db import database_error
+
+    cfg, store, scope, web = build(config_path, profile)
+    if migrate:
+        try:
+            store.migrate()
+        except Exception as exc:
+            err = database_error(exc, store.url)
+            if err is None:
+                raise
+            store.dispose()
+            raise err from None
+    return cfg, store, scope, web
+
+
+def describe(cfg: ServiceConfig, store: SqlStore, scope: Scope, web: WebConfig | None) -> str:
+    """What a started service serves, for one line on screen (the database URL without password)."""
+    where = f"region {scope.region}" if scope.region else "every region"
+    return (f"{where} ({len(scope.cts or ())} CTs), database {store.root}, "
+            f"{'https' if web and web.tls_server_config else 'http'}://{cfg.listen}{RESULTS_BATCHES_PATH}/<id>")
+
+
 def run(cfg: ServiceConfig, store: SqlStore, scope: Scope, web: WebConfig | None) -> None:
     """Serve until SIGTERM/SIGINT (uvicorn's handlers: in-flight requests finish first)."""
     import uvicorn
@@ -236,7 +261,20 @@ def run(cfg: ServiceConfig, store: SqlStore, scope: Scope, web: WebConfig | None
             kw.update(ssl_ca_certs=tls.client_ca_file, ssl_cert_reqs=ssl.CERT_REQUIRED
                       if tls.client_auth_type == "RequireAndVerifyClientCert" else ssl.CERT_OPTIONAL)
     app = make_app(store, scope, web.basic_auth_users if web else None, cfg.max_batch_bytes)
-    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning", access_log=False, **kw)
+    stopped: list[int] = []
+
+    def _stopped(signum, _frame) -> None:
+        stopped.append(signum)
+
+    # uvicorn handles SIGTERM/SIGINT while it serves (in-flight requests finish), then raises the
+    # signal again for the handlers it found: these record it, so a stop is a clean exit (0).
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning", access_log=False, **kw)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        store.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,27 +285,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="validate the configuration, migrate nothing, exit")
     args = ap.parse_args(argv)
     try:
-        cfg, store, scope, web = build(args.config, args.profile)
-        if not args.dry_run:
-            store.migrate()
+        cfg, store, scope, web = start(args.config, args.profile, migrate=not args.dry_run)
     except (CtfleetError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - e.g. the database refused the connection: one line, no traceback
-        print(f"error: results database {store.root if 'store' in locals() else ''}: {type(exc).__name__}: "
-              f"{str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
-        return 2
-    where = f"region {scope.region}" if scope.region else "every region"
     if args.dry_run:
-        print(f"ok: {args.config}: {where} ({len(scope.cts or ())} CTs), database {store.root}, "
-              f"{'https' if web and web.tls_server_config else 'http'}://{cfg.listen}{RESULTS_BATCHES_PATH}/<id>")
+        print(f"ok: {args.config}: {describe(cfg, store, scope, web)}")
         return 0
-    print(f"results service: {where}, database {store.root}, listening on {cfg.listen}", file=sys.stderr, flush=True)
+    print(f"results service: {describe(cfg, store, scope, web)}", file=sys.stderr, flush=True)
     run(cfg, store, scope, web)
     return 0
 
 
-__all__ = ["ServiceConfig", "Scope", "make_app", "load_config", "build", "run", "main"]
+__all__ = ["ServiceConfig", "Scope", "make_app", "load_config", "build", "start", "describe", "run", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

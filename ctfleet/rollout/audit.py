@@ -45,6 +45,33 @@ def report_to_results(report: dict[str, Any], host: str | None = None) -> list[C
     return out
 
 
+def report_to_inventory(report: dict[str, Any], host: str | None = None):
+    """The inventory record of the baseline role's ``baseline_inventory_report``.
+
+    >>> r = report_to_inventory({"host": "th01", "ct": "04.161.01.03", "observed_at": "2026-12-01T08:00:00Z", "packages": 300,
+    ...     "facts": {"memtotal_mb": 7900, "distribution": "Debian", "distribution_major_version": "12", "product_serial": "NA"},
+    ...     "root_mount": [{"mount": "/", "size_total": 21474836480}]})
+    >>> r.device, r.memory_gib, r.os_id, r.serial, r.packages, r.disk_gib
+    ('th01', 8, 'debian-12', None, 300, 20.0)
+    >>> report_to_inventory({"host": "th02", "ct": "c", "facts": {}, "root_mount": [], "root_df": ["   1B-blocks", "10737418240"]}).disk_gib
+    10.0
+    """
+    from ctfleet.core.inventory import from_ansible_facts
+
+    facts = dict(report.get("facts") or {})
+    facts["mounts"] = report.get("root_mount") or []
+    df = [str(x).strip() for x in report.get("root_df") or []]
+    if not facts["mounts"] and df and df[-1].isdigit():  # `df -B1 --output=size /`: header, then bytes
+        facts["mounts"] = [{"mount": "/", "size_total": int(df[-1])}]
+    pk = report.get("packages")
+    try:
+        packages = int(pk) if pk is not None else None
+    except (TypeError, ValueError):
+        packages = None
+    return from_ansible_facts(facts, str(report.get("ct") or ""), str(host or report.get("host")), packages=packages or None,
+                              observed_at=_parse_time(report.get("observed_at")))
+
+
 def _jsonable(v: Any) -> Any:
     try:
         json.dumps(v)
@@ -106,7 +133,8 @@ class Ledger:
 def ingest_inbox(inbox: Path, store: ResultsStore) -> dict[str, Any]:
     """Merge every fetched queue file of ``inbox/<host>/*.json`` not yet in the ledger.
 
-    Returns {"merged": n files, "skipped": n already delivered, "rows": n results, "acks": {host: [names]}}
+    Returns {"merged": n files, "skipped": n already delivered, "rows": n results, "acks": {host: [names]},
+    "new": the new results (for the region's results service), "inventories": the new inventory records}
     where ``acks`` lists, per host, every file the store now holds (new or old): those the
     host may delete. The ledger is saved after the store is written, so a crash in between
     re-merges (harmless: same rows, same keys) rather than losing a report.
@@ -114,9 +142,12 @@ def ingest_inbox(inbox: Path, store: ResultsStore) -> dict[str, Any]:
     ledger = Ledger(store.root / Source.AUDIT.value / ".delivered.json")
     merged = skipped = rows = 0
     acks: dict[str, list[str]] = {}
+    new: list[ControlResult] = []
+    inventories: list = []
     for host_dir in sorted(p for p in inbox.iterdir() if p.is_dir()) if inbox.is_dir() else []:
         host = host_dir.name
         new_rows: list[ControlResult] = []
+        new_inventories: list = []
         names = []
         for f in sorted(host_dir.glob("*.json")):
             if ledger.has(host, f.name):
@@ -125,6 +156,9 @@ def ingest_inbox(inbox: Path, store: ResultsStore) -> dict[str, Any]:
                 report = json.loads(f.read_text(encoding="utf-8"))
                 if report.get("phase") in ("before",):
                     pass  # the pre-change audit of a pull run is kept on the host's fact file only
+                elif report.get("kind") == "inventory":  # the baseline role's queued inventory
+                    if report.get("ct"):
+                        new_inventories.append(report_to_inventory(report, host))
                 else:
                     new_rows += report_to_results(report, host)
                 merged += 1
@@ -132,8 +166,12 @@ def ingest_inbox(inbox: Path, store: ResultsStore) -> dict[str, Any]:
         if new_rows:
             merge_into_store(store, host, new_rows)
             rows += len(new_rows)
+            new += new_rows
+        if new_inventories:
+            store.write_inventory(host, new_inventories)
+            inventories += new_inventories
         for n in names:
             ledger.add(host, n)
         acks[host] = names
     ledger.save()
-    return {"merged": merged, "skipped": skipped, "rows": rows, "acks": acks}
+    return {"merged": merged, "skipped": skipped, "rows": rows, "acks": acks, "new": new, "inventories": inventories}

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 REPORT_SUFFIX = "_audit_report"
+INVENTORY_FACT = "baseline_inventory_report"
 _DONE = {"runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on_unreachable": "unreachable",
          "runner_on_skipped": "skipped"}
 
@@ -37,6 +38,8 @@ class HostState:
     recap: dict[str, int] | None = None  # from playbook_on_stats: ok, changed, failures, dark, skipped, ...
     # phase -> role -> report ({"results": {control: {...}}, "ct": ..., "observed_at": ...})
     reports: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # the baseline role's observed inventory (``baseline_inventory_report``), the last one seen
+    inventory: dict[str, Any] | None = None
 
     @property
     def status(self) -> str:
@@ -138,6 +141,9 @@ class RunState:
             h.first_error = f"{data.get('task', '')}: {str(res.get('msg') or res.get('stderr') or res)[:300]}"
         if kind == "runner_on_ok":
             for key, report in (res.get("ansible_facts") or {}).items():
+                if key == INVENTORY_FACT and isinstance(report, dict):
+                    h.inventory = report
+                    continue
                 if key.endswith(REPORT_SUFFIX) and isinstance(report, dict) and "results" in report:
                     role = report.get("role") or key[: -len(REPORT_SUFFIX)]
                     h.reports.setdefault(str(report.get("phase", "audit")), {})[role] = report

@@ -8,7 +8,9 @@ What it does, in order: build the invocation (pure, :mod:`ctfleet.rollout.comman
 ``keep_runs`` runs kept), fold every event into a :class:`RunState` and hand it to the
 ``on_event`` callback, then write the audit results to the results store, a run record
 (``var/rollout/runs/<run_id>.json``: request, per-host counts, before/after results) and
-``var/rollout/last-failed.json`` for :func:`retry_request`.
+``var/rollout/last-failed.json`` for :func:`retry_request`; when the profile names the
+region's results service, the same results go there as one batch (``rollout-<run id>``)
+through the spool (``forward``: :func:`ctfleet.results.forward.send`).
 
 The ansible-runner call is injected (``run_fn``) so tests can replay recorded events.
 """
@@ -25,7 +27,7 @@ from typing import Any, Callable
 
 from ctfleet.core.yamlio import load_yaml, validate
 from ctfleet.results import ResultsStore, atomic_write_text
-from ctfleet.rollout.audit import merge_into_store, report_to_results
+from ctfleet.rollout.audit import merge_into_store, report_to_inventory, report_to_results
 from ctfleet.rollout.command import Invocation, build
 from ctfleet.rollout.config import RolloutPaths, RolloutRequest, Wave, Waves
 from ctfleet.rollout.events import RunState
@@ -46,6 +48,7 @@ class Outcome:
     results_written: int
     wave: Wave | None = None  # the waves the playbook ran with (vars/waves.yml), when it has that file
     stopped_by_wave: bool = False  # Ansible ran out of hosts: a wave failed beyond max_fail_percentage
+    delivery: Any = None  # ctfleet.results.forward.Delivery when the results were sent to the region's service
 
     @property
     def failed_hosts(self) -> list[str]:
@@ -86,7 +89,8 @@ def load_waves(paths: RolloutPaths) -> Waves | None:
 
 
 def run_rollout(request: RolloutRequest, paths: RolloutPaths, *, on_event: EventCallback | None = None,
-                run_fn: Callable[..., Any] = _ansible_runner_run, keep_runs: int = 20, run_id: str | None = None) -> Outcome:
+                run_fn: Callable[..., Any] = _ansible_runner_run, keep_runs: int = 20, run_id: str | None = None,
+                forward: Callable[[str, list], Any] | None = None) -> Outcome:
     run_id = run_id or new_run_id()
     waves = load_waves(paths)
     wave = waves.get(request.wave_name, str(paths.playbooks / "vars" / "waves.yml")) if waves is not None else None
@@ -117,10 +121,13 @@ def run_rollout(request: RolloutRequest, paths: RolloutPaths, *, on_event: Event
     rc = int(getattr(r, "rc", 1) or 0)
     artifacts = Path(r.config.artifact_dir) if getattr(r, "config", None) is not None and getattr(r.config, "artifact_dir", None) else None
 
-    written = _write_results(state, ResultsStore(paths.results))
-    record = _write_record(paths, run_id, request, inv, state, status, rc, artifacts, stopped=bool(stopped))
+    rows, inventories = _write_results(state, ResultsStore(paths.results))
+    # the observed inventories travel in the same batch as the results (ctfleet.results.batch)
+    delivery = forward(f"rollout-{run_id}", rows + inventories) if forward is not None and (rows or inventories) else None
+    record = _write_record(paths, run_id, request, inv, state, status, rc, artifacts, stopped=bool(stopped), delivery=delivery)
     return Outcome(run_id=run_id, request=request, invocation=inv, state=state, runner_status=status, runner_rc=rc,
-                   artifacts=artifacts, record=record, results_written=written, wave=wave, stopped_by_wave=bool(stopped))
+                   artifacts=artifacts, record=record, results_written=len(rows), wave=wave, stopped_by_wave=bool(stopped),
+                   delivery=delivery)
 
 
 def _quote(a: str) -> str:
@@ -129,9 +136,11 @@ def _quote(a: str) -> str:
     return shlex.quote(a)
 
 
-def _write_results(state: RunState, store: ResultsStore) -> int:
-    """The last phase of each host (``after``, or ``audit``) goes to the shared store."""
-    n = 0
+def _write_results(state: RunState, store: ResultsStore) -> tuple[list, list]:
+    """The last phase of each host (``after``, or ``audit``) goes to the shared store, with
+    the host's observed inventory; returns the rows and the inventory records written."""
+    written: list = []
+    inventories: list = []
     for name, h in state.hosts.items():
         phase = h.last_phase()
         if phase is None or phase == "before":
@@ -141,12 +150,15 @@ def _write_results(state: RunState, store: ResultsStore) -> int:
             rows += report_to_results(report, name)
         if rows:
             merge_into_store(store, name, rows)
-            n += len(rows)
-    return n
+            written += rows
+        if h.inventory and h.inventory.get("ct"):
+            inventories.append(report_to_inventory(h.inventory, name))
+            store.write_inventory(name, inventories[-1:])
+    return written, inventories
 
 
 def _write_record(paths: RolloutPaths, run_id: str, request: RolloutRequest, inv: Invocation, state: RunState,
-                  status: str, rc: int, artifacts: Path | None, *, stopped: bool = False) -> Path:
+                  status: str, rc: int, artifacts: Path | None, *, stopped: bool = False, delivery: Any = None) -> Path:
     hosts = {}
     for name, h in sorted(state.hosts.items()):
         hosts[name] = {"status": h.status, **h.final_counts(), "tasks": h.tasks_done, "first_error": h.first_error,
@@ -155,7 +167,7 @@ def _write_record(paths: RolloutPaths, run_id: str, request: RolloutRequest, inv
     record = {"run_id": run_id, "request": request.model_dump(mode="json"), "limit": inv.limit,
               "playbook": str(inv.playbook), "runner_status": status, "runner_rc": rc,
               "artifacts": str(artifacts) if artifacts else None, "failed_hosts": state.failed_hosts(), "hosts": hosts,
-              "stopped_by_wave": stopped}
+              "stopped_by_wave": stopped, "delivery": delivery.as_dict() if delivery is not None else None}
     path = paths.runs / "runs" / f"{run_id}.json"
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
     _rotate(paths.runs / "runs", keep=200)

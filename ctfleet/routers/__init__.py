@@ -5,7 +5,7 @@ Pure: :mod:`~ctfleet.routers.platforms` (the platform registry), :mod:`~ctfleet.
 (Jinja2 templates in ``templates/``), :mod:`~ctfleet.routers.configtext` (parse, mask,
 plan), :mod:`~ctfleet.routers.audit` (observe and judge), :mod:`~ctfleet.routers.settings`.
 Edges: :mod:`~ctfleet.routers.drivers` (napalm, netmiko), :mod:`~ctfleet.routers.backups`
-(git), :mod:`~ctfleet.routers.runner` (bounded threads), :mod:`~ctfleet.routers.ops` (the
+(git), :mod:`~ctfleet.routers.fanout` (bounded threads), :mod:`~ctfleet.routers.ops` (the
 operations). The FRR lab for tests and the walk-through lives in :mod:`ctfleet.lab.frr_lab`. On FRR
 routers, ``host/ctfleet-guard`` is the on-router revert timer. See README.md here.
 

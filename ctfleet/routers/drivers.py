@@ -57,10 +57,10 @@ class Login:
             data = json.loads(value.reveal())
             assert isinstance(data, dict) and isinstance(data.get("username"), str)
         except (ValueError, AssertionError):
-            raise DeviceError("credentials", f"the value behind {ref} is not JSON with a username "
+            raise DeviceError("credentials", f"credentials {ref}: the value is not JSON with a username "
                               '(valid: {"username": ..., "password": ...} or {"username": ..., "key_file": ...}; value not shown)') from None
         if not data.get("password") and not data.get("key_file"):
-            raise DeviceError("credentials", f"the value behind {ref} has neither password nor key_file")
+            raise DeviceError("credentials", f"credentials {ref}: the value has neither password nor key_file")
         return cls(data["username"], Secret(data["password"]) if data.get("password") else None, data.get("key_file"))
 
 

@@ -1,6 +1,6 @@
 """The router operations, per router and over a fleet: backup, diff, audit, push, restore.
 
-Each operation on one router returns an :class:`~ctfleet.routers.runner.Outcome` and
+Each operation on one router returns an :class:`~ctfleet.routers.fanout.Outcome` and
 never raises for that router's problems (unreachable, wrong credentials, an unexpected
 prompt, a norm the template needs and the CT lacks): the others carry on.
 :meth:`RouterOps.run` runs one over many routers with the bounded runner, then writes
@@ -70,7 +70,7 @@ from ctfleet.routers.drivers import (
 )
 from ctfleet.routers.platforms import PlatformSpec, platform_spec
 from ctfleet.routers.render import Rendered, SnmpUser, render_intended, router_norms, router_vars
-from ctfleet.routers.runner import Outcome, run_bounded
+from ctfleet.routers.fanout import Outcome, run_bounded
 from ctfleet.routers.settings import RouterSettings, check_backup_path, load_settings
 
 Action = Literal["backup", "diff", "audit", "push", "restore"]
@@ -187,7 +187,7 @@ class RouterOps:
         except CtfleetError as exc:
             raise DeviceError("credentials", f"SNMPv3 user of {job.device.hostname}: {exc}") from None
         except (ValueError, KeyError, TypeError):
-            raise DeviceError("credentials", f"the value behind {ref} is not JSON with user, auth_key and priv_key (value not shown)") from None
+            raise DeviceError("credentials", f"credentials {ref}: the value is not JSON with user, auth_key and priv_key (value not shown)") from None
 
     def target(self, job: RouterJob, connect_timeout: float | None = None) -> Target:
         return Target(job.device.hostname, str(job.device.mgmt_address), self.ports.get(job.device.hostname, self.port),

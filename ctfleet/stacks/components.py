@@ -35,6 +35,7 @@ from ctfleet.stacks.manifests import Manifest, app_objects, cluster_role, exposu
 from ctfleet.stacks.names import label
 from ctfleet.stacks.plan import AppPlan, StackPlan, TenantPlan
 from ctfleet.stacks.safety import DATA_KINDS, data_inventory
+from ctfleet.stacks.tenant_policies import admission_objects
 
 _RESOURCE_CLASSES = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
@@ -50,6 +51,9 @@ _RESOURCE_CLASSES = {
     ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"): k8s.admissionregistration.v1.ValidatingAdmissionPolicy,
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding"):
+        k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding,
 }
 
 
@@ -153,6 +157,8 @@ class _Cloud(pulumi.ComponentResource):
         tenant_opts = pulumi.ResourceOptions(parent=self, depends_on=[role])
         allow = plan.config.allowDestructiveChanges
         self.tenants = {t.namespace: Tenant(t, plan.cluster_role, tenant_opts, allow) for t in plan.tenants}
+        for obj in admission_objects(plan):  # bounds on the tenants' own NetworkPolicies (cluster-scoped)
+            declare(obj, f"{obj['kind'].lower()}-{obj['metadata']['name']}", pulumi.ResourceOptions(parent=self))
         for app in plan.apps:
             SystemApp(app, stack_labels, [self.tenants[app.namespace]], pulumi.ResourceOptions(parent=self), allow)
         for obj in plan.extra:  # the data path's Ingresses (ctfleet.stacks.dataplane)

@@ -20,8 +20,7 @@ before any resource is declared::
         - sdr-rabat-sale-kenitra:operators
       ctfleet:ingressNamespace: ingress-nginx
       ctfleet:siteCidrs: [10.4.0.0/16]        # sdr: commune networks (collector targets, package-cache clients)
-      ctfleet:federationCidrs: [10.0.0.0/24]  # sdr: who may scrape /federate; national: where the regions are
-      ctfleet:federate: {rabat-sale-kenitra: "10.4.255.10:9090"}   # national: regional Prometheus endpoints
+      ctfleet:federationCidrs: [10.0.0.0/24]  # sdr: the national cloud's network (remote_write of the KPIs goes there)
       ctfleet:platformCidrs: [10.0.1.0/24]    # sdr/eci/sdl: the national cloud's ingress (tenants' HTTPS egress)
       ctfleet:storageClass: standard          # optional
       ctfleet:prometheusRetention: 30d
@@ -54,7 +53,7 @@ from ctfleet.core.registry import Registry
 from ctfleet.core.secrets import Secret
 from ctfleet.core.yamlio import loc_text
 from ctfleet.stacks.exposure import Expose, check_config as check_exposure
-from ctfleet.stacks.names import TIERS, ascii_slug, is_dns_label, stack_index
+from ctfleet.stacks.names import TIERS, is_dns_label, stack_index
 
 NAMESPACE = "ctfleet"  # the Pulumi config namespace (the project name)
 
@@ -63,7 +62,6 @@ NAMESPACE = "ctfleet"  # the Pulumi config namespace (the project name)
 IMAGE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
                    r":(?!latest(@|$))[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[0-9a-f]{64})?$")
 IMAGE_VALID = "an image reference with an explicit tag (not latest), e.g. quay.io/prometheus/prometheus:v3.5.0"
-HOST_PORT = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[0-9]{1,5}$")
 PLACEHOLDERS = {"namespace", "stack"}
 # registries only the machine that pushed can reach (a development cluster on that machine)
 LOCAL_REGISTRY = re.compile(r"^(localhost|127\.[0-9.]+|\[::1\])(:[0-9]+)?/")
@@ -118,6 +116,9 @@ class DataPath(_Strict):
     alertWebhook: str | None = None  # sdr: the regional NOC's relay the Alertmanager posts to
     grafanaHost: str | None = None  # sdr: optional Ingress for Grafana
     receiverHost: str | None = None  # national: the remote-write receiver's host
+    # sdr: cluster name -> host:port of the kube-state-metrics of each cluster hosting the region's CT
+    # tenants (default: this cluster's kube-state-metrics.kube-system.svc:8080; {} scrapes none)
+    kubeStateMetrics: dict[str, str] | None = None
 
 
 class StackConfig(_Strict):
@@ -129,7 +130,6 @@ class StackConfig(_Strict):
     ingressNamespace: str = "ingress-nginx"
     siteCidrs: list[str] = []
     federationCidrs: list[str] = []
-    federate: dict[str, str] = {}
     platformCidrs: list[str] = []  # where tenants reach the national platforms (HTTPS egress allow-list)
     storageClass: str | None = None
     prometheusRetention: str = Field(default="30d", pattern=r"^[0-9]+[hdwy]$")
@@ -220,7 +220,6 @@ def validate_config(raw: Mapping[str, Any], stack: str, registry: Registry, sour
     _check_target(cfg, deploying, bad)
     _check_images(cfg, bad)
     _check_groups_and_networks(cfg, bad)
-    _check_federation(cfg, registry, bad)
     from ctfleet.stacks.dataplane import check_config as _check_data_path
 
     _check_data_path(cfg, bad)
@@ -260,10 +259,22 @@ def _take_secrets(data: dict[str, Any], secret_keys: set[str], bad: Bad) -> Kube
     return kubeconfig
 
 
+#: Keys an older config may still carry: what replaced them.
+REMOVED_KEYS = {
+    "federate": ("is no longer read: the national Prometheus does not scrape the regions (federation loses samples "
+                 "across a WAN outage); each region remote-writes its KPIs to the national receiver",
+                 "remove it; set ctfleet:dataPath.receiverHost on the national stack and ctfleet:dataPath.nationalWriteUrl "
+                 "on each regional one"),
+}
+
+
 def _drop_unknown_keys(data: dict[str, Any], bad: Bad) -> None:
     """Unknown keys are reported and dropped first, so the rest is still checked in the same pass."""
     for key in list(data):
-        if key not in StackConfig.model_fields:
+        if key in REMOVED_KEYS:
+            bad((key,), REMOVED_KEYS[key][0], REMOVED_KEYS[key][1])
+            del data[key]
+        elif key not in StackConfig.model_fields:
             bad((key,), "unknown key", one_of(sorted(f"{NAMESPACE}:{k}" for k in StackConfig.model_fields)))
             del data[key]
     for key, model in (("kubernetes", KubernetesTarget), ("images", Images), ("dataPath", DataPath)):
@@ -374,20 +385,6 @@ def _check_groups_and_networks(cfg: StackConfig, bad: Bad) -> None:
                 ipaddress.ip_network(cidr, strict=True)
             except ValueError as exc:
                 bad((key, i), f"{cidr!r} is not a network address ({exc})", "a CIDR such as 10.4.0.0/16")
-
-
-def _check_federation(cfg: StackConfig, registry: Registry, bad: Bad) -> None:
-    if not cfg.federate:
-        return
-    if cfg.tier != "national":
-        bad(("federate",), f"only the national stack federates regional Prometheus servers, not tier {cfg.tier}")
-        return
-    slugs = {ascii_slug(r.name_fr) for r in registry.regions.values()}
-    for region, target in cfg.federate.items():
-        if region not in slugs:
-            bad(("federate", region), f"{region!r} is not a region slug", one_of(sorted(slugs)))
-        elif not HOST_PORT.match(target):
-            bad(("federate", region), f"{target!r} is not host:port", "e.g. 10.4.255.10:9090 or prometheus.sdr.example.ma:9090")
 
 
 _UNIT_WHAT = {"sdr": "region code", "eci": "grouping code", "sdl": "commune code with an SDL"}

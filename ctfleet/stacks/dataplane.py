@@ -48,16 +48,24 @@ from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
 
+from ctfleet.core.collector_config import CollectorConfig
 from ctfleet.core.conventions import (
+    CLUSTER_KPI_RULES_FILES,
     COLLECTOR_PORT,
+    KPI_RULES_FILE,
+    KUBE_STATE_METRICS_JOB,
+    KUBE_STATE_METRICS_PORT,
+    KUBE_STATE_METRICS_SERIES,
     NODE_EXPORTER_PORT,
     NODE_TARGETS_PATH,
     REGION_EXTERNAL_LABEL,
     RESULTS_BATCHES_PATH,
     RESULTS_SERVICE_PORT,
 )
-from ctfleet.core.datapath import kpi_record_names, national_rules, node_scrape_config, remote_write
+from ctfleet.core.datapath import kpi_record_names, national_rules, node_scrape_config, programme_kpis, remote_write
 from ctfleet.core.errors import Problem
+from ctfleet.project import Profile
+from ctfleet.results.service import ServiceConfig
 from ctfleet.stacks.config import StackConfig, StackConfigErrors
 from ctfleet.stacks.names import MONITORING_NAMESPACE, RESULTS_NAMESPACE, StackRef, label
 from ctfleet.stacks.plan import (
@@ -73,6 +81,7 @@ from ctfleet.stacks.plan import (
     _from_ingress,
     _pods,
     _system_tenant,
+    emitted,
     yaml_text,
 )
 
@@ -87,9 +96,6 @@ REMOTE_WRITE_PASSWORD = "/etc/prometheus-remote-write/password"
 NATIONAL_WRITE_PATH = "/api/v1/write"
 CONFIGMAP_MAX_BYTES = 1_000_000  # Kubernetes refuses a ConfigMap over 1 MiB (1,048,576 bytes, less its metadata)
 REGION_DASHBOARDS = ("ctfleet-region.json", "ctfleet-ct.json")
-# The programme KPIs' recording rules: what a region remote-writes and the nation sums. Other
-# rule files' records (hosting, backups) are about each cluster and stay in it.
-KPI_RULES_FILE = "kpi.rules.yml"
 
 #: The Secrets the data path reads, by (namespace, name): created by the operators, never
 #: declared by the stack (their values would land in Pulumi state).
@@ -119,7 +125,7 @@ def check_config(cfg: StackConfig, bad: Callable[..., None]) -> None:
         for key in ("profile", "demo"):
             if getattr(cfg, key) not in (None, False):
                 bad((key,), f"only a regional (sdr) stack deploys a collector with a fleet, not tier {cfg.tier}")
-        for key in ("resultsHost", "nationalWriteUrl", "alertWebhook", "grafanaHost"):
+        for key in ("resultsHost", "nationalWriteUrl", "alertWebhook", "grafanaHost", "kubeStateMetrics"):
             if getattr(d, key) is not None:
                 bad(("dataPath", key), f"only a regional (sdr) stack has {key}, not tier {cfg.tier}")
     if cfg.tier != "national" and d.receiverHost is not None:
@@ -134,6 +140,13 @@ def check_config(cfg: StackConfig, bad: Callable[..., None]) -> None:
             parts = urlsplit(url)
             if parts.scheme != "https" or not parts.hostname or not _is_host(parts.hostname):
                 bad(("dataPath", key), f"{url!r} is not an https:// URL", "e.g. https://metrics.dgct.ma/api/v1/write")
+    for cluster, target in (d.kubeStateMetrics or {}).items():
+        host, sep, port = target.rpartition(":")
+        if not _is_host(cluster):
+            bad(("dataPath", "kubeStateMetrics", cluster), f"{cluster!r} is not a cluster name", "lower-case letters, digits, '-' and '.'")
+        if not sep or not _is_host(host) or not port.isdigit() or not 0 < int(port) < 65536:
+            bad(("dataPath", "kubeStateMetrics", cluster), f"{target!r} is not host:port",
+                f"e.g. kube-state-metrics.kube-system.svc:{KUBE_STATE_METRICS_PORT}")
     if not _is_host(d.ingressClass.replace(".", "-")):
         bad(("dataPath", "ingressClass"), f"{d.ingressClass!r} is not an IngressClass name", "e.g. nginx")
 
@@ -168,7 +181,8 @@ class FleetSource:
         """The profile the collector runs with (its fleet from the mounted files, its results in the region's database)."""
         fleet: dict[str, Any] = {"source": "files", "dir": FLEET_MOUNT} if self.files else {"source": "generated",
                                                                                            "seed": self.seed or 2014}
-        return yaml_text({"name": stack, "region": self.region, "fleet": fleet, "results_dir": DB_URL})
+        return emitted(Profile, f"{stack}: ConfigMap collector-fleet (profile.yaml)",
+                       {"name": stack, "region": self.region, "fleet": fleet, "results_dir": DB_URL})
 
     def fileset(self, stack: str) -> FileSet:
         annotations = {label("fleet-profile"): self.profile, label("fleet-source"): self.origin}
@@ -375,6 +389,21 @@ def extend(plan: StackPlan, registry, norms, hosting, rules: dict[str, str], fle
         _national(plan, files)
 
 
+def _programme_kpis(files: MonitorFiles) -> dict:
+    """What a region remote-writes and the nation sums: the KPI rules' records and the hosting rules' KPI-form ones."""
+    return programme_kpis(_load(files.rules.get(KPI_RULES_FILE, "")) or {"groups": []},
+                          *(_load(files.rules.get(name, "")) or {"groups": []} for name in CLUSTER_KPI_RULES_FILES))
+
+
+def _kube_state_metrics(plan: StackPlan) -> dict[str, str]:
+    """cluster -> host:port of the kube-state-metrics the regional Prometheus scrapes: the config's, or this
+    cluster's in-cluster Service by default (the CT tenants of an ECI or SDL cluster need theirs listed too)."""
+    ksm = plan.config.dataPath.kubeStateMetrics
+    if ksm is None:
+        return {plan.ref.name: f"kube-state-metrics.kube-system.svc:{KUBE_STATE_METRICS_PORT}"}
+    return dict(ksm)
+
+
 def _app(plan: StackPlan, name: str) -> AppPlan:
     return next(a for a in plan.apps if a.name == name)
 
@@ -393,34 +422,70 @@ def _stack_labels(plan: StackPlan, app: str) -> dict[str, str]:
 
 
 def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, files: MonitorFiles) -> None:
-    cfg, ref, region = plan.config, plan.ref, plan.ref.unit or ""
-    d = cfg.dataPath
-    mon = MONITORING_NAMESPACE
-    prom_p, coll_p, am_p, graf_p = (_pods(**{NAME: n}) for n in ("prometheus", "collector", "alertmanager", "grafana"))
-    res_p, db_p = _pods(**{NAME: "results"}), _pods(**{NAME: DB_APP})
+    """The regional data path, one piece per function below (in this order: the notes and the
+    read-out's pieces keep it): the collector on the region's fleet, Prometheus, Alertmanager
+    and Grafana, the monitoring tenant's further flows, the results service and its database."""
+    region = plan.ref.unit or ""
     summary = DataPathSummary(fleet, secrets=list(SECRETS["sdr"]))
+    _regional_collector(plan, fleet, summary)
+    _regional_prometheus(plan, files, summary)
+    if region not in registry.regions:
+        raise ValueError(f"region {region!r} is not in the registry")
+    _regional_alertmanager(plan, hosting, files, summary)
+    _regional_grafana(plan, hosting, files, summary)
+    _monitoring_flows(plan)
+    _results_store(plan, norms, hosting, summary)
+    d, mon = plan.config.dataPath, MONITORING_NAMESPACE
+    if d.grafanaHost:
+        plan.extra.append(ingress("grafana", mon, d.grafanaHost, "grafana", "http", "/", "Prefix", "grafana-tls",
+                                  d.ingressClass, _stack_labels(plan, "grafana"), {}))
+        summary.secrets.append((mon, "grafana-tls", "kubernetes.io/tls: Grafana's certificate"))
+    plan.notes.extend(fleet.notes)
+    if fleet.simulated:
+        plan.notes.append(f"SIMULATED fleet: the collector polls the generated demonstration fleet ({fleet.origin}); "
+                          "set ctfleet:profile to the region's profile on its imported fleet")
+    plan.datapath = summary
 
-    # the collector: the region's fleet and profile, results in the region's database
+
+def _regional_collector(plan: StackPlan, fleet: FleetSource, summary: DataPathSummary) -> None:
+    """The collector: the region's fleet and profile, results in the region's database."""
+    ref = plan.ref
     coll = _app(plan, "collector")
-    cc = _load(coll.config["collector.yaml"])
-    cc.update(profile=f"{FLEET_MOUNT}/profile.yaml", results_dir=DB_URL)
+    collector_yaml = emitted(CollectorConfig, f"{ref.name}: ConfigMap collector (collector.yaml)",
+                             _load(coll.config["collector.yaml"]) | {"profile": f"{FLEET_MOUNT}/profile.yaml", "results_dir": DB_URL})
     fileset = fleet.fileset(ref.name)
     summary.fleet_sha256 = fileset.sha256
-    _swap(plan, coll, replace(coll, config={"collector.yaml": yaml_text(cc)}, files=(fileset,),
+    _swap(plan, coll, replace(coll, config={"collector.yaml": collector_yaml}, files=(fileset,),
                               secret_env=(("PGPASSWORD", DB_APP, "password"),)))
     where = f"{fleet.origin}; profile {fleet.profile}; ConfigMap collector-fleet sha256 {fileset.sha256[:16]}"
     counts = ("generated at the collector's start" if fleet.routers is None
               else f"{fleet.routers} routers, {fleet.servers} servers, {fleet.node_targets} node_exporter targets")
     summary.pieces.append(("collector targets", f"{where}; {counts}"))
 
-    # Prometheus: node_exporter through /sd/node, Alertmanager, remote_write of the KPI series
+
+def _regional_prometheus(plan: StackPlan, files: MonitorFiles, summary: DataPathSummary) -> None:
+    """Prometheus: node_exporter through /sd/node, Alertmanager, remote_write of the KPI series."""
+    ref, d, mon, region = plan.ref, plan.config.dataPath, MONITORING_NAMESPACE, plan.ref.unit or ""
     prom = _app(plan, "prometheus")
     pc = _load(prom.config["prometheus.yml"])
     pc["global"].setdefault("external_labels", {})[REGION_EXTERNAL_LABEL] = region
     sd_url = f"http://collector.{mon}.svc:{COLLECTOR_PORT}{NODE_TARGETS_PATH}"
     pc["scrape_configs"].insert(1, node_scrape_config(sd_url))
     pc["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [f"alertmanager.{mon}.svc:{ALERTMANAGER_PORT}"]}]}]}
-    names = kpi_record_names(_load(files.rules.get(KPI_RULES_FILE, "")) or {})
+    names = kpi_record_names(_programme_kpis(files))
+    ksm = _kube_state_metrics(plan)
+    if ksm:
+        pc["scrape_configs"].append({
+            "job_name": KUBE_STATE_METRICS_JOB,
+            "static_configs": [{"targets": [target], "labels": {"cluster": cluster}} for cluster, target in sorted(ksm.items())],
+            # the hosting rules read two namespace series; the rest of kube-state-metrics stays out of the TSDB
+            "metric_relabel_configs": [{"source_labels": ["__name__"], "regex": "|".join(KUBE_STATE_METRICS_SERIES),
+                                        "action": "keep"}]})
+        summary.pieces.append(("kube-state-metrics", f"{', '.join(f'{c} {t}' for c, t in sorted(ksm.items()))}: namespaces "
+                                                     "present and Active, for the hosted KPI"))
+    else:
+        plan.notes.append("ctfleet:dataPath.kubeStateMetrics is empty: no cluster state is scraped, so no CT of the region "
+                          "counts as hosted")
     secrets = prom.secrets
     if d.nationalWriteUrl and names:
         pc["remote_write"] = [remote_write(d.nationalWriteUrl, region, names,
@@ -434,9 +499,10 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
     _swap(plan, prom, replace(prom, config=prom.config | {"prometheus.yml": yaml_text(pc)}, secrets=secrets))
     summary.pieces.append(("node_exporter", f"job node: http_sd {sd_url}, port {NODE_EXPORTER_PORT}"))
 
-    # Alertmanager and Grafana
-    if region not in registry.regions:
-        raise ValueError(f"region {region!r} is not in the registry")
+
+def _regional_alertmanager(plan: StackPlan, hosting, files: MonitorFiles, summary: DataPathSummary) -> None:
+    """Alertmanager: the project's routing, and the region's route to its NOC's webhook."""
+    cfg, d, mon, region = plan.config, plan.config.dataPath, MONITORING_NAMESPACE, plan.ref.unit or ""
     am_cfg = region_alertmanager(files.alertmanager, region, d.alertWebhook)
     plan.apps.append(AppPlan("alertmanager", mon, cfg.image("alertmanager"), ALERTMANAGER_PORT, hosting.apps.alertmanager,
                              {"alertmanager.yml": yaml_text(am_cfg)}, "/etc/alertmanager",
@@ -448,6 +514,11 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
                                            f"({d.alertWebhook or 'no webhook set: alerts are kept, not sent'})"))
     if not d.alertWebhook:
         plan.notes.append("ctfleet:dataPath.alertWebhook is not set: the regional Alertmanager sends no notification")
+
+
+def _regional_grafana(plan: StackPlan, hosting, files: MonitorFiles, summary: DataPathSummary) -> None:
+    """Grafana: the region's dashboards, on the regional Prometheus."""
+    cfg, mon = plan.config, MONITORING_NAMESPACE
     ds = _load(files.datasources)
     for source in ds.get("datasources", []):
         source["url"] = f"http://prometheus.{mon}.svc:{PROMETHEUS_PORT}"
@@ -469,7 +540,13 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
     summary.pieces.append(("Grafana", f"dashboards {', '.join(sorted(dashboards))} from monitors/dashboards/, datasource "
                                       f"prometheus.{mon}.svc:{PROMETHEUS_PORT}"))
 
-    # the monitoring tenant's further flows
+
+def _monitoring_flows(plan: StackPlan) -> None:
+    """The monitoring tenant's further flows: to the results database, between Prometheus,
+    Alertmanager and Grafana, to the node_exporters, the national receiver and the NOC."""
+    cfg, d, mon = plan.config, plan.config.dataPath, MONITORING_NAMESPACE
+    prom_p, coll_p, am_p, graf_p = (_pods(**{NAME: n}) for n in ("prometheus", "collector", "alertmanager", "grafana"))
+    db_p = _pods(**{NAME: DB_APP})
     flows = [
         Flow("collector-to-results-db", "egress", (Peer(namespace=RESULTS_NAMESPACE, pods=db_p),),
              "the collector writes its sweeps to and reads audits from the region's results database",
@@ -485,6 +562,19 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
         _from_ingress(cfg, GRAFANA_PORT, graf_p),
         Flow("grafana-dns", "egress", DNS.peers, DNS.why, ports=DNS.ports, pods=graf_p),
     ]
+    in_cluster: dict[str, set[int]] = {}
+    for cluster, target in sorted(_kube_state_metrics(plan).items()):
+        host, _, port = target.rpartition(":")
+        parts = host.split(".")
+        if len(parts) >= 3 and parts[2] == "svc":  # <service>.<namespace>.svc[.cluster.local]: this cluster
+            in_cluster.setdefault(parts[1], set()).add(int(port))
+        else:
+            plan.notes.append(f"kube-state-metrics of {cluster} ({target}) is outside this cluster: the default-deny "
+                              "policy blocks it until an egress rule allows it")
+    for namespace, ports in sorted(in_cluster.items()):
+        flows.append(Flow(f"prometheus-to-kube-state-metrics-{namespace}"[:63], "egress", (Peer(namespace=namespace),),
+                          "Prometheus scrapes kube-state-metrics (namespaces present, for the hosted KPI)",
+                          ports=tuple(("TCP", p) for p in sorted(ports)), pods=prom_p))
     if cfg.siteCidrs:
         flows.append(Flow("prometheus-to-node-exporters", "egress", tuple(Peer(cidr=c) for c in cfg.siteCidrs),
                           "Prometheus scrapes the reference servers' node_exporter", ports=(("TCP", NODE_EXPORTER_PORT),),
@@ -502,7 +592,12 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
                           ports=(("TCP", _url_port(d.alertWebhook)),), pods=am_p))
     plan.tenants = [replace(t, flows=t.flows + tuple(flows)) if t.namespace == mon else t for t in plan.tenants]
 
-    # the results service and its database, in their own tenant
+
+def _results_store(plan: StackPlan, norms, hosting, summary: DataPathSummary) -> None:
+    """The results service and its PostgreSQL database, in their own tenant, and the
+    service's endpoint outside the cluster."""
+    cfg, ref, d, mon, region = plan.config, plan.ref, plan.config.dataPath, MONITORING_NAMESPACE, plan.ref.unit or ""
+    coll_p, res_p, db_p = (_pods(**{NAME: n}) for n in ("collector", "results", DB_APP))
     res_flows = (
         DNS,
         _from_ingress(cfg, RESULTS_SERVICE_PORT, res_p),
@@ -515,13 +610,14 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
     )
     plan.tenants.append(_system_tenant(ref, cfg, RESULTS_NAMESPACE, "results", "Results service and database (PostgreSQL)",
                                        hosting.system.results, norms, res_flows, region))
-    service_cfg = {"database": DB_URL, "database_password": "env:CTFLEET_RESULTS_DB_PASSWORD",
-                   "listen": f"0.0.0.0:{RESULTS_SERVICE_PORT}", "web_config": "/etc/ctfleet-web/web-config.yml",
-                   "profile": "/etc/ctfleet/profile.yaml"}
+    service_yaml = emitted(ServiceConfig, f"{ref.name}: ConfigMap results (results-service.yml)",
+                           {"database": DB_URL, "database_password": "env:CTFLEET_RESULTS_DB_PASSWORD",
+                            "listen": f"0.0.0.0:{RESULTS_SERVICE_PORT}", "web_config": "/etc/ctfleet-web/web-config.yml",
+                            "profile": "/etc/ctfleet/profile.yaml"})
+    service_profile = emitted(Profile, f"{ref.name}: ConfigMap results (profile.yaml)", {"name": ref.name, "region": region})
     plan.apps.append(AppPlan("results", RESULTS_NAMESPACE, cfg.image("collector"), RESULTS_SERVICE_PORT,
                              hosting.apps.resultsService,
-                             {"results-service.yml": yaml_text(service_cfg),
-                              "profile.yaml": yaml_text({"name": ref.name, "region": region})}, "/etc/ctfleet",
+                             {"results-service.yml": service_yaml, "profile.yaml": service_profile}, "/etc/ctfleet",
                              command=("python", "-m", "ctfleet.results.service"),
                              args=("--config", "/etc/ctfleet/results-service.yml"), port_name="https",
                              secrets=(SecretMount("results-tls", "/etc/ctfleet-tls", "the endpoint's certificate"),
@@ -547,21 +643,12 @@ def _regional(plan: StackPlan, registry, norms, hosting, fleet: FleetSource, fil
                                                    "results-tls; the service checks the region's users)"))
     else:
         plan.notes.append("ctfleet:dataPath.resultsHost is not set: the results service has no endpoint outside the cluster")
-    if d.grafanaHost:
-        plan.extra.append(ingress("grafana", mon, d.grafanaHost, "grafana", "http", "/", "Prefix", "grafana-tls",
-                                  d.ingressClass, _stack_labels(plan, "grafana"), {}))
-        summary.secrets.append((mon, "grafana-tls", "kubernetes.io/tls: Grafana's certificate"))
-    plan.notes.extend(fleet.notes)
-    if fleet.simulated:
-        plan.notes.append(f"SIMULATED fleet: the collector polls the generated demonstration fleet ({fleet.origin}); "
-                          "set ctfleet:profile to the region's profile on its imported fleet")
-    plan.datapath = summary
 
 
 def _national(plan: StackPlan, files: MonitorFiles) -> None:
     cfg = plan.config
     prom = _app(plan, "prometheus")
-    rules = national_rules(_load(files.rules.get(KPI_RULES_FILE, "")) or {"groups": []})
+    rules = national_rules(_programme_kpis(files))
     pc = _load(prom.config["prometheus.yml"])
     pc.setdefault("rule_files", []).append("/etc/prometheus/rules-national-kpi.yml")
     _swap(plan, prom, replace(prom, config=prom.config | {"prometheus.yml": yaml_text(pc),

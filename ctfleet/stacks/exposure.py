@@ -4,7 +4,7 @@ Chosen per stack in ``ctfleet:expose``, one entry per workload that may be publi
 validated up front with the rest of the config (one error naming every bad key)::
 
     ctfleet:expose:
-      prometheus:                        # federation / remote_write reach the regional Prometheus
+      prometheus:                        # the Prometheus API for the NOC's queries (KPIs travel by remote_write)
         kind: ingress
         host: prometheus.sdr-rsk.ma
         tlsSecret: prometheus-tls        # a kubernetes.io/tls Secret the operators create ...

@@ -59,7 +59,6 @@ def default_config(ref: StackRef, image_registry: str = DEFAULT_IMAGE_REGISTRY) 
         cfg["ctfleet:dataPath"] = {"resultsHost": f"results.{ref.name}.{DOMAIN}",
                                    "nationalWriteUrl": f"https://metrics.national.{DOMAIN}/api/v1/write"}
     if ref.tier == "national":
-        cfg["ctfleet:federate"] = {}
         cfg["ctfleet:dataPath"] = {"receiverHost": f"metrics.national.{DOMAIN}"}
     return cfg
 

@@ -141,7 +141,7 @@ class SystemTenants(_Strict):
     monitoring: QuotaSpec  # a region's collector shard, Prometheus, Alertmanager, Grafana
     results: QuotaSpec  # a region's results service + PostgreSQL
     pkgcache: QuotaSpec  # a region's apt-cacher-ng
-    nationalMonitoring: QuotaSpec  # the federating national Prometheus
+    nationalMonitoring: QuotaSpec  # the national Prometheus (remote_write receiver)
 
 
 class Apps(_Strict):

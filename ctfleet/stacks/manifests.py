@@ -19,6 +19,7 @@ from ctfleet.stacks import exposure
 from ctfleet.stacks.hosting import cpu_quantity, gib_quantity
 from ctfleet.stacks.names import DESTRUCTIVE_ALLOWED, label
 from ctfleet.stacks.plan import NAME, RUN_AS, AppPlan, Flow, Peer, StackPlan, TenantPlan
+from ctfleet.stacks.tenant_policies import admission_objects
 
 Manifest = dict[str, Any]
 
@@ -29,8 +30,9 @@ OPERATORS = "tenant-operators"
 
 _CRUD = ["get", "list", "watch", "create", "update", "patch", "delete"]
 _READ = ["get", "list", "watch"]
-# Tenant operators run their applications but cannot loosen what the stack set up:
-# quotas, limits and network policies are read-only to them.
+# Tenant operators run their applications but cannot loosen what the stack set up: quotas
+# and limits are read-only to them; they may write NetworkPolicies, which the stack's
+# ValidatingAdmissionPolicy keeps within the stack's flows (ctfleet.stacks.tenant_policies).
 OPERATOR_RULES = [
     {"apiGroups": [""], "resources": ["pods", "pods/log", "pods/exec", "services", "configmaps", "secrets",
                                       "persistentvolumeclaims", "serviceaccounts"], "verbs": _CRUD},
@@ -39,11 +41,11 @@ OPERATOR_RULES = [
     {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": _CRUD},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _CRUD},
     {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": _CRUD},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": _READ},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": _CRUD},
     {"apiGroups": [""], "resources": ["resourcequotas", "limitranges", "events"], "verbs": _READ},
 ]
 
-_KIND_ORDER = ["ClusterRole", "Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding",
+_KIND_ORDER = ["ClusterRole", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding",
                "ServiceAccount", "ConfigMap", "PersistentVolumeClaim", "Deployment", "StatefulSet", "Service", "Certificate",
                "Ingress"]
 
@@ -51,7 +53,7 @@ _KIND_ORDER = ["ClusterRole", "Namespace", "ResourceQuota", "LimitRange", "Netwo
 def render(plan: StackPlan) -> list[Manifest]:
     """Every object of the stack, in a stable order (namespace, kind, name)."""
     stack_labels = {label("stack"): plan.ref.name}
-    objs: list[Manifest] = [cluster_role(plan.cluster_role, stack_labels)]
+    objs: list[Manifest] = [cluster_role(plan.cluster_role, stack_labels), *admission_objects(plan)]
     for t in plan.tenants:
         objs += tenant_objects(t, plan.cluster_role)
     for a in plan.apps:

@@ -26,12 +26,15 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from pydantic import BaseModel
 from ruamel.yaml import YAML
 
+from ctfleet.core.collector_config import CollectorConfig
 from ctfleet.core.conventions import COLLECTOR_JOB, COLLECTOR_PORT, QUOTA_CONTROLS
 from ctfleet.core.models import CT
 from ctfleet.core.norms import NormSet, Resolved
 from ctfleet.core.registry import Registry
+from ctfleet.core.yamlio import Doc, validate
 from ctfleet.stacks.config import StackConfig
 from ctfleet.stacks.exposure import EXPOSABLE, ExposurePlan, notes as exposure_notes, plan_exposure
 from ctfleet.stacks.schema import K8S_VERSION
@@ -46,7 +49,6 @@ from ctfleet.stacks.names import (
     grouping_namespace,
     label,
     platform_namespace,
-    region_stack,
     tenant_home,
 )
 
@@ -404,26 +406,14 @@ def _plan_national(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
     mon_flows = [DNS, _from_ingress(cfg, PROMETHEUS_PORT, prom),
                  Flow("prometheus-to-platforms", "egress", (Peer(namespace_labels=((label("kind"), "platform"),)),),
                       "scrape the national platforms", pods=prom)]
-    if cfg.federationCidrs:
-        mon_flows.append(Flow("prometheus-to-regions", "egress", _cidr_peers(cfg.federationCidrs),
-                              "federate the regional Prometheus servers", ports=(("TCP", PROMETHEUS_PORT),), pods=prom))
     tenants.append(_system_tenant(ref, cfg, MONITORING_NAMESPACE, "nationalMonitoring", "National monitoring",
                                   hosting.system.nationalMonitoring, norms, tuple(mon_flows), None))
-    notes = []
-    slugs = {ascii_slug(r.name_fr): code for code, r in registry.regions.items()}
-    missing = sorted(set(slugs) - set(cfg.federate))
-    if missing:
-        notes.append(f"federating {len(slugs) - len(missing)} of {len(slugs)} regions; set ctfleet:federate for: {', '.join(missing)}")
-    if cfg.federate and not cfg.federationCidrs:
-        notes.append("ctfleet:federationCidrs is empty: the default-deny policy blocks federation until it names the regions' networks")
-    federate = [{"targets": [target], "labels": {"region": slugs[slug], "shard": region_stack(registry.regions[slugs[slug]].name_fr)}}
-                for slug, target in sorted(cfg.federate.items())]
+    notes: list[str] = []
     prom_config = {
         "global": {"scrape_interval": "60s", "evaluation_interval": "60s", "external_labels": {"cloud": "national"}},
+        # The regions' KPIs arrive by remote_write (ctfleet.stacks.dataplane adds the receiver and
+        # the national rules); nothing is scraped across the WAN.
         "scrape_configs": [
-            {"job_name": "federate-regions", "honor_labels": True, "metrics_path": "/federate",
-             "params": {"match[]": ['{__name__=~"ctfleet_.*"}', '{__name__=~"ALERTS|up"}']},
-             "static_configs": federate},
             {"job_name": "prometheus", "static_configs": [{"targets": [f"localhost:{PROMETHEUS_PORT}"]}]},
         ],
     }
@@ -432,13 +422,35 @@ def _plan_national(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
 
 
 def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting: HostingCatalogue, rules) -> StackPlan:
+    """The region's CT tenants (those its SDR hosts), its monitoring (collector shard and
+    Prometheus) and its package cache, each built by one of the functions below."""
     region = ref.unit
     cts = sorted((ct for ct in registry.cts.values() if ct.region_code == region and tenant_home(ct) == "sdr"), key=lambda c: c.code)
     flows = tenant_flows(cfg, FROM_MONITORING, TO_PKGCACHE)
     tenants = [ct_tenant(ref, cfg, ct, norms, flows) for ct in cts]
+    tenants.append(_system_tenant(ref, cfg, MONITORING_NAMESPACE, "monitoring", "Regional monitoring (collector shard, Prometheus)",
+                                  hosting.system.monitoring, norms, _regional_monitoring_flows(cfg), region))
+    tenants.append(_system_tenant(ref, cfg, PKGCACHE_NAMESPACE, "pkgcache", "Package cache (apt-cacher-ng)",
+                                  hosting.system.pkgcache, norms, _pkgcache_flows(cfg), region))
+    prom_config, rule_files = _regional_prometheus_config(ref, rules)
+    apps = [
+        _collector_app(ref, cfg, hosting),
+        _prometheus_app("prometheus", cfg, hosting.apps.prometheus, prom_config, rule_files),
+        _pkgcache_app(cfg, hosting),
+    ]
+    notes = []
+    if not cfg.siteCidrs:
+        notes.append("ctfleet:siteCidrs is empty: the collector cannot reach the communes and the package cache serves only tenants")
+    if not rule_files:
+        notes.append("no rule files in monitors/rules/: the regional Prometheus runs without alert rules")
+    return StackPlan(ref, cfg, tenants, apps, notes)
 
-    prom, coll, acng = (_pods(**{NAME: n}) for n in ("prometheus", "collector", "apt-cacher-ng"))
-    mon_flows = [
+
+def _regional_monitoring_flows(cfg: StackConfig) -> tuple[Flow, ...]:
+    """The regional monitoring tenant's flows: Prometheus scrapes the collector and the CT
+    tenants, the collector polls the sites (remote_write to the nation: ctfleet.stacks.dataplane)."""
+    prom, coll = (_pods(**{NAME: n}) for n in ("prometheus", "collector"))
+    flows = [
         DNS,
         Flow("collector-from-prometheus", "ingress", (Peer(pods=prom),), "Prometheus scrapes the collector shard",
              ports=(("TCP", COLLECTOR_PORT),), pods=coll),
@@ -450,12 +462,15 @@ def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
     ]
     if cfg.siteCidrs:
         # All ports: SNMP (161/udp) and SSH, and ICMP, which NetworkPolicy cannot name by port.
-        mon_flows.append(Flow("collector-to-sites", "egress", _cidr_peers(cfg.siteCidrs),
-                              "the collector polls the region's routers and servers (SNMP, ICMP, SSH)", pods=coll))
-    if cfg.federationCidrs:
-        mon_flows.append(Flow("prometheus-from-federation", "ingress", _cidr_peers(cfg.federationCidrs),
-                              "the national Prometheus federates this region", ports=(("TCP", PROMETHEUS_PORT),), pods=prom))
-    cache_flows = [
+        flows.append(Flow("collector-to-sites", "egress", _cidr_peers(cfg.siteCidrs),
+                          "the collector polls the region's routers and servers (SNMP, ICMP, SSH)", pods=coll))
+    return tuple(flows)
+
+
+def _pkgcache_flows(cfg: StackConfig) -> tuple[Flow, ...]:
+    """The package cache tenant's flows: tenants and commune machines in, the mirrors out."""
+    acng = _pods(**{NAME: "apt-cacher-ng"})
+    flows = [
         DNS,
         Flow("from-tenants", "ingress", (Peer(namespace_labels=((label("kind"), "ct"),)),), "CT tenants fetch packages",
              ports=(("TCP", APT_CACHER_PORT),), pods=acng),
@@ -464,22 +479,36 @@ def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
              ports=(("TCP", 80), ("TCP", 443)), pods=acng),
     ]
     if cfg.siteCidrs:
-        cache_flows.insert(2, Flow("from-sites", "ingress", _cidr_peers(cfg.siteCidrs), "commune machines fetch packages",
-                                   ports=(("TCP", APT_CACHER_PORT),), pods=acng))
-    tenants.append(_system_tenant(ref, cfg, MONITORING_NAMESPACE, "monitoring", "Regional monitoring (collector shard, Prometheus)",
-                                  hosting.system.monitoring, norms, tuple(mon_flows), region))
-    tenants.append(_system_tenant(ref, cfg, PKGCACHE_NAMESPACE, "pkgcache", "Package cache (apt-cacher-ng)",
-                                  hosting.system.pkgcache, norms, tuple(cache_flows), region))
+        flows.insert(2, Flow("from-sites", "ingress", _cidr_peers(cfg.siteCidrs), "commune machines fetch packages",
+                             ports=(("TCP", APT_CACHER_PORT),), pods=acng))
+    return tuple(flows)
 
-    # ctfleet.monitors.collector's config: this region's shard; the collector selects its
-    # targets (the region's routers and SNMP servers) from the registry it ships with.
-    collector_config = {
-        "shard": f"region:{region}",
+
+def _collector_app(ref: StackRef, cfg: StackConfig, hosting: HostingCatalogue) -> AppPlan:
+    """The region's collector shard. Its config (ctfleet.monitors.collector's own model): this
+    region's shard; the collector selects its targets (the region's routers and SNMP servers)
+    from the registry it ships with."""
+    collector_yaml = emitted(CollectorConfig, f"{ref.name}: ConfigMap collector (collector.yaml)", {
+        "shard": f"region:{ref.unit}",
         "interval_seconds": 60,
         "listen": f"0.0.0.0:{COLLECTOR_PORT}",
         "probe": {"method": "icmp"},
         "results_dir": "/var/lib/ctfleet/results",
-    }
+    })
+    return AppPlan("collector", MONITORING_NAMESPACE, cfg.image("collector"), COLLECTOR_PORT, hosting.apps.collector,
+                   {"collector.yaml": collector_yaml}, "/etc/ctfleet",
+                   args=("--config", "/etc/ctfleet/collector.yaml"),
+                   # SNMP credentials (env:CTFLEET_SNMP_<region> references), from a Secret the SDR
+                   # team creates out of band, so no credential passes through Pulumi state
+                   env_from_secret=COLLECTOR_SECRET,
+                   scratch=("/tmp", "/var/lib/ctfleet"), probe={"tcpSocket": {"port": "http"}},
+                   # unprivileged ICMP echo (no CAP_NET_RAW) for the pod's group; a "safe" sysctl
+                   sysctls=(("net.ipv4.ping_group_range", f"{RUN_AS} {RUN_AS}"),))
+
+
+def _regional_prometheus_config(ref: StackRef, rules: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The regional Prometheus's prometheus.yml (scrapes its collector shard) and its rule files by name."""
+    region = ref.unit
     prom_config: dict[str, Any] = {
         "global": {"scrape_interval": "60s", "evaluation_interval": "60s",
                    "external_labels": {"region": region, "shard": ref.name}},
@@ -492,29 +521,16 @@ def _plan_regional(ref, cfg: StackConfig, registry: Registry, norms: NormSet, ho
     rule_files = {f"rules-{ascii_slug(name.rsplit('.', 1)[0])}.yml": text for name, text in sorted(rules.items())}
     if rule_files:
         prom_config["rule_files"] = [f"/etc/prometheus/{name}" for name in rule_files]
-    apps = [
-        AppPlan("collector", MONITORING_NAMESPACE, cfg.image("collector"), COLLECTOR_PORT, hosting.apps.collector,
-                {"collector.yaml": yaml_text(collector_config)}, "/etc/ctfleet",
-                args=("--config", "/etc/ctfleet/collector.yaml"),
-                # SNMP credentials (env:CTFLEET_SNMP_<region> references), from a Secret the SDR
-                # team creates out of band, so no credential passes through Pulumi state
-                env_from_secret=COLLECTOR_SECRET,
-                scratch=("/tmp", "/var/lib/ctfleet"), probe={"tcpSocket": {"port": "http"}},
-                # unprivileged ICMP echo (no CAP_NET_RAW) for the pod's group; a "safe" sysctl
-                sysctls=(("net.ipv4.ping_group_range", f"{RUN_AS} {RUN_AS}"),)),
-        _prometheus_app("prometheus", cfg, hosting.apps.prometheus, prom_config, rule_files),
-        AppPlan("apt-cacher-ng", PKGCACHE_NAMESPACE, cfg.image("aptCacherNg"), APT_CACHER_PORT, hosting.apps.aptCacherNg,
-                {"acng.conf": ACNG_CONF}, "/etc/apt-cacher-ng/acng.conf", config_sub_path="acng.conf",
-                command=("apt-cacher-ng",), args=("-c", "/etc/apt-cacher-ng", "ForeGround=1"),
-                data_mount="/var/cache/apt-cacher-ng", scratch=("/tmp", "/run/apt-cacher-ng", "/var/log/apt-cacher-ng"),
-                probe={"tcpSocket": {"port": "http"}}, storage_class=cfg.storageClass),
-    ]
-    notes = []
-    if not cfg.siteCidrs:
-        notes.append("ctfleet:siteCidrs is empty: the collector cannot reach the communes and the package cache serves only tenants")
-    if not rule_files:
-        notes.append("no rule files in monitors/rules/: the regional Prometheus runs without alert rules")
-    return StackPlan(ref, cfg, tenants, apps, notes)
+    return prom_config, rule_files
+
+
+def _pkgcache_app(cfg: StackConfig, hosting: HostingCatalogue) -> AppPlan:
+    """apt-cacher-ng for the region's tenants and commune machines."""
+    return AppPlan("apt-cacher-ng", PKGCACHE_NAMESPACE, cfg.image("aptCacherNg"), APT_CACHER_PORT, hosting.apps.aptCacherNg,
+                   {"acng.conf": ACNG_CONF}, "/etc/apt-cacher-ng/acng.conf", config_sub_path="acng.conf",
+                   command=("apt-cacher-ng",), args=("-c", "/etc/apt-cacher-ng", "ForeGround=1"),
+                   data_mount="/var/cache/apt-cacher-ng", scratch=("/tmp", "/run/apt-cacher-ng", "/var/log/apt-cacher-ng"),
+                   probe={"tcpSocket": {"port": "http"}}, storage_class=cfg.storageClass)
 
 
 def _plan_grouping(ref, cfg: StackConfig, registry: Registry, norms: NormSet, hosting, rules) -> StackPlan:
@@ -576,3 +592,24 @@ def yaml_text(data: Any) -> str:
     buf = io.StringIO()
     y.dump(data, buf)
     return buf.getvalue()
+
+
+def emitted(model: type[BaseModel], source: str, fields: dict[str, Any]) -> str:
+    """A config file for a component of ours, written from that component's own typed model
+    (the one it loads the file with): ``fields`` are validated first, so a wrong field is
+    refused when the plan is computed, naming ``source`` and the key, never at the pod's start.
+    Only the fields given are written (``exclude_unset``): the file says what the stack chose
+    and leaves the rest to the component's defaults."""
+    config = validate(Doc(source, fields), model)
+    return yaml_text(_whole(config.model_dump(mode="json", exclude_unset=True)))
+
+
+def _whole(data: Any) -> Any:
+    """Whole-number floats written as integers (``60``, not ``60.0``): what a person would type,
+    and the ConfigMaps (and their config-hash, hence the pods) stay as they were before the
+    files came from the models."""
+    if isinstance(data, dict):
+        return {k: _whole(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_whole(v) for v in data]
+    return int(data) if isinstance(data, float) and data.is_integer() else data

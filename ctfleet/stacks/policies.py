@@ -20,6 +20,9 @@ pack in ``infra/policy/``) a real preview or update. Each policy has an id and a
     tenant-default-deny    every tenant namespace whose norm says so (HST-6) has a default-deny policy
     quota-within-norm      a tenant's quota is within its norm (HST-1..4 of its segment; infra/hosting.yaml
                            for national platforms and system tenants; the members' sum for a grouping)
+    tenant-network-bounds  every CT tenant namespace is covered by the stack's ValidatingAdmissionPolicy bounding
+                           tenants' own NetworkPolicies, and every NetworkPolicy the stack declares there is within
+                           the same bounds (read from that policy: ctfleet.stacks.tenant_policies)
 
 ``check(objects, oracle)`` returns every :class:`Violation`; an empty list means compliant.
 The oracle says what a namespace's norm is, from its labels and the registry — not from
@@ -52,10 +55,12 @@ POLICIES = {
                     "and ephemeral storage, with LimitRange defaults that let it reach its pod quota",
     "tenant-default-deny": "every tenant namespace has a default-deny NetworkPolicy for ingress and egress (HST-6)",
     "quota-within-norm": "each tenant's quota is within its norm (HST-1..HST-4)",
+    "tenant-network-bounds": "every CT tenant namespace is covered by the stack's admission policy bounding tenants' own "
+                             "NetworkPolicies, and the stack's own NetworkPolicies there stay within the same bounds",
 }
 #: Which policies judge one object (resource policies) and which need the whole stack.
 RESOURCE_POLICIES = ("tenant-labels", "no-allow-all", "no-privileged-pods", "data-protected")
-STACK_POLICIES = ("tenant-quota", "tenant-default-deny", "quota-within-norm")
+STACK_POLICIES = ("tenant-quota", "tenant-default-deny", "quota-within-norm", "tenant-network-bounds")
 
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 REQUIRED_LABELS = {
@@ -246,7 +251,60 @@ def check_stack(objects: Iterable[dict[str, Any]], oracle: Oracle) -> Findings:
         md = _map(ns_obj.get("metadata"))
         if ns_obj.get("kind") == "Namespace" and label("stack") in _map(md.get("labels")) and isinstance(md.get("name"), str):
             check_tenant(ns_obj, by_ns.get(md["name"], []), oracle, found)
+    check_network_bounds(objs, by_ns, found)
     return found
+
+
+def _has_unknown(value: Any) -> bool:
+    if value is UNKNOWN:
+        return True
+    if isinstance(value, dict):
+        return any(_has_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_unknown(v) for v in value)
+    return False
+
+
+def check_network_bounds(objs: list[dict[str, Any]], by_ns: dict[str, list[dict]], found: Findings) -> None:
+    """tenant-network-bounds: the admission policy covers each CT tenant, and the stack's own policies keep its bounds."""
+    from ctfleet.stacks import tenant_policies as tp
+
+    pid = "tenant-network-bounds"
+    policies: dict[str, Any] = {}
+    for o in objs:
+        if o.get("kind") == "ValidatingAdmissionPolicy":
+            md = _map(o.get("metadata"))
+            text = _map(md.get("annotations")).get(tp.BOUNDS_ANNOTATION)
+            if text is UNKNOWN:
+                found.unknown(pid, _subject(o), f"metadata.annotations[{tp.BOUNDS_ANNOTATION}]")
+            elif isinstance(text, str):
+                try:
+                    policies[md.get("name")] = tp.bounds_from_json(text)
+                except ValueError as exc:
+                    found.bad(pid, _subject(o), f"annotation {tp.BOUNDS_ANNOTATION}: {exc}")
+    bindings = [(_map(_map(_map(b.get("spec")).get("matchResources")).get("namespaceSelector")), _map(b.get("spec")).get("policyName"))
+                for b in objs if b.get("kind") == "ValidatingAdmissionPolicyBinding"]
+    for ns_obj in objs:
+        md = _map(ns_obj.get("metadata"))
+        labels = _map(md.get("labels"))
+        if ns_obj.get("kind") != "Namespace" or labels.get(label("kind")) not in tp.BOUNDED_KINDS or label("stack") not in labels:
+            continue
+        if _has_unknown(labels) or any(_has_unknown(sel) for sel, _ in bindings):
+            found.unknown(pid, _subject(ns_obj), "the namespace's labels or a binding's selector")
+            continue
+        chosen = [policies[name] for sel, name in bindings if name in policies and tp.selects(sel, labels)]
+        if not chosen:
+            found.bad(pid, _subject(ns_obj), "no ValidatingAdmissionPolicy of the stack bounds the NetworkPolicies its tenant may "
+                                             "write (ctfleet.stacks.tenant_policies.admission_objects)")
+            continue
+        for np in by_ns.get(md.get("name"), []):
+            if np.get("kind") != "NetworkPolicy":
+                continue
+            if _has_unknown(np.get("spec")):
+                found.unknown(pid, _subject(np), "spec")
+                continue
+            for problem in tp.out_of_bounds(np, chosen[0], md["name"]):
+                found.bad(pid, _subject(np), f"{problem} (tenants' policies are held to the same bounds in the cluster)")
 
 
 # ------------------------------------------------------------------ tenants

@@ -5,6 +5,11 @@ It calls the same code as ``ctfleet routers ...`` (:mod:`ctfleet.routers.ops`): 
 call runs the whole selection with ctfleet's bounded parallel runner, makes one backup
 commit per run and writes the control results to the results store. Run it once per
 play on the controller (``run_once``, ``delegate_to: localhost``) with the play's hosts.
+
+It runs as the action plugin of the same name (``playbooks/action_plugins/ctfleet_router.py``,
+which calls :func:`run_params` here), inside Ansible's controller process: as a module,
+AnsiballZ's payload shadows the ``ansible`` package, and a ``vault:`` login (ansible-core's
+VaultLib) then broke the module's own result encoding with a traceback.
 """
 
 from __future__ import annotations
@@ -57,24 +62,35 @@ from pathlib import Path
 from ansible.module_utils.basic import AnsibleModule
 
 
-def run(module: AnsibleModule) -> dict:
-    from ctfleet.core.errors import CtfleetError
+ARGUMENT_SPEC = dict(
+    action=dict(type="str", required=True, choices=["backup", "diff", "audit", "push", "restore"]),
+    hostnames=dict(type="list", elements="str", required=True),
+    profile=dict(type="path"),
+    project_root=dict(type="path"),
+    settings=dict(type="path"),
+    backup_repo=dict(type="path"),
+    revert_after=dict(type="int"),
+    concurrency=dict(type="int"),
+    allow_disruptive=dict(type="bool", default=False),
+    rev=dict(type="str"),
+)
+
+
+def run_params(p: dict, check_mode: bool) -> dict:
+    """The task's result for validated parameters ``p``; raises :class:`~ctfleet.core.errors.CtfleetError`."""
     from ctfleet.project import load_project
     from ctfleet.routers.ops import RouterOps, select_routers
 
-    p = module.params
-    try:
-        root = Path(p["project_root"]) if p["project_root"] else None
-        project = load_project(p["profile"], root=root)
-        ops = RouterOps.from_project(project, p["settings"], p["backup_repo"])  # the same wiring as `ctfleet routers`
-        jobs, bad = select_routers(project.registry, project.norms, hostnames=p["hostnames"])
-        unknown = sorted(set(p["hostnames"]) - {j.device.hostname for j in jobs} - {o.hostname for o in bad})
-        action = "diff" if (module.check_mode and p["action"] in ("push", "restore")) else p["action"]
-        fleet = select_routers(project.registry, project.norms)[0] if action == "backup" else None
-        report = ops.run(action, jobs, concurrency=p["concurrency"], revert_after=p["revert_after"], pre_failed=bad,
-                         allow_disruptive=p["allow_disruptive"], rev=p["rev"], fleet=fleet)
-    except CtfleetError as exc:
-        module.fail_json(msg=str(exc))
+    root_dir = p.get("project_root") or os.environ.get("CTFLEET_ROOT")
+    root = Path(root_dir) if root_dir else None
+    project = load_project(p["profile"], root=root)
+    ops = RouterOps.from_project(project, p["settings"], p["backup_repo"])  # the same wiring as `ctfleet routers`
+    jobs, bad = select_routers(project.registry, project.norms, hostnames=p["hostnames"])
+    unknown = sorted(set(p["hostnames"]) - {j.device.hostname for j in jobs} - {o.hostname for o in bad})
+    action = "diff" if (check_mode and p["action"] in ("push", "restore")) else p["action"]
+    fleet = select_routers(project.registry, project.norms)[0] if action == "backup" else None
+    report = ops.run(action, jobs, concurrency=p["concurrency"], revert_after=p["revert_after"], pre_failed=bad,
+                     allow_disruptive=p["allow_disruptive"], rev=p["rev"], fleet=fleet)
     outcomes = {o.hostname: {"status": o.status, "ct": o.ct, "summary": o.summary, "ok": o.ok, "error_kind": o.error_kind,
                              **({"diff": o.data["diff"]} if o.data.get("diff") else {})} for o in report.outcomes}
     for h in unknown:
@@ -85,23 +101,15 @@ def run(module: AnsibleModule) -> dict:
                 results_written=report.results_written)
 
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            action=dict(type="str", required=True, choices=["backup", "diff", "audit", "push", "restore"]),
-            hostnames=dict(type="list", elements="str", required=True),
-            profile=dict(type="path"),
-            project_root=dict(type="path", default=os.environ.get("CTFLEET_ROOT")),
-            settings=dict(type="path"),
-            backup_repo=dict(type="path"),
-            revert_after=dict(type="int"),
-            concurrency=dict(type="int"),
-            allow_disruptive=dict(type="bool", default=False),
-            rev=dict(type="str"),
-        ),
-        supports_check_mode=True,
-    )
-    module.exit_json(**run(module))
+def main() -> None:  # as a plain module (no action plugin found): the same work; vault: logins need the plugin
+    from ctfleet.core.errors import CtfleetError
+
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        result = run_params(module.params, module.check_mode)
+    except CtfleetError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

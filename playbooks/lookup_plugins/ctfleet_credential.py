@@ -5,7 +5,9 @@
 The same references (``env:NAME``, ``file:/path`` outside the project, ``vault:FILE#key``)
 and the same resolver (:mod:`ctfleet.edges.credentials`) as the rest of ctfleet, so a
 reference server's backup password and the restore drill read one escrowed value. Errors
-name the reference, never the value; use the lookup in ``no_log`` tasks.
+name the reference, never the value; use the lookup in ``no_log`` tasks, after a task
+without ``no_log`` that checks the reference (``check=true`` returns ``ok``, not the value),
+since ``no_log`` hides a failing lookup's error too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ short_description: Resolve a ctfleet credentials reference on the controller
 description: [Returns the secret behind env:NAME, file:/path or vault:FILE#key (ANSIBLE_VAULT_PASSWORD_FILE for vaults).]
 options:
   _terms: {description: One or more references., required: true}
+  check: {description: "Return 'ok' instead of the value: for a task without no_log that fails, naming the reference, before the no_log task that uses it.", type: bool, default: false}
 """
 
 import os
@@ -31,10 +34,12 @@ class LookupModule(LookupBase):
         from ctfleet.edges.credentials import resolve
 
         root = Path(os.environ.get("CTFLEET_ROOT") or Path(__file__).resolve().parents[2])
+        check = bool(kwargs.get("check", False))
         out = []
         for term in terms:
             try:
-                out.append(resolve(str(term), root).reveal())
+                value = resolve(str(term), root)
+                out.append("ok" if check else value.reveal())
             except (CtfleetError, ValueError) as exc:
                 raise AnsibleError(f"ctfleet_credential: {exc}") from None
         return out

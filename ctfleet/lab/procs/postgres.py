@@ -94,6 +94,29 @@ class PostgreSQL(Service):
         self.create_database(database)
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
 
+    def password_user(self, name: str, password: str, owns: str | None = None) -> str:
+        """A login role that must give ``password`` (scram-sha-256) over TCP, though every other
+        role keeps ``trust``: its pg_hba.conf line goes first, then the server reloads. ``owns``: a
+        database the role then owns (so it may create the schema there). Returns ``name``."""
+        import re
+
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name) or "'" in password:
+            raise ValueError(f"role name {name!r}: lower-case letters, digits, _; password without quotes")
+        sql = (f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') THEN CREATE ROLE {name} LOGIN; END IF; END$$; "
+               f"SET password_encryption = 'scram-sha-256'; ALTER ROLE {name} WITH LOGIN PASSWORD '{password}'; "
+               + (f'ALTER DATABASE "{owns}" OWNER TO {name};' if owns else ""))
+        hba = self.data / "pg_hba.conf"
+        line = f"host all {name} 127.0.0.1/32 scram-sha-256\n"
+        text = hba.read_text()
+        if line not in text:
+            hba.write_text(line + text)
+        for statement in (sql, "SELECT pg_reload_conf()"):
+            r = subprocess.run([str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", "postgres",
+                                "-v", "ON_ERROR_STOP=1", "-qc", statement], capture_output=True, text=True, timeout=60)
+            if r.returncode != 0:
+                raise ServiceError(f"password role {name}: {r.stderr.strip()}")
+        return name
+
     def stop(self, grace: float = 10.0) -> None:
         super().stop(grace)
         if self.as_user and self.home != self.workdir:

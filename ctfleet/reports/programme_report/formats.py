@@ -18,8 +18,8 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ctfleet.reports.geo import region_map
-from ctfleet.reports.report.collect import DIMENSIONS, SHARES, Names
-from ctfleet.reports.report.i18n import fmt_int, fmt_pct, fmt_points, fmt_time, strings
+from ctfleet.reports.programme_report.figures import DIMENSIONS, SHARES, Names
+from ctfleet.reports.programme_report.i18n import fmt_int, fmt_pct, fmt_points, fmt_time, strings
 
 # ColorBrewer YlGnBu, 5 classes (colour-blind safe, prints in grey as a ramp).
 BINS = [(0.0, "#ffffcc"), (0.2, "#a1dab4"), (0.4, "#41b6c4"), (0.6, "#2c7fb8"), (0.8, "#253494")]

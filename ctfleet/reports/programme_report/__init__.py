@@ -1,5 +1,5 @@
-"""The programme KPI report: Prometheus -> figures (:mod:`.collect`) -> HTML/CSV/JSON
-(:mod:`.render`), in French or Arabic (:mod:`.i18n`).
+"""The programme KPI report: Prometheus -> figures (:mod:`.figures`) -> HTML/CSV/JSON
+(:mod:`.formats`), in French or Arabic (:mod:`.i18n`).
 
     >>> # api = PrometheusAPI("http://127.0.0.1:9090")
     >>> # files = make_report(api, Names.from_project(project), Path("out"), lang="ar", range_text="7d")
@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ctfleet.reports.report.collect import Names, collect
-from ctfleet.reports.report.prom import PrometheusAPI, PrometheusError, parse_duration
-from ctfleet.reports.report.render import write_report
+from ctfleet.reports.programme_report.figures import Names, collect
+from ctfleet.reports.programme_report.prometheus_api import PrometheusAPI, PrometheusError, parse_duration
+from ctfleet.reports.programme_report.formats import write_report
 
 __all__ = ["Names", "PrometheusAPI", "PrometheusError", "collect", "make_report", "write_report"]
 

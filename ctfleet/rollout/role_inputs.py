@@ -112,8 +112,8 @@ def render_roles(norms: NormSet, sources: dict[str, RoleSources]) -> dict[str, s
         files.update(_render_role(role, controls, baseline_values, src))
     lines = [HEADER, "# Control ids per role, for plays that report without running a role (Windows workstations).\n", "---\n",
              "ctfleet_controls_by_role:\n"]
-    for role in ROLES:
-        lines.append(f"  {role}: {_y([c.id for c in norms.controls.values() if role_of(c) == role])}\n")
+    for role in ROLES:  # a block list: one id per line stays within yamllint's line length however many there are
+        lines.append(f"  {role}:\n" + "".join(f"    - {_y(c.id)}\n" for c in norms.controls.values() if role_of(c) == role))
     files["vars/controls.yml"] = "".join(lines)
     if problems:
         raise InputError(problems[0]) if len(problems) == 1 else InputErrors(problems)
