@@ -52,12 +52,13 @@ CONFIGS = {
 }
 
 
-def sdr_debs(state: Path, since: int) -> tuple[int, int]:
-    """Package files the SDR cache (the proxy on the bridge) served from line ``since`` on: (files, served twice or more)."""
+def sdr_debs(state: Path, since: int, cache: Path) -> tuple[int, int]:
+    """Package files the SDR cache (the proxy on the bridge) served from line ``since`` on: (files, sent twice or more),
+    counted in bytes against each file's size (apt-cacher-ng may log one response in two lines)."""
     log = state / "proxy-log" / "apt-cacher.log"
-    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[since:] if log.exists() else []
-    paths = [p[4] for p in (line.split("|") for line in lines) if len(p) >= 5 and p[1] == "O" and p[4].endswith(".deb")]
-    return len(set(paths)), len(paths) - len(set(paths))
+    text = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[since:]) if log.exists() else ""
+    per_file = testfleet.packages_sent(text, cache)
+    return len(per_file), len(testfleet.sent_twice(per_file))
 
 
 def log_lines(state: Path) -> int:
@@ -90,7 +91,7 @@ def measure(link: str, config: str, n: int, project, ct, workdir: Path) -> dict:
             wall = time.monotonic() - t0
             after = testfleet.link_stats(env)
             per_host = [sum(after.get(ip, {}).get(k, 0) - before.get(ip, {}).get(k, 0) for k in ("down", "up")) for ip in ips]
-            files, dup = sdr_debs(state, line0)
+            files, dup = sdr_debs(state, line0, Path(status["proxy_cache"]))
             row[phase] = {"wall_s": round(wall, 1), "exit": out.exit_code,
                           "changed": sum(h.final_counts()["changed"] for h in out.state.hosts.values()),
                           "failed_hosts": out.failed_hosts,

@@ -67,6 +67,19 @@ def fleet(tmp_path_factory, project):
         assert not [w for w in leftovers if w == f"ctfbr{net}" or (w.startswith("vb-th") and w.split("@")[0].endswith(f"-{net}"))], leftovers
 
 
+def first_converge(fleet, run):
+    """Run the fleet's first converge (``run()``) and keep both package caches' transfer logs as
+    they stand right after it: the SDR cache's (on the bridge) and the site cache's (the
+    reference server's), for the each-package-once check (later tests fetch more packages)."""
+    out = run()
+    server = next(h for h, r in ROLES.items() if r == "server")
+    fleet["first_converge_logs"] = {
+        "sdr": Path(fleet["status"]["proxy_log"]).read_text(encoding="utf-8"),
+        "site": ssh(fleet, server, "sudo cat /var/log/apt-cacher-ng/apt-cacher.log").stdout,
+    }
+    return out
+
+
 def request(fleet, **kw) -> RolloutRequest:
     st = fleet["status"]
     base = dict(playbook="site.yml", ct=fleet["ct"].code, private_key=st["key"], control_path_dir=st["control_path_dir"],

@@ -1,5 +1,5 @@
 """Rollouts over commune links: waves per lot, the site's package cache and the emulated
-uplink (pull mode with the link cut: tests/wip_pull_mode.py, unfinished).
+uplink (pull mode with the link cut: tests/test_pull_mode.py).
 
 The pure tests (waves file, link profiles) run everywhere. The booted-host tests (marker
 ``hosts``) share the session's fleet (tests/booted.py) after tests/test_playbooks_hosts.py
@@ -15,7 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from booted import ROLES, WORKSTATIONS, request, ssh
+from booted import ROLES, WORKSTATIONS, first_converge, request, ssh
 
 from ctfleet.core.errors import CtfleetError
 from ctfleet.lab import testhosts as testfleet
@@ -100,20 +100,13 @@ def test_link_profiles_follow_the_norms(project):
 @pytest.fixture(scope="module")
 def converged(fleet):
     if not fleet["converged"]:
-        out = run_rollout(request(fleet, allow_disruptive=True), fleet["paths"])
+        out = first_converge(fleet, lambda: run_rollout(request(fleet, allow_disruptive=True), fleet["paths"]))
         assert out.exit_code == 0, {h: s.first_error for h, s in out.state.hosts.items()}
         fleet["converged"] = True
     return fleet
 
 
-def _acng_log(text: str) -> list[tuple[str, str, int, str]]:
-    """apt-cacher-ng's transfer log: (kind I|O, client, bytes, path) per line ``time|kind|bytes|client|path``."""
-    out = []
-    for line in text.splitlines():
-        parts = line.split("|")
-        if len(parts) >= 5 and parts[1] in ("I", "O"):
-            out.append((parts[1], parts[3], int(parts[2]), parts[4]))
-    return out
+_acng_log = testfleet.acng_log
 
 
 @pytest.mark.hosts

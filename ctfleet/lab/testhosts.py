@@ -121,6 +121,38 @@ def link_stats(env: dict | None = None) -> dict[str, dict[str, int]]:
     return json.loads(_run("link-stats", env=env).strip().splitlines()[-1]).get("hosts", {})
 
 
+# ---------------------------------------------------------------------- the package caches' transfer logs
+HEADERS_MAX = 2048  # an HTTP response's headers, generously; a second copy of a package is its whole size again
+
+
+def acng_log(text: str) -> list[tuple[str, str, int, str]]:
+    """apt-cacher-ng's transfer log: (kind I|O, client, bytes, path) per line ``time|kind|bytes|client|path``."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split("|")
+        if len(parts) >= 5 and parts[1] in ("I", "O") and parts[2].isdigit():
+            out.append((parts[1], parts[3], int(parts[2]), parts[4]))
+    return out
+
+
+def packages_sent(text: str, cache: Path) -> dict[str, tuple[int, int]]:
+    """Per package file a cache sent (its transfer log ``text``): (bytes sent, the file's size in ``cache``).
+
+    Counted in bytes, not log lines: apt-cacher-ng sometimes logs one response as two ``O``
+    lines (its headers alone, then headers and body), which a count of lines reads as the
+    file served twice. A file sent twice is more than its size + HEADERS_MAX.
+    """
+    sent: dict[str, int] = {}
+    for kind, _, n, path in acng_log(text):
+        if kind == "O" and path.endswith(".deb"):
+            sent[path] = sent.get(path, 0) + n
+    return {p: (n, (cache / p).stat().st_size if (cache / p).is_file() else 0) for p, n in sent.items()}
+
+
+def sent_twice(per_file: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    return {p: (n, size) for p, (n, size) in per_file.items() if n > size + HEADERS_MAX}
+
+
 def inventory(fleet: dict[str, Any], ct: CT, norms: NormSet, roles: dict[str, str], *, extra_vars: dict | None = None,
               site: Site | None = None) -> dict:
     """Inventory (as a dict to dump in YAML/JSON) for the booted hosts of ``fleet``.

@@ -17,6 +17,7 @@ the commune's host, where ctfleet is not installed.
 
 from __future__ import annotations
 
+import ast
 import calendar
 import re
 import time
@@ -64,12 +65,27 @@ def ctfleet_judge(observed, controls, expected, enabled=None):
         if enabled is not None and not _truthy(enabled.get(cid, True)):
             continue
         meta = controls[cid]
-        want = expected.get(cid)
-        status = obs.get("status") or _judge(meta["compare"], want, obs.get("observed"))
-        out[cid] = {"status": status, "observed": obs.get("observed"), "expected": want,
+        want, seen = _native(expected.get(cid)), _native(obs.get("observed"))
+        status = obs.get("status") or _judge(meta["compare"], want, seen)
+        out[cid] = {"status": status, "observed": seen, "expected": want,
                     "evidence": str(obs.get("evidence", "")), "title": meta["title"],
                     "severity": meta["severity"], "topic": meta["topic"]}
     return out
+
+
+def _native(v):
+    """A value as the inventory typed it. Debian 12's ansible-core (2.14, what ansible-pull runs on
+    a commune host) renders a templated value ('{{ ctfleet_norms["SYS-5"] }}') as the string '4',
+    where the controller's keeps 4: without this, 4 <= '4' is a TypeError (judged unknown) and
+    '24' >= '8' is false. Strings that are not a Python literal stay as they are."""
+    if isinstance(v, str) and v.strip():
+        try:
+            lit = ast.literal_eval(v.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return v
+        if isinstance(lit, (bool, int, float, list)):
+            return lit
+    return v
 
 
 def _truthy(v):
