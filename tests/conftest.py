@@ -11,6 +11,22 @@ from booted import fleet  # noqa: F401  (the booted test fleet, one per session)
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _cli_profile_is_per_invocation():
+    """`ctfleet --profile F` keeps F in ctfleet.cli.main._state for the process (one command per process);
+    tests invoke many commands in one process, some on a sub-app without the main callback: each test
+    starts and ends with no profile remembered, so one test's profile never reaches another's commands."""
+    import sys
+
+    main = sys.modules.get("ctfleet.cli.main")
+    if main is not None:
+        main._state["profile"] = None
+    yield
+    main = sys.modules.get("ctfleet.cli.main")
+    if main is not None:
+        main._state["profile"] = None
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
