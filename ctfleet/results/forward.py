@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ctfleet.core.compliance import ControlResult
 from ctfleet.core.conventions import RESULTS_BATCHES_PATH
 from ctfleet.core.errors import CtfleetError
+from ctfleet.core.secrets import CredentialRef
 from ctfleet.results import atomic_write_text
 from ctfleet.results.batch import check_batch_id, render_batch
 
@@ -158,7 +159,7 @@ class ServiceLink(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     url: str
     user: str | None = Field(default=None, min_length=1, max_length=128)
-    password: str | None = None  # a credentials reference (env:, file:, vault:)
+    password: CredentialRef | None = None  # env:, file:, vault: (a refused value is never echoed)
     cafile: str | None = None
     timeout_seconds: float = Field(default=30.0, gt=0.0, le=600.0)
 
@@ -177,14 +178,6 @@ class ServiceLink(BaseModel):
             raise ValueError("the port must be a number from 1 to 65535") from None
         return v
 
-    @field_validator("password")
-    @classmethod
-    def _ref(cls, v: str | None) -> str | None:
-        if v is not None:
-            from ctfleet.core.secrets import CredentialRef
-
-            CredentialRef.parse(v)  # raises without echoing the value
-        return v
 
 
 def endpoint(link: ServiceLink, root: Path) -> Endpoint:

@@ -53,6 +53,7 @@ from starlette.routing import Route
 
 from ctfleet.core.conventions import RESULTS_BATCHES_PATH, RESULTS_SERVICE_PORT
 from ctfleet.core.errors import CtfleetError, InputErrors
+from ctfleet.core.secrets import CredentialRef
 from ctfleet.core.yamlio import load_yaml, validate
 from ctfleet.edges.webconfig import BasicAuth, WebConfig, load_web_config
 from ctfleet.results.batch import MAX_BATCH_BYTES, check_scope, parse_batch
@@ -62,7 +63,7 @@ from ctfleet.results.db import BatchConflict, SqlStore
 class ServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     database: str
-    database_password: str | None = None  # a credentials reference (env:, file:, vault:)
+    database_password: CredentialRef | None = None  # env:, file:, vault: (a refused value is never echoed)
     listen: str = f"127.0.0.1:{RESULTS_SERVICE_PORT}"
     web_config: str | None = None
     profile: str | None = None
@@ -76,14 +77,6 @@ class ServiceConfig(BaseModel):
             raise ValueError(f"listen must be HOST:PORT, e.g. 127.0.0.1:{RESULTS_SERVICE_PORT}")
         return v
 
-    @field_validator("database_password")
-    @classmethod
-    def _ref(cls, v: str | None) -> str | None:
-        if v is not None:
-            from ctfleet.core.secrets import CredentialRef
-
-            CredentialRef.parse(v)  # raises without echoing the value
-        return v
 
 
 @dataclass
