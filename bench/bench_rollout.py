@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -66,8 +67,14 @@ def log_lines(state: Path) -> int:
     return len(log.read_text(encoding="utf-8", errors="replace").splitlines()) if log.exists() else 0
 
 
-def measure(link: str, config: str, n: int, project, ct, workdir: Path) -> dict:
+def measure(link: str, config: str, n: int, project, ct, workdir: Path, save=lambda row: None) -> dict:
+    """One (link, config) row: a fresh fleet, first converge and re-run. ``save(row)`` is called after
+    each phase (and on failure), so a run cut short still leaves what it measured. A failure (the
+    fleet does not boot, the link cannot be set, the rollout raises) is recorded in ``row["error"]``
+    and the next row goes on."""
     state = workdir / "state"
+    # Only the state dir is per fleet: CTFLEET_TESTHOSTS_NET / _PROXY_PORT come from the
+    # environment (os.environ reaches scripts/testhosts), so parallel benches keep their own bridge.
     env = {"CTFLEET_TESTHOSTS_DIR": str(state)}
     roles = {f"th{i:02d}": ("server" if i % 5 == 0 else "workstation") for i in range(1, n + 1)}
     norms = {cid: r.value for cid, r in project.norms.resolve(ct).items()}
@@ -83,6 +90,10 @@ def measure(link: str, config: str, n: int, project, ct, workdir: Path) -> dict:
         testfleet.set_link(profile, env)
         ips = {status["hosts"][h]["ip"] for h in roles}
         for phase in ("first", "rerun"):
+            print(f"  {link:5} {config:8} {n:3} hosts {phase:5}: started {time.strftime('%H:%M:%S')}, "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+            row[f"{phase}_started"] = time.strftime("%H:%M:%S")
+            save(row)
             req = RolloutRequest(playbook="site.yml", ct=ct.code, allow_disruptive=True, private_key=status["key"],
                                  control_path_dir=status["control_path_dir"], host_key_checking=False, wave="test",
                                  tuning=CONFIGS[config])
@@ -101,9 +112,47 @@ def measure(link: str, config: str, n: int, project, ct, workdir: Path) -> dict:
             print(f"  {link:5} {config:8} {n:3} hosts {phase:5}: {wall:7.1f} s, {row[phase]['MB_per_host']:6.2f} MB/host "
                   f"over the uplink, changed {row[phase]['changed']}, exit {out.exit_code}, SDR served {files} debs "
                   f"({dup} twice)", flush=True)
+            save(row)
+    except Exception as e:  # noqa: BLE001 - a bench row records its failure and the next row runs
+        row["error"] = f"{type(e).__name__}: {str(e)[-1500:]}"
+        print(f"  {link:5} {config:8} FAILED: {row['error']}", flush=True)
     finally:
+        row["load_end"] = round(os.getloadavg()[0], 2)
+        save(row)
         testfleet.down(env)
     return row
+
+
+def table(rows: list[dict]) -> list[str]:
+    out = ["| link | config | first run (s) | re-run (s) | MB/host first | MB/host re-run | changed on re-run | "
+           "SDR debs (twice) first | SDR debs (twice) re-run | failed hosts | error |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        f, s = r.get("first", {}), r.get("rerun", {})
+        failed = sorted(set(f.get("failed_hosts", [])) | set(s.get("failed_hosts", [])))
+        out.append(f"| {r['link']} | {r['config']} | {f.get('wall_s', '-')} | {s.get('wall_s', '-')} | "
+                   f"{f.get('MB_per_host', '-')} | {s.get('MB_per_host', '-')} | {s.get('changed', '-')} | "
+                   f"{f.get('sdr_debs', '-')} ({f.get('dup', '-')}) | {s.get('sdr_debs', '-')} ({s.get('dup', '-')}) | "
+                   f"{', '.join(failed) or '-'} | {r.get('error', '-')[:120] if r.get('error') else '-'} |")
+    return out
+
+
+def ratios(rows: list[dict], links: list[str]) -> list[str]:
+    by = {(r["link"], r["config"]): r for r in rows}
+    out = []
+    for link in links:
+        stock, default = by.get((link, "stock")), by.get((link, "default"))
+        if stock and default and "rerun" in stock and "rerun" in default:
+            out.append(f"{link}: default / stock wall time: first {default['first']['wall_s'] / stock['first']['wall_s']:.2f}, "
+                       f"re-run {default['rerun']['wall_s'] / stock['rerun']['wall_s']:.2f}; MB/host re-run "
+                       f"{default['rerun']['MB_per_host']} vs {stock['rerun']['MB_per_host']}")
+    return out
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"node": platform.node(), "cpus": os.cpu_count(), "cpu_model": cpu, "kernel": platform.release()}
 
 
 def main(argv=None) -> int:
@@ -119,30 +168,45 @@ def main(argv=None) -> int:
     project = load_project(root=ROOT, with_fleet=False)
     ct = next(c for c in project.registry.cts.values() if c.lot == 3 and c.segment.value == "commune_under_15k")
     testfleet.build()
-    rows = []
-    for link in args.links:
-        for config in args.configs:
-            with tempfile.TemporaryDirectory(prefix="ctfleet-bench-") as tmp:
-                rows.append(measure(link, config, args.hosts, project, ct, Path(tmp)))
-    print(f"\nmachine: {platform.node()} {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
-    print("\n| link | config | first run (s) | re-run (s) | MB/host first | MB/host re-run | changed on re-run | SDR debs (twice) | failed |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
-    for r in rows:
-        f, s = r.get("first", {}), r.get("rerun", {})
-        print(f"| {r['link']} | {r['config']} | {f.get('wall_s')} | {s.get('wall_s')} | {f.get('MB_per_host')} | "
-              f"{s.get('MB_per_host')} | {s.get('changed')} | {f.get('sdr_debs')} ({f.get('dup')}) | "
-              f"{len(f.get('failed_hosts', [])) + len(s.get('failed_hosts', []))} |")
-    by = {(r["link"], r["config"]): r for r in rows}
-    print()
-    for link in args.links:
-        stock, default = by.get((link, "stock")), by.get((link, "default"))
-        if stock and default and "rerun" in stock and "rerun" in default:
-            print(f"{link}: default / stock wall time: first {default['first']['wall_s'] / stock['first']['wall_s']:.2f}, "
-                  f"re-run {default['rerun']['wall_s'] / stock['rerun']['wall_s']:.2f}; MB/host re-run "
-                  f"{default['rerun']['MB_per_host']} vs {stock['rerun']['MB_per_host']}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rows": rows, "cpus": os.cpu_count()}, indent=1))
+    # `timeout` sends SIGTERM: unwind through measure()'s finally so the fleet is torn down.
+    def on_term(*_):
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, on_term)
+    info = {**machine(), "load_start": [round(x, 2) for x in os.getloadavg()], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "args": {"links": args.links, "configs": args.configs, "hosts": args.hosts}}
+    print(f"machine: {info['node']}, {info['cpus']} CPUs ({info['cpu_model']}), kernel {info['kernel']}, "
+          f"load average at start {info['load_start']}", flush=True)
+    rows: list[dict] = []
+    partial: list[dict] = []  # the row being measured, until measure() returns it
+
+    def save(row: dict | None = None) -> None:
+        """Write what is measured so far (the JSON and a Markdown table beside it), after every phase."""
+        if row is not None:
+            partial[:] = [row]
+        current = rows + [r for r in partial if r not in rows]
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            doc = {**info, "load_now": [round(x, 2) for x in os.getloadavg()], "rows": current}
+            args.json.write_text(json.dumps(doc, indent=1))
+            args.json.with_suffix(".md").write_text("\n".join(table(current) + [""] + ratios(current, args.links)) + "\n")
+
+    try:
+        for link in args.links:
+            for config in args.configs:
+                with tempfile.TemporaryDirectory(prefix="ctfleet-bench-") as tmp:
+                    rows.append(measure(link, config, args.hosts, project, ct, Path(tmp), save=save))
+                save()
+    except KeyboardInterrupt as e:
+        print(f"\ninterrupted ({e}): rows measured so far follow", flush=True)
+        rows.extend(r for r in partial if r not in rows)
+        for r in partial:
+            r.setdefault("error", f"interrupted ({e}) during this row, after {', '.join(p for p in ('first', 'rerun') if p in r) or 'no phase'}")
+    info["load_end"] = [round(x, 2) for x in os.getloadavg()]
+    save()
+    print(f"\nmachine: {info['node']} {info['cpus']} CPUs, load average {info['load_start']} at the start, "
+          f"{info['load_end']} at the end\n")
+    print("\n".join(table(rows) + [""] + ratios(rows, args.links)))
     return 0
 
 
