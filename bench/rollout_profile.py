@@ -16,6 +16,7 @@ import json
 import statistics
 import sys
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 LOCAL = {"ansible.builtin.set_fact", "ansible.builtin.assert", "ansible.builtin.debug", "ansible.builtin.fail",
@@ -54,7 +55,15 @@ def profile(evs: list[dict], rtt_ms: float) -> str:
         action = d.get("resolved_action") or d.get("task_action") or "?"
         per_action[action].append(dur)
         tasks.append((dur, d.get("host", "?"), d.get("task", "?")))
-    lines = ["| host | ok | changed | skipped | failed | sum of task durations (s) |", "|---|---:|---:|---:|---:|---:|"]
+    spans: dict[str, list[str]] = {}
+    for e in evs:
+        play, created = e.get("event_data", {}).get("play"), e.get("created")
+        if play and created:
+            spans.setdefault(play, [created, created])[1] = created
+    lines = ["| play (in order) | wall s |", "|---|---:|"]
+    for play, (a, b) in spans.items():
+        lines.append(f"| {play} | {(datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds():.0f} |")
+    lines += ["", "| host | ok | changed | skipped | failed | sum of task durations (s) |", "|---|---:|---:|---:|---:|---:|"]
     for host, h in sorted(per_host.items()):
         lines.append(f"| {host} | {int(h['ok'])} | {int(h['changed'])} | {int(h['skipped'])} | "
                      f"{int(h['failed'] + h['unreachable'])} | {h['seconds']:.0f} |")
@@ -75,7 +84,10 @@ def main(argv=None) -> int:
     if not (args.artifacts / "job_events").is_dir():
         print(f"{args.artifacts}: no job_events directory (expected an ansible-runner artifacts dir)", file=sys.stderr)
         return 2
-    print(profile(load(args.artifacts), args.rtt_ms))
+    try:
+        print(profile(load(args.artifacts), args.rtt_ms))
+    except BrokenPipeError:  # | head
+        pass
     return 0
 
 
