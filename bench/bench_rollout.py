@@ -98,8 +98,19 @@ def measure(link: str, config: str, n: int, project, ct, workdir: Path, save=lam
                                  control_path_dir=status["control_path_dir"], host_key_checking=False, wave="test",
                                  tuning=CONFIGS[config])
             before, line0, t0 = testfleet.link_stats(env), log_lines(state), time.monotonic()
+            handler = signal.getsignal(signal.SIGTERM)
             out = run_rollout(req, paths)
             wall = time.monotonic() - t0
+            # ansible-runner puts its own SIGTERM/SIGINT handler in place for the run (it cancels
+            # ansible-playbook and returns "canceled") and leaves it there: put ours back, and a
+            # canceled run stops the bench (its time so far is kept, marked canceled).
+            signal.signal(signal.SIGTERM, handler)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if out.runner_status == "canceled":
+                row[phase] = {"wall_s": round(wall, 1), "canceled": True, "exit": out.exit_code,
+                              "changed": sum(h.final_counts()["changed"] for h in out.state.hosts.values()),
+                              "tasks_done": {h: s.tasks_done for h, s in out.state.hosts.items()}}
+                raise KeyboardInterrupt(f"SIGTERM: {phase} run canceled after {wall:.0f} s")
             after = testfleet.link_stats(env)
             per_host = [sum(after.get(ip, {}).get(k, 0) - before.get(ip, {}).get(k, 0) for k in ("down", "up")) for ip in ips]
             files, dup = sdr_debs(state, line0, Path(status["proxy_cache"]))
@@ -130,7 +141,8 @@ def table(rows: list[dict]) -> list[str]:
     for r in rows:
         f, s = r.get("first", {}), r.get("rerun", {})
         failed = sorted(set(f.get("failed_hosts", [])) | set(s.get("failed_hosts", [])))
-        out.append(f"| {r['link']} | {r['config']} | {f.get('wall_s', '-')} | {s.get('wall_s', '-')} | "
+        first_s, rerun_s = (f"> {x['wall_s']} (canceled)" if x.get("canceled") else x.get("wall_s", "-") for x in (f, s))
+        out.append(f"| {r['link']} | {r['config']} | {first_s} | {rerun_s} | "
                    f"{f.get('MB_per_host', '-')} | {s.get('MB_per_host', '-')} | {s.get('changed', '-')} | "
                    f"{f.get('sdr_debs', '-')} ({f.get('dup', '-')}) | {s.get('sdr_debs', '-')} ({s.get('dup', '-')}) | "
                    f"{', '.join(failed) or '-'} | {r.get('error', '-')[:120] if r.get('error') else '-'} |")
@@ -142,7 +154,11 @@ def ratios(rows: list[dict], links: list[str]) -> list[str]:
     out = []
     for link in links:
         stock, default = by.get((link, "stock")), by.get((link, "default"))
-        if stock and default and "rerun" in stock and "rerun" in default:
+        if stock and default and stock.get("first", {}).get("canceled") and "wall_s" in default.get("first", {}):
+            # stock did not finish: its time so far bounds the ratio from above
+            out.append(f"{link}: default / stock wall time: first < {default['first']['wall_s'] / stock['first']['wall_s']:.2f} "
+                       f"(stock canceled after {stock['first']['wall_s']} s, unfinished); re-run not measured for stock")
+        elif stock and default and "rerun" in stock and "rerun" in default:
             out.append(f"{link}: default / stock wall time: first {default['first']['wall_s'] / stock['first']['wall_s']:.2f}, "
                        f"re-run {default['rerun']['wall_s'] / stock['rerun']['wall_s']:.2f}; MB/host re-run "
                        f"{default['rerun']['MB_per_host']} vs {stock['rerun']['MB_per_host']}")
