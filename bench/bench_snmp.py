@@ -299,9 +299,13 @@ def bench_ctfleet(endpoints, creds, version: str, workdir: Path, rounds: int, co
 def render_times(sizes=(1590, 8000), sweeps: int = 6) -> list[dict]:
     """``/metrics`` as the collector builds it: one :class:`Exposition` kept across
     sweeps, each sweep with new polls (uptime, octet counters and probe RTTs move on
-    every device, as on a live fleet), its results (``sweep_results``) and the demo's
-    simulated audits (~155k results, an unchanged part after the first sweep). CPU time
-    of this process (``time.process_time``: the machine is shared), cold build apart."""
+    every device, as on a live fleet), its results (``sweep_part``: judged as plain tuples,
+    as the collector does without a results store) and the demo's simulated audits (~155k
+    results, an unchanged part after the first sweep). CPU time of this process
+    (``time.process_time``: the machine is shared), cold build apart. Beside it, the same
+    sweeps through an exposition of the per-device series only (``per_ct=False``: what
+    snmp_exporter renders too), and what building the sweep's pydantic results for a
+    results store costs (not part of /metrics)."""
     import gc
     from datetime import datetime, timedelta, timezone
 
@@ -348,8 +352,7 @@ def render_times(sizes=(1590, 8000), sweeps: int = 6) -> list[dict]:
         gc.collect()
         for n, sw in enumerate(sweeps_in):
             a = time.process_time()
-            results = list(sweep_results(sw, reg, norms))
-            snap = exp.update(sw, [sweep_part(sw, reg, norms, results), audit_part], now=sw.ended + timedelta(seconds=1),
+            snap = exp.update(sw, [sweep_part(sw, reg, norms), audit_part], now=sw.ended + timedelta(seconds=1),
                               sweeps_total=n + 1)
             text = CtfleetCollector(snap).exposition()
             cpu.append(time.process_time() - a)
@@ -361,11 +364,26 @@ def render_times(sizes=(1590, 8000), sweeps: int = 6) -> list[dict]:
                                               sweeps_total=len(sweeps_in))
         cold = time.process_time() - a
         same = fresh.text() == snap.text()
+        a = time.process_time()
+        stored = len(list(sweep_results(sw, reg, norms)))
+        store_s = time.process_time() - a
+        dexp, dcpu = Exposition(reg, norms, per_ct=False), []  # the per-device series only, same sweeps
+        gc.collect()
+        for n, sw in enumerate(sweeps_in):
+            a = time.process_time()
+            dsnap = dexp.update(sw, now=sw.ended + timedelta(seconds=1), sweeps_total=n + 1)
+            dtext = CtfleetCollector(dsnap).exposition()
+            dcpu.append(time.process_time() - a)
+        dsame = Exposition(reg, norms, per_ct=False).update(sw, now=sw.ended + timedelta(seconds=1),
+                                                            sweeps_total=len(sweeps_in)).text() == dsnap.text()
+        dsteady = sorted(dcpu[1:])
         reg.attach_fleet(list(reg.sites.values()), devices, reg.fleet_label)
         steady = sorted(cpu[1:])
         out.append({"devices": size, "cts": len(reg.cts), "cold_s": cold, "first_s": cpu[0], "sweep_s": steady[len(steady) // 2],
                     "sweep_min_s": steady[0], "series": text.count(b"\n") - text.count(b"\n#"), "bytes": len(text),
-                    "assessed": assessed[1:], "rendered": rendered[1:], "same_as_fresh": same, "audits": len(audits)})
+                    "assessed": assessed[1:], "rendered": rendered[1:], "same_as_fresh": same, "audits": len(audits),
+                    "store_results_s": store_s, "store_results": stored, "devices_only_sweep_s": dsteady[len(dsteady) // 2],
+                    "devices_only_series": dtext.count(b"\n") - dtext.count(b"\n#"), "devices_only_same_as_fresh": dsame})
     return out
 
 
@@ -462,7 +480,7 @@ def inside(args) -> None:
         farm.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    print("\n## /metrics as the collector builds it (sweep_results + Exposition.update + text), CPU time of this process")
+    print("\n## /metrics as the collector builds it (sweep_part + Exposition.update + text), CPU time of this process")
     renders = render_times()
     for r in renders:
         print(f"  {r['devices']:>5} devices over {r['cts']} CTs, {r['audits']:,} audit results: {r['series']:,} series "
@@ -470,19 +488,28 @@ def inside(args) -> None:
               f"{r['sweep_s'] * 1000:.0f} ms per sweep (median; min {r['sweep_min_s'] * 1000:.0f} ms), "
               f"{r['sweep_s'] * 1000 / r['devices']:.4f} ms/device; CTs re-assessed {r['assessed']}, devices "
               f"re-rendered {r['rendered'][0]}; same text as from nothing: {r['same_as_fresh']}")
+        print(f"        per-device series only (Exposition per_ct=False, same sweeps): {r['devices_only_series']:,} series, "
+              f"{r['devices_only_sweep_s'] * 1000:.0f} ms per sweep, {r['devices_only_sweep_s'] * 1000 / r['devices']:.4f} ms/device; "
+              f"same text as from nothing: {r['devices_only_same_as_fresh']}; with a results store the collector also builds "
+              f"the sweep's {r['store_results']:,} pydantic results: {r['store_results_s'] * 1000:.0f} ms (not counted above)")
     if "exporter" in res and renders:
         # End to end = poll + exposition per device, as snmp_exporter's CPU figure includes
         # building and rendering what Prometheus scrapes. The national size (first row).
         r = renders[0]
         expo_ms = r["sweep_s"] * 1000 / r["devices"]
-        print(f"\n## End to end (poll + /metrics kept across sweeps), CPU ms per device; exposition {expo_ms:.4f} ms/device "
-              f"({r['devices']} devices, {r['series']:,} series: ctfleet's per-device series plus every CT's compliance)")
+        dev_ms = r["devices_only_sweep_s"] * 1000 / r["devices"]
+        print(f"\n## End to end (poll + /metrics kept across sweeps), CPU ms per device ({r['devices']} devices)")
+        print(f"  (a) issue 15's definition, same series per device as far as they overlap with snmp_exporter: "
+              f"exposition of the per-device series only, {dev_ms:.4f} ms/device ({r['devices_only_series']:,} series, measured)")
+        print(f"  (b) the whole /metrics charged to the devices: {expo_ms:.4f} ms/device ({r['series']:,} series: "
+              f"the per-device series plus every CT's compliance, which snmp_exporter does not render)")
         for v, goal in (("v2c", 2.0), ("v3", 2.0)):
             e, c = res["exporter"][v], res[f"ctfleet_{v}"]
             poll_only = e["cpu_ms_per_device"] / c["cpu_ms_per_device"]
+            e2e_dev = e["cpu_ms_per_device"] / (c["cpu_ms_per_device"] + dev_ms)
             e2e = e["cpu_ms_per_device"] / (c["cpu_ms_per_device"] + expo_ms)
-            print(f"  {v:<4} poll only {poll_only:5.2f}x, end to end {e2e:5.2f}x "
-                  f"(goal >= {goal:g}x: {'met' if e2e >= goal else 'NOT met'})")
+            print(f"  {v:<4} poll only {poll_only:5.2f}x; end to end (a) per-device series {e2e_dev:5.2f}x "
+                  f"(goal >= {goal:g}x: {'met' if e2e_dev >= goal else 'NOT met'}); (b) whole /metrics {e2e:5.2f}x")
     big = [r for r in renders if r["series"] >= 100_000]
     for r in big:
         print(f"  /metrics of {r['series']:,} series per sweep: {r['sweep_s']:.3f} s CPU kept across sweeps "
