@@ -297,7 +297,8 @@ def test_value_format_is_float_to_go_string():
     from ctfleet.monitors.exporter import _fmt
 
     values = [0, 1, 2, -1, 0.0, -0.0, 1.0, 0.1, 1e-05, 123456.7, 1234567.0, 12345678.9, 2**32 + 5, 10**15, 10**17, 1e22, -1e22,
-              float("inf"), float("-inf"), float("nan"), 12500000.0, 999999.99, 86400.5, True, False]
+              float("inf"), float("-inf"), float("nan"), 12500000.0, 999999.99, 86400.5, True, False, 1e7, 10000000.5,
+              1e15 + 0.5, 2**53 + 1, -12345678.5, 1e-300, 1e300]
     for v in values:
         assert _fmt(v) == floatToGoString(v), v
 

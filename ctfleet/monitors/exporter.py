@@ -88,8 +88,11 @@ def _fmt(value) -> str:
     if value.__class__ is int and 0 <= value <= 1:
         return "1.0" if value else "0.0"
     s = repr(float(value))
-    if 0 < s.find(".") <= 6:
+    dot = s.find(".")
+    if 0 < dot <= 6:
         return s
+    if dot > 6 and s[0] != "-":  # floatToGoString's exponent form, inline: counters take it at every sweep
+        return f"{s[0]}.{s[1:dot]}{s[dot + 1:]}".rstrip("0.") + f"e+{dot - 1:02d}"
     return floatToGoString(value)
 
 
@@ -464,10 +467,10 @@ class Exposition:
         n, nd = len(self._cts), len(self._dev_lv)
         self._ct_samples: list[list[tuple]] = [[()] * n for _ in CT_SPECS]
         self._ct_text: list[list[str]] = [[""] * n for _ in CT_SPECS]
-        self._ct_joined: list[str | None] = [None] * len(CT_SPECS)
+        self._ct_joined: list[bytes | None] = [None] * len(CT_SPECS)  # each family's text, encoded
         self._dev_state: list[_DeviceText | None] = [None] * nd
         self._dev_text: list[list[str]] = [[""] * nd for _ in DEVICE_SPECS]
-        self._dev_joined: list[str | None] = [None] * len(DEVICE_SPECS)
+        self._dev_joined: list[bytes | None] = [None] * len(DEVICE_SPECS)
         self._dev_inputs: dict[int, tuple] = {}  # device index -> (poll, probe) rendered
         self._dev_order: list[int] = []
         self._parts: dict[tuple, tuple[object, dict[int, dict[tuple, ControlResult]]]] = {}
@@ -484,7 +487,7 @@ class Exposition:
 
         if per_ct:
             hosting_series(registry, gauge)  # from the registry alone: rendered once
-        self._hosting_text = "".join(f.render() for f in self._hosting)
+        self._hosting_text = "".join(f.render() for f in self._hosting).encode("utf-8")
         for i, s in enumerate(self._cts if per_ct else ()):  # what only a reload changes
             ct = s.ct
             self._set_ct(C_INFO, i, ((s.lv + (ct.name_fr, ",".join(t.value for t in ct.tiers), ct.grouping or ""), 1),))
@@ -520,15 +523,19 @@ class Exposition:
         ``registry``) are left out, as ``assess_ct`` leaves them out."""
         out: dict[int, dict[tuple, ControlResult]] = {}
         index = self._ct_index
+        last, m = None, None
         for r in results:
             if r.source is _REGISTRY:
                 continue
-            i = index.get(r.ct)
-            if i is None:
-                continue
-            m = out.get(i)
+            ct = r.ct
+            if ct != last:  # results mostly come CT by CT
+                last = ct
+                i = index.get(ct)
+                m = None if i is None else out.get(i)
+                if i is not None and m is None:
+                    m = out[i] = {}
             if m is None:
-                m = out[i] = {}
+                continue
             k = (r.device, r.control)
             prev = m.get(k)
             if prev is None or r.observed_at >= prev.observed_at:
@@ -785,29 +792,28 @@ class Exposition:
         out = []
         for fi, spec in enumerate(CT_SPECS if per_ct else ()):
             if self._ct_joined[fi] is None:
-                self._ct_joined[fi] = spec.header + "".join(self._ct_text[fi])
+                self._ct_joined[fi] = (spec.header + "".join(self._ct_text[fi])).encode("utf-8")
             out.append(self._ct_joined[fi])
         order = self._dev_order
         for fi, spec in enumerate(DEVICE_SPECS):
             if self._dev_joined[fi] is None:
                 texts = self._dev_text[fi]
-                self._dev_joined[fi] = spec.header + "".join([texts[j] for j in order])
+                self._dev_joined[fi] = (spec.header + "".join([texts[j] for j in order])).encode("utf-8")
             out.append(self._dev_joined[fi])
         health = _sweep_families(sweep, sweeps_total) if sweep is not None else []
-        out.extend(f.render() for f in health)
+        out.extend(f.render().encode("utf-8") for f in health)
         out.append(self._hosting_text)
-        text = "".join(out).encode("utf-8")
+        text = b"".join(out)  # families encoded apart: an unchanged one is not encoded again
 
         ct_samples = [list(x) for x in self._ct_samples] if per_ct else []
-        lv = self._dev_lv
-        dev_inputs = [(lv[j],) + inputs[j] for j in order]  # polls and probes are frozen
+        lv, dev_inputs = self._dev_lv, dict(inputs)  # polls and probes are frozen; `order` is not changed in place
 
         def families() -> list[Family]:
             # for collect(): the device samples from the same inputs, through Spec and
             # prometheus-client, not through _DeviceText (the tests compare both texts)
             dev_samples = [[] for _ in DEVICE_SPECS]
-            for dl, poll, probe in dev_inputs:
-                for per, b in zip(dev_samples, device_samples(dl, poll, probe)):
+            for j in order:
+                for per, b in zip(dev_samples, device_samples(lv[j], *dev_inputs[j])):
                     per.extend(b)
             fams = []
             for spec, per in zip(CT_SPECS, ct_samples):
