@@ -364,6 +364,7 @@ def render_times(sizes=(1590, 8000), sweeps: int = 6) -> list[dict]:
                                               sweeps_total=len(sweeps_in))
         cold = time.process_time() - a
         same = fresh.text() == snap.text()
+        gc.collect()
         a = time.process_time()
         stored = len(list(sweep_results(sw, reg, norms)))
         store_s = time.process_time() - a
