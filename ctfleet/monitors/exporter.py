@@ -6,7 +6,11 @@ path to Prometheus"):
 
 * per device, the text of its series is re-rendered only when its poll or probe round
   is a new one (a live device's counters and uptime move every sweep; a dead one's
-  don't);
+  don't), and then only its values are formatted: the label prefix of each series is
+  rendered once, the info lines (SNMP, uplink, error) only when their raw values change
+  (:class:`_DeviceText`);
+* the sweep's own results come as plain tuples (:func:`sweep_part`,
+  :func:`~ctfleet.monitors.sweep.sweep_observations`) unless the collector stores them;
 * per CT, :func:`~ctfleet.core.evaluate.assess_ct` runs again only when the CT's
   results changed status or source, its connectivity or the waivers in force changed,
   or the earliest time one of its results goes stale has passed; a result that is only
