@@ -289,7 +289,9 @@ def print_lossy(r: dict) -> None:
     print(f"relay counted: {r['relay'].get('requests', 0)} requests, {req:.1%} of requests and {rep:.1%} of replies "
           f"lost; load average {r['load'][0][0]:.1f} at the start, {r['load'][1][0]:.1f} at the end")
     print(f"{'link profile':<24}{'devices':>8}  {'tool':<22}{'share ok':>9}{'wall s':>8}  settings")
-    prof = f"1/{1 / r['one_way_loss']:.0f} lost, {r['rtt_ms']:g} ms RTT"
+    lo = r["one_way_loss"]
+    whole = lo > 0 and abs(1 / lo - round(1 / lo)) < 1e-9
+    prof = f"{f'1 in {round(1 / lo)}' if whole else f'{lo:.1%}'} lost, {r['rtt_ms']:g} ms RTT"
     for name, x in [("ctfleet poller", c) for c in r["ctfleet"]] + [("snmp_exporter 0.21", r["exporter"])]:
         print(f"{prof:<24}{x['devices']:>8}  {name:<22}{x['ok'] / x['devices']:>9.1%}{x['wall_s']:>8.1f}  {x['settings']}")
     for c in r["ctfleet"]:
@@ -605,7 +607,8 @@ def inside_lossy(args) -> None:
         farm.pin(agent_cpu)
         print(f"agents: {args.lossy_devices} addresses on {len(farm.agents)} snmpd processes in {farm.start_seconds:.1f} s; "
               f"netns: {os.environ.get('CTFLEET_BENCH_NETNS', 'none')}")
-        print_lossy(bench_lossy(farm.endpoints, creds, args.lossy_version, work / "lossy", poller_cpu))
+        print_lossy(bench_lossy(farm.endpoints, creds, args.lossy_version, work / "lossy", poller_cpu,
+                                one_way_loss=args.lossy_loss, rtt_ms=args.lossy_rtt_ms))
     finally:
         farm.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -700,7 +703,7 @@ def inside(args) -> None:
                       f"{json.dumps(r['statuses'], sort_keys=True)}")
         if not args.skip_lossy:
             res["lossy"] = bench_lossy(farm.endpoints[:args.lossy_devices], creds, args.lossy_version, work / "lossy",
-                                       poller_cpu)
+                                       poller_cpu, one_way_loss=args.lossy_loss, rtt_ms=args.lossy_rtt_ms)
             print_lossy(res["lossy"])
         if args.profile:
             for v in ("v2c", "v3"):
@@ -753,6 +756,9 @@ def main() -> int:
     ap.add_argument("--skip-lossy", action="store_true", help="leave the lossy-link row out")
     ap.add_argument("--lossy-devices", type=int, default=300, help="devices behind the lossy relay")
     ap.add_argument("--lossy-version", choices=("v3", "v2c"), default="v3", help="SNMP version of the lossy row")
+    ap.add_argument("--lossy-loss", type=float, default=LOSSY_ONE_WAY,
+                    help="share of datagrams lost, each direction (default 1/3)")
+    ap.add_argument("--lossy-rtt-ms", type=float, default=LOSSY_RTT_MS, help="round trip added by the relay (default 650)")
     ap.add_argument("--no-netns", action="store_true", help="run on the host's loopback (ifTables vary)")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
