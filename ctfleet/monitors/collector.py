@@ -232,7 +232,9 @@ class Collector:
             probes = await self._probe(poller, routers, max(0.1, remaining))
         sweep = Sweep(started=started, ended=datetime.now(timezone.utc), interval_seconds=cfg.interval_seconds,
                       polls=polls, probes=probes, shard=self.label, unmatched_datagrams=poller.unmatched_datagrams)
-        results = list(sweep_results(sweep, self.registry, self.norms))
+        # ControlResults (validated pydantic models) only to be stored; without a store the
+        # exposition judges the sweep itself, as plain tuples (sweep_part)
+        results = list(sweep_results(sweep, self.registry, self.norms)) if self.store is not None else None
         if self.store is not None:
             path = await asyncio.to_thread(self.store.write_batch, Source.SNMP, self.label, results)
             if self._batches is not None and self._batches.store is self.store:
