@@ -22,7 +22,8 @@ the uplink once: the site's reference server caches for the workstations).
     .venv/bin/python bench/bench_rollout.py                                  # fibre adsl vsat x stock default, 5 hosts
     .venv/bin/python bench/bench_rollout.py --links vsat --hosts 5 --json var/bench/rollout.json
 
-Needs root and what scripts/testhosts needs. One reference server per 5 hosts. Every
+With --json, the JSON and a Markdown table beside it (.md) are rewritten after every phase,
+so a run cut short keeps what it measured. Needs root and what scripts/testhosts needs. One reference server per 5 hosts. Every
 fleet is torn down after its runs, also on failure.
 """
 
