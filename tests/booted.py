@@ -74,7 +74,9 @@ def first_converge(fleet, run):
     check (later tests fetch more packages)."""
     out = run()
     server = next(h for h, r in ROLES.items() if r == "server")
+    t0 = time.monotonic()
     testfleet.wait_sdr_idle(fleet["status"])  # its log is complete once the site cache's connections closed
+    TIMINGS["sdr_idle_wait"] = time.monotonic() - t0
     fleet["first_converge_logs"] = {
         "sdr": Path(fleet["status"]["proxy_log"]).read_text(encoding="utf-8"),
         "site": ssh(fleet, server, "sudo cat /var/log/apt-cacher-ng/apt-cacher.log").stdout,
