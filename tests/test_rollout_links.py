@@ -149,8 +149,10 @@ def test_each_package_crossed_the_uplink_once_in_the_first_converge(converged):
     twice = testfleet.sent_twice(per_file)
     lines = [line for line in logs["sdr"].splitlines() + ["site:"] + logs["site"].splitlines() if any(p in line for p in twice)]
     assert not twice, (twice, lines[-60:])  # path: (bytes sent, file size); the caches' log lines for them
-    # The wire: what the SDR cache sent to the site (TCP payload, less 52 bytes of headers per
-    # packet: +-20 per connection) is what its log says it sent, index files included.
+    # The wire: what the SDR cache sent to the site (nftables: IP bytes less 52 of headers per
+    # packet, +-20 per connection) is what its log says it sent, plus TCP retransmissions (in
+    # captures of this converge the distinct payload bytes equalled the logged total exactly;
+    # retransmitted: 376 to 1448 bytes, once about 130 kB on a loaded machine).
     logged = sum(n for kind, _, n, _ in _acng_log(logs["sdr"]) if kind == "O")
     wire = fleet["first_converge_uplink"]["payload"]
     assert logged - 4096 <= wire <= logged + max(65536, logged // 200), (wire, logged)
