@@ -481,6 +481,31 @@ def test_aes_cfb_matches_pysnmp_encryption():
     assert msg.pdu.varbinds == [(SYS_UPTIME, ber.NULL, None)]
 
 
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 17, 31, 32, 33, 70, 255, 256, 257, 600, 1500])
+def test_cfb_on_a_kept_ecb_context_matches_cryptography_cfb(length):
+    """usm's CFB chaining over one AES-ECB context per key (kept across messages) gives
+    the octets of cryptography's own AES-CFB128, both ways, for every length class
+    (empty, partial block, whole blocks, the per-block loop and the long path), with
+    the same key reused under other IVs, and leading zero octets kept."""
+    import os
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    try:
+        from cryptography.hazmat.decrepit.ciphers.modes import CFB
+    except ImportError:  # older cryptography
+        from cryptography.hazmat.primitives.ciphers.modes import CFB
+    key = os.urandom(16)
+    for data in (os.urandom(length), bytes(length)):
+        for _ in range(3):
+            iv = os.urandom(16)
+            enc = Cipher(algorithms.AES(key), CFB(iv)).encryptor()
+            ref = enc.update(data) + enc.finalize()
+            assert usm.cfb_encrypt(key, iv, data) == ref
+            assert usm.cfb_decrypt(key, iv, ref) == data
+            assert len(usm.cfb_decrypt(key, iv, ref)) == length
+
+
 # ------------------------------------ SNMPv3 through pysnmp's own USM, offline
 
 AGENT_ENGINE = bytes.fromhex("80001f8880c7f1ee7100000001")
