@@ -746,7 +746,8 @@ def test_icmp_refused_and_late_reply_on_uvloop():
     """The poller runs on uvloop (as the collector runs it): ICMP port-unreachable errors
     queued by IP_RECVERR reach the request outstanding to that address (loopback does
     not rate-limit ICMP, so every one is ``refused``), without a busy loop on the error
-    queue, and the loop really is uvloop's."""
+    queue, and the loop really is uvloop's, with the raised GC thresholds."""
+    import gc
     import resource
 
     import uvloop
@@ -761,9 +762,11 @@ def test_icmp_refused_and_late_reply_on_uvloop():
             polls = await p.sweep([t(f"r-ref{i}", host, port) for i, port in enumerate(ports)], interval=5.0)
             await asyncio.sleep(0.3)  # an error queue left unread would spin the loop here
             r1 = resource.getrusage(resource.RUSAGE_SELF)
-        return type(loop), polls, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    loop_type, polls, cpu = run(go())
+        return type(loop), polls, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), gc.get_threshold()
+    before = gc.get_threshold()
+    loop_type, polls, cpu, threshold = run(go())
     assert issubclass(loop_type, uvloop.Loop)
+    assert threshold == poller.GC_THRESHOLD != before and gc.get_threshold() == before  # raised while running only
     assert {p.error for p in polls.values()} == {"refused"}, polls
     assert all(p.elapsed_seconds < 0.4 for p in polls.values())  # the ICMP error, not the timeout
     assert cpu < 0.25, cpu
