@@ -319,3 +319,43 @@ def test_v3_arbitrary_bytes(data):
             usm.decode_v3_message(blob, *KEYS)
         except SNMPCodecError:
             pass
+
+
+def _strict_fields(blob: bytes):
+    try:
+        return usm._fields(blob)
+    except SNMPCodecError as e:
+        return type(e)
+
+
+@FAST
+@given(vbs=st.lists(st.tuples(oids, values).map(lambda x: (x[0],) + x[1]), max_size=3),
+       data=st.data(), noauth=st.booleans())
+def test_v3_fast_framing_agrees_with_the_strict_parser(vbs, data, noauth):
+    """usm's straight-line framing parser either declines (None: the strict one decides)
+    or returns exactly what the strict parser returns, on valid messages and on flipped,
+    truncated, inserted and overwritten octets; on an unmutated message it never declines."""
+    if noauth:
+        scoped = usm.encode_scoped_pdu(ber.encode_pdu(ber.REPORT, 7, vbs), ENGINE)
+        valid = usm.encode_v3_message(data.draw(st.integers(0, 0x7FFFFFFF)), scoped, engine_id=ENGINE,
+                                      boots=data.draw(st.integers(0, 0x7FFFFFFF)), engine_time=0, user_name=b"")
+    else:
+        valid = _v3(vbs, data.draw(st.binary(min_size=8, max_size=8)))
+    assert usm._fields_fast(valid) == usm._fields(valid)
+    msg = bytearray(valid)
+    for _ in range(data.draw(st.integers(1, 3))):
+        if not msg:
+            break
+        i = data.draw(st.integers(0, len(msg) - 1))
+        op = data.draw(st.sampled_from(["flip", "truncate", "insert", "set"]))
+        if op == "flip":
+            msg[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "truncate":
+            del msg[i:]
+        elif op == "insert":
+            msg[i:i] = data.draw(st.binary(min_size=1, max_size=3))
+        else:
+            msg[i] = data.draw(st.sampled_from([0x00, 0x02, 0x04, 0x30, 0x7F, 0x80, 0x81, 0x82, 0x83, 0xFF]))
+    blob = bytes(msg)
+    fast = usm._fields_fast(blob)
+    assert fast is None or fast == _strict_fields(blob), (blob.hex(), fast)
