@@ -154,6 +154,29 @@ def bench_metrics(project, reg, store) -> dict:
             "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def bench_feed(reg, store, audit: dict) -> dict:
+    """What a collector on this database reads per sweep (ctfleet.monitors.stored.StoredRows):
+    the first look (every current row), a sweep after nothing arrived, and a sweep after one
+    technician's batch (one host re-audited, every result newer)."""
+    from ctfleet.monitors.stored import StoredRows
+    from ctfleet.results.batch import parse_batch, render_batch
+
+    feed = StoredRows(store, reg.cts)
+
+    def look() -> tuple[float, float, int]:
+        before, w0, c0 = feed.reads, time.perf_counter(), time.process_time()
+        feed.parts()
+        return time.perf_counter() - w0, time.process_time() - c0, feed.reads - before
+
+    first, idle = look(), look()
+    host = sorted(audit)[0]
+    later = datetime.now(timezone.utc)
+    rows = [r.model_copy(update={"observed_at": later}) for r in audit[host]]
+    store.ingest(parse_batch(f"bench-{host}-again", render_batch(rows)), sender="bench")
+    delta = look()
+    return {"first": first, "idle": idle, "delta": delta, "batch_rows": len(rows)}
+
+
 # ------------------------------------------------------------------ remote write (simulated senders)
 # Hand-encoded protobuf: remote-write 1.0's WriteRequest is four small messages
 # (WriteRequest{timeseries}, TimeSeries{labels, samples}, Label{name, value},
@@ -267,7 +290,9 @@ def main() -> int:
         pg_url = pg.url("results")
         rows.append(bench_service("PostgreSQL", pg_url, audit, profile))
         metrics = {"PostgreSQL": bench_metrics(project, reg, SqlStore(pg_url))}
+        feeds = {"PostgreSQL": bench_feed(reg, SqlStore(pg_url), audit)}
     metrics["SQLite"] = bench_metrics(project, reg, SqlStore(sqlite_dir / "results.db"))
+    feeds["SQLite"] = bench_feed(reg, SqlStore(sqlite_dir / "results.db"), audit)
     shutil.rmtree(sqlite_dir, ignore_errors=True)
 
     print("\n| store | batches | results | s | results/s | service CPU s | vs files |")
@@ -281,6 +306,13 @@ def main() -> int:
     for k, m in metrics.items():
         print(f"| {k} | {m['results_read']:,} | {m['read_s']:.2f} | {m['snapshot_s']:.2f} | {m['render_s']:.2f} | "
               f"{m['metrics_bytes'] / 1e6:.1f} | {m['series']:,} | {m['peak_mib']:.0f} | {m['rss_mib']:.0f} |")
+    print("\n| collector on | look | rows read | wall s | CPU s |")
+    print("|---|---|---:|---:|---:|")
+    for k, f in feeds.items():
+        for name, label in (("first", "first sweep (every row)"), ("idle", "a sweep, nothing new"),
+                            ("delta", f"a sweep after one host's batch ({f['batch_rows']} results)")):
+            wall, cpu_s, n_rows = f[name]
+            print(f"| {k} | {label} | {n_rows:,} | {wall:.3f} | {cpu_s:.3f} |")
     if not args.skip_national:
         nat = bench_national(project)
         print("\n| regions | KPI series | stored at the nation | samples | requests | s | samples/s | bytes/sample (snappy) |")

@@ -251,3 +251,93 @@ def test_build_snapshot_counts_no_registry_declarations(region12):
     declared = ControlResult(ct=ct.code, control="LNK-5", status=Status.PASS, source=Source.REGISTRY, evidence="declared",
                              observed_at=T0)
     assert build_snapshot(registry, norms, None, [declared], now=T0).text() == build_snapshot(registry, norms, None, [], now=T0).text()
+
+
+def _odd_polls(registry, rnd: random.Random):
+    """Polls and probes with every branch of a device's series: failures, no uptime, no
+    uplink, label values needing escapes or cleaning, counters past 2^32, empty rounds."""
+    descrs = ['H3C "x"\\ y', b"Cisco IOS\r\nVersion 15.2\x00", b"caf\xe9", "é" * 200, ""]
+    routers = sorted((d for d in registry.devices.values() if d.role == Role.ROUTER), key=lambda d: d.hostname)
+    for d in routers[:60]:
+        kind = rnd.random()
+        if kind < 0.15:
+            poll = DevicePoll(d.hostname, ok=False, error=rnd.choice(["timeout", "auth", None]), version="v2c")
+        else:
+            ifs = (Interface(1, rnd.choice(["Dialer0", 'we"ird\\0', b"eth\n0"]), True, rnd.random() < 0.5, rnd.choice([0, 2, 100, 10**5]),
+                             rnd.choice([0, 1, 2**32 + 5, 10**15, 123456789]), rnd.randrange(10**12), "UPLINK", rnd.choice([0, 32, 64])),)
+            poll = DevicePoll(d.hostname, ok=True, version=rnd.choice(["v3-authpriv", "v2c", None]), sys_name=rnd.choice([d.hostname, b"r\x00"]),
+                              sys_descr=rnd.choice(descrs), uptime_seconds=rnd.choice([None, 0.0, 1.0, 86400.5, 1e7, 4.2e9]),
+                              interfaces=ifs, uplink_index=rnd.choice([1, 1, 2]), uplink_reason=rnd.choice(["registry: index:1", "heuristic: x"]))
+        probe = rnd.choice([None, Probe(d.hostname, 5, (), "icmp"), Probe(d.hostname, 5, (0.0123, 0.5, 1e-5), "snmp"),
+                            Probe(d.hostname, 3, (12345678.9,), "icmp"), Probe(d.hostname, 0, (), "icmp")])
+        yield d, poll if rnd.random() < 0.9 else None, probe
+
+
+def test_device_lines_equal_the_samples_rendered_by_spec(region12):
+    """The pre-rendered label prefixes of a device (only values formatted at each sweep,
+    info lines only when their raw values change) give the text of device_samples through
+    Spec, sweep after sweep on the same device."""
+    from ctfleet.monitors.exporter import DEVICE_SPECS, Exposition as E, _DeviceText, device_samples
+
+    registry, norms = region12
+    exp = E(registry, norms)
+    rnd = random.Random(21)
+    states = {}
+    for _ in range(4):
+        for d, poll, probe in _odd_polls(registry, rnd):
+            dl = exp._dev_lv[exp._dev_index[d.hostname]]
+            state = states.setdefault(d.hostname, _DeviceText(dl))
+            want = [spec.lines(s) for spec, s in zip(DEVICE_SPECS, device_samples(dl, poll, probe))]
+            assert state.texts(poll, probe) == want, d.hostname
+
+
+def test_value_format_is_float_to_go_string():
+    from prometheus_client.utils import floatToGoString
+
+    from ctfleet.monitors.exporter import _fmt
+
+    values = [0, 1, 2, -1, 0.0, -0.0, 1.0, 0.1, 1e-05, 123456.7, 1234567.0, 12345678.9, 2**32 + 5, 10**15, 10**17, 1e22, -1e22,
+              float("inf"), float("-inf"), float("nan"), 12500000.0, 999999.99, 86400.5, True, False, 1e7, 10000000.5,
+              1e15 + 0.5, 2**53 + 1, -12345678.5, 1e-300, 1e300]
+    for v in values:
+        assert _fmt(v) == floatToGoString(v), v
+
+
+def test_sweep_observations_are_the_sweep_results_without_evidence(region12):
+    from ctfleet.monitors.sweep import sweep_observations
+
+    registry, norms = region12
+    rnd = random.Random(4)
+    sweep = _sweep(registry, T0, rnd)
+    sweep.polls.update({d.hostname: p for d, p, _ in _odd_polls(registry, rnd) if p is not None})
+    sweep.probes.update({d.hostname: q for d, _, q in _odd_polls(registry, rnd) if q is not None})
+    full = [(r.ct, r.device, r.control, r.status, r.source, r.observed_at) for r in sweep_results(sweep, registry, norms)]
+    assert len(full) > 3 * len(sweep.polls) // 2
+    assert [tuple(o) for o in sweep_observations(sweep, registry, norms)] == full
+    assert {o.key for o in sweep_observations(sweep, registry, norms)} == {r.key for r in sweep_results(sweep, registry, norms)}
+
+
+def test_devices_only_exposition_is_the_per_device_series_of_the_whole(region12):
+    """per_ct=False (the bench's like-for-like figure): the per-device families and the
+    collector's health of the whole exposition, nothing per CT, parsed by prometheus-client."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    registry, norms = region12
+    rnd = random.Random(8)
+    whole, devices = Exposition(registry, norms), Exposition(registry, norms, per_ct=False)
+    sweep = None
+    for step in range(3):
+        base = {h: (p, sweep.probes.get(h)) for h, p in sweep.polls.items()} if sweep else None
+        sweep = _sweep(registry, T0 + timedelta(minutes=step), rnd, base)
+        now = T0 + timedelta(minutes=step, seconds=5)
+        w = whole.update(sweep, [sweep_part(sweep, registry, norms)], now=now, sweeps_total=step)
+        d = devices.update(sweep, [sweep_part(sweep, registry, norms)], now=now, sweeps_total=step)
+    fams = {f.name: f for f in text_string_to_metric_families(w.text().decode())}
+    got = {f.name: f for f in text_string_to_metric_families(d.text().decode())}
+    assert got and not any(n.startswith("ctfleet_ct_") for n in got)
+    assert "ctfleet_device_up" in got and "ctfleet_sweeps" in got
+    for name, f in got.items():
+        assert f.samples == fams[name].samples, name
+    reg = CollectorRegistry()
+    reg.register(CtfleetCollector(d))
+    assert generate_latest(reg) == CtfleetCollector(d).exposition()

@@ -13,10 +13,8 @@ the grouping timers are seconds instead of minutes.
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,7 +22,8 @@ import pytest
 import yaml
 
 from ctfleet.core.maintenance import load_maintenance
-from test_rules import AM_CONFIG, free_port, http, tool
+from ctfleet.lab.procs.alertmanager import Alertmanager
+from test_rules import AM_CONFIG, http
 
 NAOUR, FEZNA = "05.091.07.11", "08.201.03.09"
 
@@ -68,7 +67,6 @@ def webhook():
 
 @pytest.fixture()
 def alertmanager(webhook, tmp_path):
-    binary = tool("prometheus-alertmanager", "prometheus-alertmanager")
     _, hook_port = webhook
     cfg = yaml.safe_load(AM_CONFIG.read_text(encoding="utf-8"))
     cfg["route"].update(group_wait="1s", group_interval="1s", repeat_interval="1h")
@@ -77,32 +75,8 @@ def alertmanager(webhook, tmp_path):
             w["url"] = w["url"].replace("127.0.0.1:9099", f"127.0.0.1:{hook_port}")
     config = tmp_path / "alertmanager.yml"
     config.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    port = free_port()
-    log = (tmp_path / "am.log").open("w")
-    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-                            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/-/ready", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail("Alertmanager did not start:\n" + (tmp_path / "am.log").read_text())
-                time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with Alertmanager(config, tmp_path / "am") as am:
+        yield am.start().url
 
 
 def alert(name: str, ct: str, region: str, ends: datetime, **labels: str) -> dict:

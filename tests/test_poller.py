@@ -741,6 +741,16 @@ def test_collector_sweep_against_snmpd(snmpd, tmp_path):
     ok = sum(1 for p in sweep.polls.values() if p.ok)
     assert f'ctfleet_sweep_devices{{result="ok",shard="hash-0-of-64"}} {float(ok)}' in text
 
+    # without a results store the exposition judges the sweep itself (no pydantic results built):
+    # the same compliance lines as the stored results give, for the same sweep
+    bare = Collector(cfg, project.registry, project.norms, None,
+                     credentials=lambda d: V3 if d.snmp_version == "v3" else V2C, address=address)
+    now = sweep.ended
+    snap = bare.exposition.update(sweep, bare._parts(sweep, None), sweeps_total=1, now=now)
+    stored = c.exposition.update(sweep, c._parts(sweep), sweeps_total=1, now=now)
+    lines = [ln for ln in snap.text().decode().splitlines() if ln.startswith("ctfleet_ct_")]
+    assert lines and lines == [ln for ln in stored.text().decode().splitlines() if ln.startswith("ctfleet_ct_")]
+
 
 def test_icmp_refused_and_late_reply_on_uvloop():
     """The poller runs on uvloop (as the collector runs it): ICMP port-unreachable errors

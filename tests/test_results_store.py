@@ -52,6 +52,10 @@ def test_migrations_create_the_schema_the_code_uses(store):
         assert table.name in insp.get_table_names()
         got = {c["name"] for c in insp.get_columns(table.name)}
         assert got == {c.name for c in table.columns}, table.name
+    for table in metadata.tables.values():  # the indexes the code declares are the ones the migrations made
+        # (PostgreSQL lists a unique constraint's index too: it is the constraint's, not declared as an index)
+        assert {tuple(i["column_names"]) for i in insp.get_indexes(table.name) if not i.get("duplicates_constraint")} == {
+            tuple(c.name for c in ix.columns) for ix in table.indexes}, table.name
     assert {tuple(i["column_names"]) for i in insp.get_indexes("results_history")} == {("ct", "device", "control", "observed_at")}
     store.migrate()  # twice is a no-op
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ctfleet.lab.procs.alertmanager import Alertmanager
+
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "monitors" / "rules"
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
@@ -298,33 +300,8 @@ def http(method: str, url: str, body: object | None = None) -> object:
 
 @pytest.fixture()
 def alertmanager(alertmanager_bin, tmp_path):
-    port = free_port()
-    log = (tmp_path / "am.log").open("w")
-    proc = subprocess.Popen(
-        [alertmanager_bin, f"--config.file={AM_CONFIG}", f"--storage.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/-/ready", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail("Alertmanager did not start:\n" + (tmp_path / "am.log").read_text())
-                time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with Alertmanager(AM_CONFIG, tmp_path / "am") as am:
+        yield am.start().url
 
 
 def post(base: str, *alerts: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ctfleet.core.conventions import COLLECTOR_PORT
+from ctfleet.core.listen import ListenAddress
 from ctfleet.core.sharding import parse_shard
 
 __all__ = ["ProbeConfig", "SnmpConfig", "CollectorConfig"]
@@ -43,7 +44,7 @@ class CollectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     shard: str = "all"
     interval_seconds: float = Field(default=60.0, ge=1.0, le=86400.0)
-    listen: str = f"127.0.0.1:{COLLECTOR_PORT}"
+    listen: ListenAddress(COLLECTOR_PORT) = f"127.0.0.1:{COLLECTOR_PORT}"  # type: ignore[valid-type]
     web_config: str | None = None
     probe: ProbeConfig = ProbeConfig()
     snmp: SnmpConfig = SnmpConfig()
@@ -54,12 +55,4 @@ class CollectorConfig(BaseModel):
     @classmethod
     def _shard(cls, v: str) -> str:
         parse_shard(v)  # raises ValueError naming the valid forms
-        return v
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"listen must be HOST:PORT, e.g. 127.0.0.1:{COLLECTOR_PORT}")
         return v

@@ -39,7 +39,8 @@ from ctfleet.monitors.poller import SnmpCreds
 from ctfleet.lab.kube_state import ksm_scrape_configs, serve_kube_state, simulated_clusters
 from ctfleet.lab.procs.prometheus import Prometheus, prometheus_config
 from ctfleet.lab.report_feed import synthetic_audits, synthetic_inventories, with_simulated_waivers
-from ctfleet.lab.procs.service import Service, free_port, require
+from ctfleet.lab.procs.alertmanager import Alertmanager
+from ctfleet.lab.procs.service import Service
 from ctfleet.project import Project
 from ctfleet.reports.kpi import kpi_rows, national_row
 from ctfleet.results import ResultsStore
@@ -57,16 +58,8 @@ class DemoOptions:
 
 
 def start_alertmanager(root: Path, workdir: Path) -> tuple[Service, str]:
-    port, cluster = free_port(), free_port()
-    am = Service("alertmanager", [require("prometheus-alertmanager", "prometheus-alertmanager"),
-                                  f"--config.file={root / 'monitors/alertmanager/alertmanager.yml'}",
-                                  f"--storage.path={workdir / 'alertmanager'}", f"--web.listen-address=127.0.0.1:{port}",
-                                  f"--cluster.listen-address=127.0.0.1:{cluster}", "--log.level=warn"],
-                 workdir / "alertmanager.log")
-    import urllib.request
-
-    am.start(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1).status == 200)
-    return am, f"127.0.0.1:{port}"
+    am = Alertmanager(root / "monitors/alertmanager/alertmanager.yml", workdir / "alertmanager").start()
+    return am, am.address
 
 
 def run(p: Project, opts: DemoOptions, out: Console) -> dict:

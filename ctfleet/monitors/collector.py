@@ -51,7 +51,7 @@ from ctfleet.core.sharding import ct_in_shard, parse_shard, shard_label
 from ctfleet.monitors.poller import Poller, SnmpCreds, Target, run, select_targets
 from ctfleet.monitors.snmp_targets import version_label
 from ctfleet.monitors.probe import icmp_round, packet_round, udp_echo_probe
-from ctfleet.monitors.stored import StoredBatches
+from ctfleet.monitors.stored import StoredBatches, StoredRows
 from ctfleet.monitors.sweep import DevicePoll, Probe, Sweep, sweep_results
 from ctfleet.results import ResultsStore, open_store
 
@@ -142,6 +142,7 @@ class Collector:
         # the exposition is kept across sweeps; a reload (registry, norms) starts it anew
         self.exposition = Exposition(self.registry, self.norms)
         self._batches = StoredBatches(self.store) if isinstance(self.store, ResultsStore) else None
+        self._rows: StoredRows | None = None  # a results database's change feed
 
     def reconfigure(self, config: CollectorConfig, registry: Registry | None = None, norms=None) -> None:
         """Apply a reloaded configuration (and registry/norms); the poller is rebuilt
@@ -161,9 +162,10 @@ class Collector:
             if self._batches is None or self._batches.store is not self.store:
                 self._batches = StoredBatches(self.store)
             return self._batches.parts()
-        if self.store is not None:  # a results database: its current rows, read at every sweep
-            cts = set(self.registry.cts)
-            return [((1, "database"), None, lambda: list(self.store.iter_results(cts)))]
+        if self.store is not None:  # a results database: its current rows, then what changed (StoredRows)
+            if self._rows is None or self._rows.store is not self.store or self._rows.cts != frozenset(self.registry.cts):
+                self._rows = StoredRows(self.store, self.registry.cts)
+            return self._rows.parts()
         return [sweep_part(sweep, self.registry, self.norms, results)] if sweep is not None else []
 
     async def _ensure_poller(self) -> Poller:
@@ -230,7 +232,9 @@ class Collector:
             probes = await self._probe(poller, routers, max(0.1, remaining))
         sweep = Sweep(started=started, ended=datetime.now(timezone.utc), interval_seconds=cfg.interval_seconds,
                       polls=polls, probes=probes, shard=self.label, unmatched_datagrams=poller.unmatched_datagrams)
-        results = list(sweep_results(sweep, self.registry, self.norms))
+        # ControlResults (validated pydantic models) only to be stored; without a store the
+        # exposition judges the sweep itself, as plain tuples (sweep_part)
+        results = list(sweep_results(sweep, self.registry, self.norms)) if self.store is not None else None
         if self.store is not None:
             path = await asyncio.to_thread(self.store.write_batch, Source.SNMP, self.label, results)
             if self._batches is not None and self._batches.store is self.store:

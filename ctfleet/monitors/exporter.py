@@ -6,7 +6,11 @@ path to Prometheus"):
 
 * per device, the text of its series is re-rendered only when its poll or probe round
   is a new one (a live device's counters and uptime move every sweep; a dead one's
-  don't);
+  don't), and then only its values are formatted: the label prefix of each series is
+  rendered once, the info lines (SNMP, uplink, error) only when their raw values change
+  (:class:`_DeviceText`);
+* the sweep's own results come as plain tuples (:func:`sweep_part`,
+  :func:`~ctfleet.monitors.sweep.sweep_observations`) unless the collector stores them;
 * per CT, :func:`~ctfleet.core.evaluate.assess_ct` runs again only when the CT's
   results changed status or source, its connectivity or the waivers in force changed,
   or the earliest time one of its results goes stale has passed; a result that is only
@@ -50,7 +54,7 @@ from ctfleet.core.models import CT, Role
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
 from ctfleet.monitors.hosting import hosting_series
-from ctfleet.monitors.sweep import Sweep, clean_text, connected, sweep_results
+from ctfleet.monitors.sweep import Sweep, clean_text, connected, sweep_observations
 
 CT_LABELS = list(conventions.CT_LABELS)
 DEVICE_LABELS = list(conventions.DEVICE_LABELS)
@@ -81,9 +85,18 @@ def _escape(v) -> str:
 
 
 def _fmt(value) -> str:
-    # floatToGoString, with the two values most samples carry (int 0 and 1) spelled out
+    """floatToGoString's text, with the two values most samples carry (int 0 and 1)
+    spelled out, and Python's ``repr`` taken as is where floatToGoString would return it
+    unchanged (finite, at most 6 digits before the point); the rest through
+    floatToGoString (Inf, NaN, Go's earlier switch to exponents)."""
     if value.__class__ is int and 0 <= value <= 1:
         return "1.0" if value else "0.0"
+    s = repr(float(value))
+    dot = s.find(".")
+    if 0 < dot <= 6:
+        return s
+    if dot > 6 and s[0] != "-":  # floatToGoString's exponent form, inline: counters take it at every sweep
+        return f"{s[0]}.{s[1:dot]}{s[dot + 1:]}".rstrip("0.") + f"e+{dot - 1:02d}"
     return floatToGoString(value)
 
 
@@ -258,6 +271,64 @@ def device_samples(dl: tuple, poll, probe) -> list[tuple]:
     return out
 
 
+_VALUED = (D_UP, D_UPT, D_UL_UP, D_UL_RX, D_UL_TX, D_UL_SPEED, D_RTT, D_RTT_MAX, D_LOSS)  # labels: the device's only
+
+
+class _DeviceText:
+    """A device's label prefixes, rendered once: ``name{labels} `` of each family whose
+    labels are the device's alone (only the value is formatted at each sweep), and the
+    whole line of each info family (error, SNMP info, uplink info) with the raw values it
+    was rendered from (rendered again only when they change)."""
+
+    __slots__ = ("dl", "pre", "info")
+
+    def __init__(self, dl: tuple):
+        self.dl = dl
+        self.pre = [DEVICE_SPECS[fi].prefix(dl) if fi in _VALUED else "" for fi in range(len(DEVICE_SPECS))]
+        self.info: dict[int, tuple] = {}  # family -> (raw key, line)
+
+    def line(self, fi: int, key: tuple, extra: Callable[[], tuple]) -> str:
+        got = self.info.get(fi)
+        if got is not None and got[0] == key:
+            return got[1]
+        text = DEVICE_SPECS[fi].prefix(self.dl + extra()) + "1.0\n"
+        self.info[fi] = (key, text)
+        return text
+
+    def texts(self, poll, probe) -> list[str]:
+        """The device's line (or "") per family of :data:`DEVICE_SPECS`: the text of
+        :func:`device_samples` rendered by :class:`Spec` (the tests compare both)."""
+        out = [""] * len(DEVICE_SPECS)
+        pre = self.pre
+        if poll is not None:
+            if not poll.ok:
+                out[D_UP] = pre[D_UP] + "0.0\n"
+                reason = poll.error or "timeout"
+                out[D_ERR] = self.line(D_ERR, (reason,), lambda: (reason,))
+            else:
+                out[D_UP] = pre[D_UP] + "1.0\n"
+                out[D_INFO] = self.line(D_INFO, (poll.version, poll.sys_name, poll.sys_descr), lambda: (
+                    poll.version or "", clean_text(poll.sys_name, 120), clean_text(poll.sys_descr, 120)))
+                if poll.uptime_seconds is not None:
+                    out[D_UPT] = pre[D_UPT] + _fmt(poll.uptime_seconds) + "\n"
+                up = poll.uplink
+                if up is not None:
+                    out[D_UL_UP] = pre[D_UL_UP] + ("1.0\n" if up.oper_up else "0.0\n")
+                    by = "registry" if poll.uplink_reason.startswith("registry:") else "heuristic"
+                    out[D_UL_INFO] = self.line(D_UL_INFO, (up.name, up.index, by, up.counter_bits), lambda: (
+                        clean_text(up.name, 120), str(up.index), by, str(up.counter_bits)))
+                    out[D_UL_RX] = pre[D_UL_RX] + _fmt(up.in_octets) + "\n"
+                    out[D_UL_TX] = pre[D_UL_TX] + _fmt(up.out_octets) + "\n"
+                    out[D_UL_SPEED] = pre[D_UL_SPEED] + _fmt(up.speed_mbps * 1_000_000 / 8) + "\n"
+        if probe is not None:
+            out[D_LOSS] = pre[D_LOSS] + _fmt(probe.loss_ratio) + "\n"
+            rtts = probe.rtts
+            if rtts:
+                out[D_RTT] = pre[D_RTT] + _fmt(probe.rtt_mean) + "\n"
+                out[D_RTT_MAX] = pre[D_RTT_MAX] + _fmt(probe.rtt_max) + "\n"
+        return out
+
+
 def _sweep_families(sweep: Sweep, sweeps_total: int) -> list[Family]:
     """Collector health (a handful of series, rebuilt at every sweep)."""
     polls = list(sweep.polls.values())
@@ -377,8 +448,11 @@ class Exposition:
     >>> # snap = exp.update(sweep, [((0, "sweep"), None, lambda: sweep_results(sweep, registry, norms))])
     """
 
-    def __init__(self, registry: Registry, norms: NormSet):
-        self.registry, self.norms = registry, norms
+    def __init__(self, registry: Registry, norms: NormSet, per_ct: bool = True):
+        """``per_ct=False``: the per-device series and the collector's health only, no
+        CT series, no results (parts are ignored) and no hosting series: what a device
+        exporter such as snmp_exporter serves (the benchmark's like-for-like figure)."""
+        self.registry, self.norms, self.per_ct = registry, norms, per_ct
         self._cts: list[_CtState] = []
         self._ct_index: dict[str, int] = {}
         self._dev_lv: list[tuple] = []
@@ -397,10 +471,10 @@ class Exposition:
         n, nd = len(self._cts), len(self._dev_lv)
         self._ct_samples: list[list[tuple]] = [[()] * n for _ in CT_SPECS]
         self._ct_text: list[list[str]] = [[""] * n for _ in CT_SPECS]
-        self._ct_joined: list[str | None] = [None] * len(CT_SPECS)
-        self._dev_samples: list[list[tuple]] = [[()] * nd for _ in DEVICE_SPECS]
+        self._ct_joined: list[bytes | None] = [None] * len(CT_SPECS)  # each family's text, encoded
+        self._dev_state: list[_DeviceText | None] = [None] * nd
         self._dev_text: list[list[str]] = [[""] * nd for _ in DEVICE_SPECS]
-        self._dev_joined: list[str | None] = [None] * len(DEVICE_SPECS)
+        self._dev_joined: list[bytes | None] = [None] * len(DEVICE_SPECS)
         self._dev_inputs: dict[int, tuple] = {}  # device index -> (poll, probe) rendered
         self._dev_order: list[int] = []
         self._parts: dict[tuple, tuple[object, dict[int, dict[tuple, ControlResult]]]] = {}
@@ -415,9 +489,10 @@ class Exposition:
             self._hosting.append(f)
             return f
 
-        hosting_series(registry, gauge)  # from the registry alone: rendered once
-        self._hosting_text = "".join(f.render() for f in self._hosting)
-        for i, s in enumerate(self._cts):  # what only a reload changes
+        if per_ct:
+            hosting_series(registry, gauge)  # from the registry alone: rendered once
+        self._hosting_text = "".join(f.render() for f in self._hosting).encode("utf-8")
+        for i, s in enumerate(self._cts if per_ct else ()):  # what only a reload changes
             ct = s.ct
             self._set_ct(C_INFO, i, ((s.lv + (ct.name_fr, ",".join(t.value for t in ct.tiers), ct.grouping or ""), 1),))
             resolved = norms.resolve(ct)
@@ -433,19 +508,18 @@ class Exposition:
         self._ct_text[fi][i] = CT_SPECS[fi].lines(samples)
         self._ct_joined[fi] = None
 
-    def _set_device(self, j: int, per: list[tuple]) -> None:
-        """A device's samples (per family, :func:`device_samples`); only the families whose
-        samples changed are rendered again."""
-        samples, texts = self._dev_samples, self._dev_text
-        for fi, got in enumerate(per):
-            if got != samples[fi][j]:
-                samples[fi][j] = got
-                if len(got) == 1:
-                    (values, value), = got
-                    texts[fi][j] = DEVICE_SPECS[fi].prefix(values) + _fmt(value) + "\n"
-                else:
-                    texts[fi][j] = DEVICE_SPECS[fi].lines(got)
-                self._dev_joined[fi] = None
+    def _set_device(self, j: int, poll, probe) -> None:
+        """A device's lines (:meth:`_DeviceText.texts`); a family is joined again only
+        when one of its lines changed."""
+        state = self._dev_state[j]
+        if state is None:
+            state = self._dev_state[j] = _DeviceText(self._dev_lv[j])
+        texts, joined = self._dev_text, self._dev_joined
+        for fi, line in enumerate(state.texts(poll, probe)):
+            per = texts[fi]
+            if line != per[j]:
+                per[j] = line
+                joined[fi] = None
 
     # ------------------------------------------------------------ results
     def _partition(self, results: Iterable[ControlResult]) -> dict[int, dict[tuple, ControlResult]]:
@@ -453,15 +527,19 @@ class Exposition:
         ``registry``) are left out, as ``assess_ct`` leaves them out."""
         out: dict[int, dict[tuple, ControlResult]] = {}
         index = self._ct_index
+        last, m = None, None
         for r in results:
             if r.source is _REGISTRY:
                 continue
-            i = index.get(r.ct)
-            if i is None:
-                continue
-            m = out.get(i)
+            ct = r.ct
+            if ct != last:  # results mostly come CT by CT
+                last = ct
+                i = index.get(ct)
+                m = None if i is None else out.get(i)
+                if i is not None and m is None:
+                    m = out[i] = {}
             if m is None:
-                m = out[i] = {}
+                continue
             k = (r.device, r.control)
             prev = m.get(k)
             if prev is None or r.observed_at >= prev.observed_at:
@@ -632,8 +710,9 @@ class Exposition:
         t0 = time.perf_counter()
         now = now or datetime.now(timezone.utc)
         self.stats = {"assessed": 0, "devices_rendered": 0, "parts_loaded": 0}
-        dirty, touched, seen_changed = self._apply_parts(parts)
-        if inventories is not None:
+        per_ct = self.per_ct
+        dirty, touched, seen_changed = self._apply_parts(parts) if per_ct else (set(), {}, set())
+        if per_ct and inventories is not None:
             inv = {r.device: r for r in inventories}
             seen_changed = set(seen_changed) | {h for h in inv.keys() | self._inventories.keys()
                                                 if inv.get(h) != self._inventories.get(h)}
@@ -660,12 +739,12 @@ class Exposition:
             if was is not None and was[0] is poll and was[1] is probe:
                 continue
             inputs[j] = (poll, probe)
-            self._set_device(j, device_samples(self._dev_lv[j], poll, probe))
+            self._set_device(j, poll, probe)
             self.stats["devices_rendered"] += 1
         gone = [j for j in inputs if j not in live]
         for j in gone:
             del inputs[j]
-            self._set_device(j, [_NONE] * len(DEVICE_SPECS))
+            self._set_device(j, None, None)
         if gone or len(live) != len(self._dev_order):
             self._dev_order = sorted(live)
 
@@ -677,7 +756,7 @@ class Exposition:
         waivers = getattr(self.norms, "waivers", None)
         waived = {i: tuple(id(w) for w in waivers.of_ct(self._cts[i].ct.code) if w.in_force(now)) for i in self._waived}
         equip_todo = set(range(len(self._cts))) if first else {self._dev_ct[h] for h in seen_changed if h in self._dev_ct}
-        for i, s in enumerate(self._cts):
+        for i, s in enumerate(self._cts if per_ct else ()):
             if sweep is None:
                 conn = None
             elif len(s.routers) == 1:
@@ -715,40 +794,51 @@ class Exposition:
 
         # text: each family joined again only when one of its blocks changed
         out = []
-        for fi, spec in enumerate(CT_SPECS):
+        for fi, spec in enumerate(CT_SPECS if per_ct else ()):
             if self._ct_joined[fi] is None:
-                self._ct_joined[fi] = spec.header + "".join(self._ct_text[fi])
+                self._ct_joined[fi] = (spec.header + "".join(self._ct_text[fi])).encode("utf-8")
             out.append(self._ct_joined[fi])
         order = self._dev_order
         for fi, spec in enumerate(DEVICE_SPECS):
             if self._dev_joined[fi] is None:
                 texts = self._dev_text[fi]
-                self._dev_joined[fi] = spec.header + "".join([texts[j] for j in order])
+                self._dev_joined[fi] = (spec.header + "".join([texts[j] for j in order])).encode("utf-8")
             out.append(self._dev_joined[fi])
         health = _sweep_families(sweep, sweeps_total) if sweep is not None else []
-        out.extend(f.render() for f in health)
+        out.extend(f.render().encode("utf-8") for f in health)
         out.append(self._hosting_text)
-        text = "".join(out).encode("utf-8")
+        text = b"".join(out)  # families encoded apart: an unchanged one is not encoded again
 
-        ct_samples = [list(x) for x in self._ct_samples]
-        dev_samples = [[self._dev_samples[fi][j] for j in order] for fi in range(len(DEVICE_SPECS))]
+        ct_samples = [list(x) for x in self._ct_samples] if per_ct else []
+        lv, dev_inputs = self._dev_lv, dict(inputs)  # polls and probes are frozen; `order` is not changed in place
 
         def families() -> list[Family]:
+            # for collect(): the device samples from the same inputs, through Spec and
+            # prometheus-client, not through _DeviceText (the tests compare both texts)
+            dev_samples = [[] for _ in DEVICE_SPECS]
+            for j in order:
+                for per, b in zip(dev_samples, device_samples(lv[j], *dev_inputs[j])):
+                    per.extend(b)
             fams = []
-            for specs, blocks in ((CT_SPECS, ct_samples), (DEVICE_SPECS, dev_samples)):
-                for spec, per in zip(specs, blocks):
-                    f = Family(spec.name, spec.kind, spec.help, spec.labels)
-                    for b in per:
-                        f.samples.extend(b)
-                    fams.append(f)
+            for spec, per in zip(CT_SPECS, ct_samples):
+                f = Family(spec.name, spec.kind, spec.help, spec.labels)
+                for b in per:
+                    f.samples.extend(b)
+                fams.append(f)
+            for spec, per in zip(DEVICE_SPECS, dev_samples):
+                f = Family(spec.name, spec.kind, spec.help, spec.labels)
+                f.samples = per
+                fams.append(f)
             return fams + health + self._hosting
 
         return Snapshot(text, families, built_at=time.time(), build_seconds=time.perf_counter() - t0)
 
 
 def sweep_part(sweep: Sweep, registry: Registry, norms: NormSet, results: Iterable[ControlResult] | None = None) -> Part:
-    """The part of a sweep's own results (:func:`sweep_results`), loaded at every update."""
-    return ((0, "sweep"), None, (lambda: results) if results is not None else (lambda: sweep_results(sweep, registry, norms)))
+    """The part of a sweep's own results, loaded at every update: ``results`` when given
+    (the :func:`sweep_results` the collector stored), else :func:`sweep_observations` (the
+    same judgements as plain tuples, without building pydantic results)."""
+    return ((0, "sweep"), None, (lambda: results) if results is not None else (lambda: sweep_observations(sweep, registry, norms)))
 
 
 def build_snapshot(registry: Registry, norms: NormSet, sweep: Sweep | None, stored: Iterable[ControlResult] = (),

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterator, Literal
+from typing import Iterator, Literal, NamedTuple
 
-from ctfleet.core.compliance import ControlResult, Source, judge
+from ctfleet.core.compliance import ControlResult, Source, Status, judge
 from ctfleet.core.models import Role
 from ctfleet.core.norms import NormSet
 from ctfleet.core.registry import Registry
@@ -193,37 +193,82 @@ def connected(poll: DevicePoll | None) -> bool:
     return bool(up and up.oper_up)
 
 
-def sweep_results(sweep: Sweep, registry: Registry, norms: NormSet) -> Iterator[ControlResult]:
-    """Control results the sweep supports: SNMP security (RTR-2), uplink speed (LNK-1),
-    round-trip time (LNK-2) and loss (LNK-3); judged against each CT's norms."""
+class Observation(NamedTuple):
+    """A sweep's result as the exposition counts it: the fields of a
+    :class:`~ctfleet.core.compliance.ControlResult` that the assessment reads, as a plain
+    tuple. :func:`sweep_observations` builds ~4 per router and sweep from values typed
+    here; validating each as a pydantic model cost more than rendering the device's
+    series (issue 15). :func:`sweep_results` judges the same way, with evidence."""
+
+    ct: str
+    device: str | None
+    control: str
+    status: Status
+    source: Source
+    observed_at: datetime
+
+    @property
+    def key(self) -> tuple[str, str | None, str]:
+        return (self.ct, self.device, self.control)
+
+
+def _judged(sweep: Sweep, registry: Registry, norms: NormSet) -> Iterator[tuple]:
+    """``(ct, device, control, status, source, at, resolved, poll, probe, observed)`` for
+    each result the sweep supports (one judgement for :func:`sweep_results` and
+    :func:`sweep_observations`)."""
     at = sweep.ended or sweep.started
+    polls, probes = sweep.polls, sweep.probes
+    snmp, icmp, router = Source.SNMP, Source.ICMP, Role.ROUTER
     for ct in registry.cts.values():
-        resolved = norms.resolve(ct)
+        resolved = None
         for d in registry.devices_of(ct.code):
-            if d.role != Role.ROUTER:
+            if d.role != router:
                 continue
-            poll = sweep.polls.get(d.hostname)
+            poll = polls.get(d.hostname)
+            probe = probes.get(d.hostname)
+            if poll is None and probe is None:
+                continue
+            if resolved is None:
+                resolved = norms.resolve(ct)
             if poll is not None:
                 r = resolved["RTR-2"]
                 if r.applicable:
                     observed = poll.version if poll.ok else None
-                    evidence = f"answered {poll.version}" if poll.ok else f"no answer ({poll.error}: {poll.detail})"
-                    yield ControlResult(ct=ct.code, device=d.hostname, control="RTR-2", status=judge(r.control, r.value, observed),
-                                        source=Source.SNMP, evidence=evidence, observed=observed, expected=r.value, observed_at=at)
+                    yield (ct.code, d.hostname, "RTR-2", judge(r.control, r.value, observed), snmp, at, r, poll, None, observed)
                 up = poll.uplink if poll.ok else None
                 r = resolved["LNK-1"]
                 if r.applicable and up is not None:
-                    yield ControlResult(ct=ct.code, device=None, control="LNK-1", status=judge(r.control, r.value, float(up.speed_mbps)),
-                                        source=Source.SNMP, evidence=f"uplink {up.name} ifHighSpeed {up.speed_mbps} Mbit/s",
-                                        observed=up.speed_mbps, expected=r.value, observed_at=at)
-            probe = sweep.probes.get(d.hostname)
+                    yield (ct.code, None, "LNK-1", judge(r.control, r.value, float(up.speed_mbps)), snmp, at, r, poll, None, up)
             if probe is not None:
-                for cid, observed, unit in (("LNK-2", None if probe.rtt_mean is None else probe.rtt_mean * 1000, "ms"),
-                                            ("LNK-3", probe.loss_ratio * 100, "%")):
+                src = snmp if probe.method == "snmp" else icmp
+                rtt = probe.rtt_mean
+                for cid, observed in (("LNK-2", None if rtt is None else rtt * 1000), ("LNK-3", probe.loss_ratio * 100)):
                     r = resolved[cid]
-                    if not r.applicable:
-                        continue
-                    status = judge(r.control, r.value, observed)
-                    yield ControlResult(ct=ct.code, device=None, control=cid, status=status, source=Source.SNMP if probe.method == "snmp" else Source.ICMP,
-                                        evidence=f"{len(probe.rtts)}/{probe.sent} answered ({probe.method})",
-                                        observed=None if observed is None else round(observed, 3), expected=r.value, observed_at=at)
+                    if r.applicable:
+                        yield (ct.code, None, cid, judge(r.control, r.value, observed), src, at, r, None, probe, observed)
+
+
+def sweep_observations(sweep: Sweep, registry: Registry, norms: NormSet) -> Iterator[Observation]:
+    """The results of :func:`sweep_results` as :class:`Observation` tuples (no evidence):
+    what the exposition counts when the sweep's results are not stored."""
+    for ct, device, control, status, source, at, *_ in _judged(sweep, registry, norms):
+        yield Observation(ct, device, control, status, source, at)
+
+
+def sweep_results(sweep: Sweep, registry: Registry, norms: NormSet) -> Iterator[ControlResult]:
+    """Control results the sweep supports: SNMP security (RTR-2), uplink speed (LNK-1),
+    round-trip time (LNK-2) and loss (LNK-3); judged against each CT's norms."""
+    for ct, device, control, status, source, at, r, poll, probe, observed in _judged(sweep, registry, norms):
+        if control == "RTR-2":
+            evidence = f"answered {poll.version}" if poll.ok else f"no answer ({poll.error}: {poll.detail})"
+            yield ControlResult(ct=ct, device=device, control=control, status=status, source=source, evidence=evidence,
+                                observed=observed, expected=r.value, observed_at=at)
+        elif control == "LNK-1":
+            up = observed
+            yield ControlResult(ct=ct, device=device, control=control, status=status, source=source,
+                                evidence=f"uplink {up.name} ifHighSpeed {up.speed_mbps} Mbit/s",
+                                observed=up.speed_mbps, expected=r.value, observed_at=at)
+        else:
+            yield ControlResult(ct=ct, device=device, control=control, status=status, source=source,
+                                evidence=f"{len(probe.rtts)}/{probe.sent} answered ({probe.method})",
+                                observed=None if observed is None else round(observed, 3), expected=r.value, observed_at=at)

@@ -354,21 +354,45 @@ class SqlStore:
     # ---------------------------------------------------------------- reads
     def iter_results(self, cts: set[str] | None = None) -> Iterator[ControlResult]:
         """The newest result per (CT, device, control), optionally of some CTs only."""
+        for r in self._current_rows():
+            if cts is None or r.ct in cts:
+                yield r
+
+    def _current_rows(self, *where) -> list[ControlResult]:
         c = current.c
         q = select(c.ct, c.device, c.control, c.status, c.source, c.evidence, c.observed, c.expected,
-                   c.waiver_reason, c.observed_at)
+                   c.waiver_reason, c.observed_at).where(*where)
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
         statuses, sources = {s.value: s for s in Status}, {s.value: s for s in Source}
-        for row in rows:
-            if cts is not None and row.ct not in cts:
-                continue
-            # validated when the batch was ingested: constructed without validating again
-            # (validation was most of the exporter's read time for a region's 46k results)
-            yield ControlResult.model_construct(ct=row.ct, device=row.device or None, control=row.control,
-                                                status=statuses[row.status], source=sources[row.source], evidence=row.evidence,
-                                                observed=row.observed, expected=row.expected,
-                                                waiver_reason=row.waiver_reason, observed_at=row.observed_at)
+        # validated when the batch was ingested: constructed without validating again
+        # (validation was most of the exporter's read time for a region's 46k results)
+        return [ControlResult.model_construct(ct=row.ct, device=row.device or None, control=row.control,
+                                              status=statuses[row.status], source=sources[row.source], evidence=row.evidence,
+                                              observed=row.observed, expected=row.expected,
+                                              waiver_reason=row.waiver_reason, observed_at=row.observed_at)
+                for row in rows]
+
+    # ------------------------------------------------------------- change feed
+    def batches_since(self, since: datetime | None) -> dict[str, datetime]:
+        """Batch id -> received_at of the batches received at or after ``since`` (every
+        batch when None): what a reader that last looked at ``since`` may not have seen."""
+        b = batches.c
+        q = select(b.batch_id, b.received_at)
+        if since is not None:
+            q = q.where(b.received_at >= since)
+        with self.engine.connect() as conn:
+            return {row.batch_id: row.received_at for row in conn.execute(q)}
+
+    def results_of_batches(self, batch_ids: Iterable[str]) -> list[ControlResult]:
+        """The current rows that these batches wrote and no later batch replaced: with
+        :meth:`batches_since`, every row that changed since a reader's last look (rows are
+        never deleted, and each write of a row sets its batch id)."""
+        ids = sorted(set(batch_ids))
+        out: list[ControlResult] = []
+        for i in range(0, len(ids), _CHUNK):
+            out.extend(self._current_rows(current.c.batch_id.in_(ids[i:i + _CHUNK])))
+        return out
 
     def latest(self) -> dict[tuple, ControlResult]:
         return {r.key: r for r in self.iter_results()}

@@ -53,6 +53,7 @@ batches = Table(
     Column("results", Integer, nullable=False),
     Column("sender", String(128), nullable=False, server_default=""),
     Column("received_at", UTCDateTime(), nullable=False),
+    Index("ix_result_batches_received_at", "received_at"),  # the change feed (migration 0003)
 )
 
 
@@ -76,6 +77,7 @@ current = Table(
     Column("observed_at", UTCDateTime(), nullable=False),
     Column("changed_at", UTCDateTime(), nullable=False),
     Column("batch_id", String(128), nullable=False),
+    Index("ix_results_current_batch_id", "batch_id"),  # the change feed (migration 0003)
 )
 
 history = Table(

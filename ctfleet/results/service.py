@@ -44,7 +44,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -53,6 +53,7 @@ from starlette.routing import Route
 
 from ctfleet.core.conventions import RESULTS_BATCHES_PATH, RESULTS_SERVICE_PORT
 from ctfleet.core.errors import CtfleetError, InputErrors
+from ctfleet.core.listen import ListenAddress
 from ctfleet.core.secrets import CredentialRef
 from ctfleet.core.yamlio import load_yaml, validate
 from ctfleet.edges.webconfig import BasicAuth, WebConfig, load_web_config
@@ -64,18 +65,10 @@ class ServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     database: str
     database_password: CredentialRef | None = None  # env:, file:, vault: (a refused value is never echoed)
-    listen: str = f"127.0.0.1:{RESULTS_SERVICE_PORT}"
+    listen: ListenAddress(RESULTS_SERVICE_PORT) = f"127.0.0.1:{RESULTS_SERVICE_PORT}"  # type: ignore[valid-type]
     web_config: str | None = None
     profile: str | None = None
     max_batch_bytes: int = Field(default=MAX_BATCH_BYTES, ge=1024, le=MAX_BATCH_BYTES)
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"listen must be HOST:PORT, e.g. 127.0.0.1:{RESULTS_SERVICE_PORT}")
-        return v
 
 
 
