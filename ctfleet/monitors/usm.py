@@ -601,7 +601,7 @@ class UsmSession:
     """
 
     __slots__ = ("user", "auth_password", "priv_password", "engine", "context_name",
-                 "max_size", "_keys")
+                 "max_size", "_keys", "_consts")
 
     def __init__(self, user: bytes | str, auth_password: bytes | str,
                  priv_password: bytes | str, engine: EngineState | None = None,
@@ -614,6 +614,7 @@ class UsmSession:
         self.max_size = max_size
         self._keys = None if engine is None else localized_keys(
             self.auth_password, self.priv_password, engine.engine_id)
+        self._consts: tuple | None = None  # encode_request's constant parts, for one engine ID
 
     @property
     def keys(self) -> tuple:
@@ -632,16 +633,39 @@ class UsmSession:
         return self.engine
 
     def encode_request(self, msg_id: int, pdu: bytes) -> bytes:
-        """An authPriv request carrying the encoded ``pdu``."""
+        """An authPriv request carrying the encoded ``pdu``: the octets
+        :func:`encode_v3_message` makes (the tests compare them), with what does not
+        change between this session's requests (engine ID, user, context, msgMaxSize,
+        flags) encoded once."""
         engine = self.engine
         if engine is None:
             raise USMError("engine not discovered yet")
+        if not 0 <= msg_id <= 0x7FFFFFFF:
+            raise ValueError(f"msgID {msg_id} outside 0..2147483647")
         auth_key, priv_key = self.keys
-        return encode_v3_message(
-            msg_id, encode_scoped_pdu(pdu, engine.engine_id, self.context_name),
-            engine_id=engine.engine_id, boots=engine.boots, engine_time=engine.now(),
-            user_name=self.user, auth_key=auth_key, priv_key=priv_key,
-            max_size=self.max_size)
+        c = self._consts
+        if c is None or c[0] is not engine.engine_id:
+            engine_octets = encode_octets(engine.engine_id)
+            c = self._consts = (
+                engine.engine_id, engine_octets + encode_octets(self.context_name),
+                encode_integer(self.max_size) + bytes((OCTET_STRING, 1, FLAG_REPORTABLE | FLAG_AUTH | FLAG_PRIV))
+                + b"\x02\x01\x03", engine_octets, encode_octets(self.user) + b"\x04\x0c" + _ZERO_AUTH + b"\x04\x08")
+        boots, engine_time, salt = engine.boots, engine.now(), _next_salt()
+        encrypted = cfb_encrypt(priv_key[:16], boots.to_bytes(4, "big") + engine_time.to_bytes(4, "big") + salt,
+                                _tlv(SEQUENCE, c[1] + pdu))
+        header = _tlv(SEQUENCE, encode_integer(msg_id) + c[2])
+        usm_pre = c[3] + encode_integer(boots) + encode_integer(engine_time)
+        usm = _tlv(SEQUENCE, usm_pre + c[4] + salt)
+        sec = _tlv(OCTET_STRING, usm)
+        body = b"\x02\x01\x03" + header + sec + _tlv(OCTET_STRING, encrypted)
+        whole = _tlv(SEQUENCE, body)
+        # the digest's offset: the headers of the message, of msgSecurityParameters and of
+        # UsmSecurityParameters, msgVersion, msgGlobalData, then the USM fields before it
+        usm_content = len(usm_pre) + len(c[4]) + len(salt)
+        in_usm = len(usm_pre) + len(c[4]) - _AUTH_LEN - 2  # c[4] ends with the digest and "04 08"
+        at = (len(whole) - len(body)) + 3 + len(header) + (len(sec) - len(usm)) + (len(usm) - usm_content) + in_usm
+        mac = hmac.digest(auth_key, whole, "sha1")[:_AUTH_LEN]
+        return whole[:at] + mac + whole[at + _AUTH_LEN:]
 
     def decode_response(self, data: bytes) -> V3Message:
         """Decode and check a reply: authentic, decrypted, from the expected engine and
