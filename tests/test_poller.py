@@ -604,6 +604,10 @@ def test_sweep_deadline_cancels_and_marks_stragglers(snmpd, responders):
     assert elapsed < 1.0
     assert all(p.error == "timeout" and not p.ok for p in polls.values())
     assert any("deadline" in p.detail for p in polls.values())
+    # two in flight (concurrency 2) end at the deadline; the three behind them are not polled, in target order
+    not_polled = [h for h, p in polls.items() if p.detail.startswith("not polled: the sweep deadline came first")]
+    assert not_polled == ["slow-2", "slow-3", "slow-4"], polls
+    assert all("before the device deadline" in polls[f"slow-{i}"].detail for i in (0, 1)), polls
 
 
 def test_snmp_probe_rounds(snmpd):

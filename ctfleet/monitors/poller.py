@@ -252,12 +252,22 @@ class Poller:
         sem = self._sem or asyncio.Semaphore(self.concurrency)
         first_contact = self.timeout * (self.retries + 1)
 
-        async def one(t: Target) -> DevicePoll:
-            async with sem:
-                if loop.time() >= deadline:
-                    return DevicePoll(t.hostname, ok=False, error="timeout", version=version_label(t.creds.version),  # type: ignore[arg-type]
-                                      detail="not polled: the sweep deadline came first (concurrency bound)")
-                return await self.poll(t, deadline)
+        async def worker(queue, results: dict) -> None:
+            # A pool of ``concurrency`` workers takes the devices in order (one Task per
+            # worker, not per device: a Task, and a waiter on the semaphore, per device
+            # cost more CPU than many a poll; asyncio.Semaphore's acquire also scans its
+            # waiters). The semaphore still bounds the devices in flight across sweeps.
+            for t in queue:
+                async with sem:
+                    if loop.time() >= deadline:
+                        results[t.hostname] = DevicePoll(
+                            t.hostname, ok=False, error="timeout", version=version_label(t.creds.version),  # type: ignore[arg-type]
+                            detail="not polled: the sweep deadline came first (concurrency bound)")
+                        continue
+                    try:
+                        results[t.hostname] = await self.poll(t, deadline)
+                    except Exception:  # noqa: BLE001 - poll() raises none; if it did, that device is lost, not the rest
+                        continue
 
         out: dict[str, DevicePoll] = {}
         todo = list(targets)
@@ -265,17 +275,18 @@ class Poller:
             if not todo:
                 break
             stats.passes = n
-            tasks = {t.hostname: loop.create_task(one(t)) for t in todo}
-            _done, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, deadline - loop.time()) + 0.05)
+            results: dict[str, DevicePoll] = {}
+            queue = iter(todo)
+            workers = [loop.create_task(worker(queue, results)) for _ in range(min(self.concurrency, len(todo)))]
+            _done, pending = await asyncio.wait(workers, timeout=max(0.0, deadline - loop.time()) + 0.05)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-            stats.cancelled += len(pending)
+            stats.cancelled += sum(1 for t in todo if t.hostname not in results)
             for t in todo:
-                task = tasks[t.hostname]
-                if task.done() and not task.cancelled() and task.exception() is None:
-                    p = task.result()
+                p = results.get(t.hostname)
+                if p is not None:
                     if n > 1 and p.ok:
                         p = _with_detail(p, f"answered on pass {n} of the sweep")
                     elif n > 1:
