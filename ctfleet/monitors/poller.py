@@ -25,7 +25,8 @@ the reference the codec is tested against, and the fallback.
 This module holds :class:`Poller`: every device has a hard deadline; a global semaphore
 bounds the devices in flight; :meth:`Poller.sweep` derives the deadlines from the sweep
 interval, gives the devices that never answered (dead, or behind a lossy link) further
-passes while the sweep's time allows, cancels any straggler at the sweep deadline and
+tries (``passes``) while the sweep's time allows, each queued again as soon as its own
+try ends, cancels any straggler at the sweep deadline and
 reports it as ``timeout``: a sweep always ends within its interval.
 
 Error reasons (``DevicePoll.error``): ``timeout`` (no answer in time, or the deadline),
@@ -47,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Coroutine, Iterable, Sequence
 
@@ -240,10 +242,11 @@ class Poller:
         Ends by ``deadline`` (loop time), default ``budget`` x ``interval`` from now,
         whatever the agents do: each device's own deadline is the sweep's (or
         ``device_timeout`` from its start when shorter), and anything still running
-        then is cancelled and reported as ``timeout``. Devices that timed out without
-        a single answer are polled again (up to ``passes`` in all) while the time left
-        allows another first contact: a lossy link gets further chances, after every
-        other device was served."""
+        then is cancelled and reported as ``timeout``. A device that timed out without
+        a single answer is queued again (up to ``passes`` tries in all) as soon as its
+        try ends, while the time left allows another first contact: a lossy link gets
+        further chances, after the devices queued before it, without waiting for the
+        slowest device of the sweep."""
         loop = self._loop or asyncio.get_running_loop()
         t0 = loop.time()
         if deadline is None:
@@ -252,54 +255,60 @@ class Poller:
         sem = self._sem or asyncio.Semaphore(self.concurrency)
         first_contact = self.timeout * (self.retries + 1)
 
-        async def worker(queue, results: dict) -> None:
+        out: dict[str, DevicePoll] = {}
+        attempt: dict[str, int] = {}
+        queue: deque[Target] = deque(targets)
+
+        def again(t: Target, p: DevicePoll) -> bool:
+            """Poll ``t`` once more, after every device queued now: it timed out without a
+            single answer, it has had fewer than ``passes`` tries, and a first contact fits."""
+            # "no answer ... after N attempt(s)": the first contact's tries ran out; a device that
+            # answered once is resent to until the deadline ("before the device deadline")
+            return (not p.ok and p.error == "timeout" and "deadline" not in p.detail and "cancelled" not in p.detail
+                    and attempt[t.hostname] < self.passes and deadline - loop.time() >= first_contact)
+
+        async def worker() -> None:
             # A pool of ``concurrency`` workers takes the devices in order (one Task per
             # worker, not per device: a Task, and a waiter on the semaphore, per device
             # cost more CPU than many a poll; asyncio.Semaphore's acquire also scans its
             # waiters). The semaphore still bounds the devices in flight across sweeps.
-            for t in queue:
+            # A device whose first contact failed goes back to the end of the queue as soon
+            # as its own try ends (not after a whole pass: one slow device no longer holds
+            # the others' second chance back; on a lossy satellite link this is the
+            # difference between two and three tries in the sweep's time).
+            while queue:
+                t = queue.popleft()
+                n = attempt[t.hostname] = attempt.get(t.hostname, 0) + 1
+                stats.passes = max(stats.passes, n)
                 async with sem:
                     if loop.time() >= deadline:
-                        results[t.hostname] = DevicePoll(
+                        out[t.hostname] = DevicePoll(
                             t.hostname, ok=False, error="timeout", version=version_label(t.creds.version),  # type: ignore[arg-type]
                             detail="not polled: the sweep deadline came first (concurrency bound)")
                         continue
                     try:
-                        results[t.hostname] = await self.poll(t, deadline)
+                        p = await self.poll(t, deadline)
                     except Exception:  # noqa: BLE001 - poll() raises none; if it did, that device is lost, not the rest
                         continue
+                if n > 1:
+                    p = _with_detail(p, f"answered on pass {n} of the sweep" if p.ok else f"{n} passes")
+                out[t.hostname] = p
+                if again(t, p):
+                    queue.append(t)
 
-        out: dict[str, DevicePoll] = {}
-        todo = list(targets)
-        for n in range(1, self.passes + 1):
-            if not todo:
-                break
-            stats.passes = n
-            results: dict[str, DevicePoll] = {}
-            queue = iter(todo)
-            workers = [loop.create_task(worker(queue, results)) for _ in range(min(self.concurrency, len(todo)))]
+        if targets:
+            workers = [loop.create_task(worker()) for _ in range(min(self.concurrency, len(targets)))]
             _done, pending = await asyncio.wait(workers, timeout=max(0.0, deadline - loop.time()) + 0.05)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-            stats.cancelled += sum(1 for t in todo if t.hostname not in results)
-            for t in todo:
-                p = results.get(t.hostname)
-                if p is not None:
-                    if n > 1 and p.ok:
-                        p = _with_detail(p, f"answered on pass {n} of the sweep")
-                    elif n > 1:
-                        p = _with_detail(p, f"{n} passes")
-                    out[t.hostname] = p
-                else:
-                    out[t.hostname] = DevicePoll(
-                        t.hostname, ok=False, error="timeout", version=version_label(t.creds.version),  # type: ignore[arg-type]
-                        detail="cancelled at the sweep deadline", elapsed_seconds=loop.time() - t0)
-            if deadline - loop.time() < first_contact:
-                break
-            todo = [t for t in todo if out[t.hostname].error == "timeout" and "cancelled" not in out[t.hostname].detail
-                    and "deadline" not in out[t.hostname].detail]
+        for t in targets:
+            if t.hostname not in out:
+                stats.cancelled += 1
+                out[t.hostname] = DevicePoll(
+                    t.hostname, ok=False, error="timeout", version=version_label(t.creds.version),  # type: ignore[arg-type]
+                    detail="cancelled at the sweep deadline", elapsed_seconds=loop.time() - t0)
         stats.ended = time.time()
         return out
 
