@@ -462,7 +462,7 @@ def run_worker(spec_path: str) -> None:
     """In a child process pinned to one CPU: sweep the targets with the poller and print
     a JSON summary (CPU from getrusage of this process alone)."""
     spec = json.loads(Path(spec_path).read_text())
-    from ctfleet.monitors.poller import BENCH_SPEC, FULL_SPEC, Poller, SnmpCreds, Target
+    from ctfleet.monitors.poller import BENCH_SPEC, FULL_SPEC, Poller, SnmpCreds, Target, run
 
     c = spec["creds"]
     creds = (SnmpCreds("v3", user=c["user"], auth_key=c["auth_key"], priv_key=c["priv_key"])
@@ -501,7 +501,7 @@ def run_worker(spec_path: str) -> None:
                     "cpu_ms_per_device": cpu * 1000 / n, "sweep_s": walls, "statuses": statuses,
                     "warm_ok": sum(1 for d in warm.values() if d.ok),
                     "interfaces": max((len(d.interfaces) for d in polls.values()), default=0)}
-    out = asyncio.run(go())
+    out = run(go())  # on the collector's event loop (uvloop)
     out["rss_peak_kb"] = proc_rss_peak_kb(os.getpid())  # VmHWM: this process since exec
     print(json.dumps(out))
 

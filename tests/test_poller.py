@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ctfleet.monitors import ber
+from ctfleet.monitors import ber, poller
 from ctfleet.monitors.poller import (
     BENCH_SPEC,
     IF_ADMIN_STATUS,
@@ -48,7 +48,7 @@ V3 = SnmpCreds("v3", user=USER, auth_key=AUTH_PW, priv_key=PRIV_PW)
 
 
 def run(coro):
-    return asyncio.run(coro)
+    return poller.run(coro)  # on uvloop, as the collector runs the poller
 
 
 def free_udp_port(host: str) -> int:
@@ -604,6 +604,10 @@ def test_sweep_deadline_cancels_and_marks_stragglers(snmpd, responders):
     assert elapsed < 1.0
     assert all(p.error == "timeout" and not p.ok for p in polls.values())
     assert any("deadline" in p.detail for p in polls.values())
+    # two in flight (concurrency 2) end at the deadline; the three behind them are not polled, in target order
+    not_polled = [h for h, p in polls.items() if p.detail.startswith("not polled: the sweep deadline came first")]
+    assert not_polled == ["slow-2", "slow-3", "slow-4"], polls
+    assert all("before the device deadline" in polls[f"slow-{i}"].detail for i in (0, 1)), polls
 
 
 def test_snmp_probe_rounds(snmpd):
@@ -750,6 +754,61 @@ def test_collector_sweep_against_snmpd(snmpd, tmp_path):
     stored = c.exposition.update(sweep, c._parts(sweep), sweeps_total=1, now=now)
     lines = [ln for ln in snap.text().decode().splitlines() if ln.startswith("ctfleet_ct_")]
     assert lines and lines == [ln for ln in stored.text().decode().splitlines() if ln.startswith("ctfleet_ct_")]
+
+
+def test_icmp_refused_and_late_reply_on_uvloop():
+    """The poller runs on uvloop (as the collector runs it): ICMP port-unreachable errors
+    queued by IP_RECVERR reach the request outstanding to that address (loopback does
+    not rate-limit ICMP, so every one is ``refused``), without a busy loop on the error
+    queue, and the loop really is uvloop's, with the raised GC thresholds."""
+    import gc
+    import resource
+
+    import uvloop
+
+    host = "127.31.0.7"
+    ports = [free_udp_port(host) for _ in range(4)]  # nothing listens there
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        async with Poller(timeout=0.5, retries=1) as p:
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            polls = await p.sweep([t(f"r-ref{i}", host, port) for i, port in enumerate(ports)], interval=5.0)
+            await asyncio.sleep(0.3)  # an error queue left unread would spin the loop here
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+        return type(loop), polls, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), gc.get_threshold()
+    before = gc.get_threshold()
+    loop_type, polls, cpu, threshold = run(go())
+    assert issubclass(loop_type, uvloop.Loop)
+    assert threshold == poller.GC_THRESHOLD != before and gc.get_threshold() == before  # raised while running only
+    assert {p.error for p in polls.values()} == {"refused"}, polls
+    assert all(p.elapsed_seconds < 0.4 for p in polls.values())  # the ICMP error, not the timeout
+    assert cpu < 0.25, cpu
+
+
+def test_collector_main_polls_on_uvloop(tmp_path, monkeypatch, capsys):
+    """``python -m ctfleet.monitors.collector --once`` sweeps on uvloop's event loop."""
+    import uvloop
+
+    from ctfleet.monitors import collector
+
+    conf = tmp_path / "collector.yml"
+    conf.write_text("shard: 'hash:0/512'\ninterval_seconds: 5\nlisten: 127.0.0.1:9\nprobe: {method: none}\n"
+                    f"snmp: {{timeout_seconds: 0.2, retries: 0, port: {free_udp_port('127.0.0.1')}}}\n"
+                    f"results_dir: {tmp_path / 'results'}\n")
+    for r in range(1, 13):
+        monkeypatch.setenv(f"CTFLEET_SNMP_{r:02d}", '{"user": "u", "auth_key": "aaaaaaaa1", "priv_key": "pppppppp1", '
+                                                   '"community": "c"}')
+    loops = []
+    real = collector.Collector.run_once
+
+    async def recording(self, *a, **kw):
+        loops.append(type(asyncio.get_running_loop()))
+        return await real(self, *a, **kw)
+    monkeypatch.setattr(collector.Collector, "run_once", recording)
+    assert collector.main(["--config", str(conf), "--once"]) == 0
+    assert loops and all(issubclass(lt, uvloop.Loop) for lt in loops)
+    assert "devices," in capsys.readouterr().out
 
 
 def test_collector_config_is_strict(tmp_path):

@@ -127,6 +127,37 @@ def test_lossy_link_one_in_three_lost_still_polls(responders):
     assert all(len(p.interfaces) == 8 for p in ok)
 
 
+def test_a_failed_first_contact_is_tried_again_without_waiting_for_slow_devices(responders):
+    """A device whose first contact got no answer is polled again as soon as its own try
+    ends, not after a whole pass: here a slow device (each reply 0.5 s late, a walk of
+    several requests) takes the sweep's whole time, and a device behind a link that lost
+    its first two requests is answered at its second try, ~0.6 s in. With passes (the
+    previous design) the second try waited for the slow device and never came."""
+    slow_agent, lossy_agent = TableAgent(40), TableAgent(4)
+    slow = Relay(slow_agent, lambda data, reply: [(0.5, reply)])
+    sent = []
+
+    def lose_first_two(data, reply):
+        sent.append(time.monotonic())
+        return [] if len(sent) <= 2 else [(0.01, reply)]
+    lossy = Relay(lossy_agent, lose_first_two)
+    responders += [slow_agent, lossy_agent, slow, lossy]
+
+    async def go():
+        async with Poller(timeout=0.3, retries=1, concurrency=8, max_rows=40) as p:
+            t0 = time.monotonic()
+            polls = await p.sweep([t("r-slow", slow.host, slow.port), t("r-lossy", lossy.host, lossy.port)], interval=2.0,
+                                  budget=1.0)
+            return polls, p.last_sweep, t0
+    polls, stats, t0 = run(go())
+    lossy_poll = polls["r-lossy"]
+    assert lossy_poll.ok, lossy_poll
+    assert "answered on pass 2 of the sweep" in lossy_poll.detail
+    assert sent[2] - t0 < 1.0  # tried again at once (first contact: 2 x 0.3 s), not at the slow device's end
+    assert not polls["r-slow"].ok or polls["r-slow"].elapsed_seconds > 1.0  # it did hold the sweep
+    assert stats.passes == 2
+
+
 # ------------------------------------------------------------- agent behaviour
 
 

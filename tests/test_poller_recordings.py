@@ -16,7 +16,6 @@ In CI (CI=true) a missing snmpsim, snmpsim-data or net-snmp client is a failure.
 
 from __future__ import annotations
 
-import asyncio
 import bz2
 import os
 import re
@@ -48,6 +47,7 @@ from ctfleet.monitors.poller import (
     Poller,
     SnmpCreds,
     Target,
+    run,
 )
 from ctfleet.monitors.ber import oid_to_str
 from ctfleet.monitors.sweep import clean_text
@@ -215,7 +215,7 @@ def polls(agent):
     async def go():
         async with Poller(timeout=5.0, retries=1, concurrency=4) as p:
             return await p.sweep(targets, interval=400.0)
-    return asyncio.run(go())
+    return run(go())  # on uvloop, as the collector runs the poller
 
 
 @pytest.mark.component

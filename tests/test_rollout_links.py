@@ -127,6 +127,53 @@ def test_hosts_fetch_through_the_site_cache_which_fetches_through_the_sdr(conver
 @pytest.mark.hosts
 @pytest.mark.slow
 @pytest.mark.component
+def test_each_package_crossed_the_uplink_once_in_the_first_converge(converged):
+    """The SDR cache (the region, on the bridge) sent each package file of the site's first
+    converge once, to the site's cache only; the workstations got theirs over the LAN.
+
+    Per file from the SDR cache's transfer log, in bytes (a second copy may be partial: a
+    connection closed mid-response, then the whole file again); the log agrees with the bytes
+    counted on the wire. Second copies came from pipelining (the hosts' apt to the site cache,
+    the site cache to the SDR cache): the role switches it off (baseline, package_proxy.yml).
+    """
+    fleet = converged
+    st = fleet["status"]
+    server = next(h for h, r in ROLES.items() if r == "server")
+    server_ip = st["hosts"][server]["ip"]
+    logs = fleet["first_converge_logs"]
+    sdr = [(c, n, p) for kind, c, n, p in _acng_log(logs["sdr"]) if kind == "O" and p.endswith(".deb")]
+    assert sdr, "the SDR cache served no package"
+    assert {c for c, _, _ in sdr} == {server_ip}, {c for c, _, _ in sdr}  # no workstation went around the site cache
+    per_file = testfleet.packages_sent(logs["sdr"], Path(st["proxy_cache"]))
+    assert all(size > 0 for _, size in per_file.values()), [p for p, (_, size) in per_file.items() if not size]
+    twice = testfleet.sent_twice(per_file)
+    lines = [line for line in logs["sdr"].splitlines() + ["site:"] + logs["site"].splitlines() if any(p in line for p in twice)]
+    assert not twice, (twice, lines[-60:])  # path: (bytes sent, file size); the caches' log lines for them
+    # The wire: what the SDR cache sent to the site (nftables: IP bytes less 52 of headers per
+    # packet, +-20 per connection) is what its log says it sent, plus TCP retransmissions (in
+    # captures of this converge the distinct payload bytes equalled the logged total exactly;
+    # retransmitted: 376 and 1448 bytes; one uncaptured run sent 130 kB more than it logged).
+    logged = sum(n for kind, _, n, _ in _acng_log(logs["sdr"]) if kind == "O")
+    wire = fleet["first_converge_uplink"]["payload"]
+    assert logged - 4096 <= wire <= logged + max(65536, logged // 200), (wire, logged)
+    sent = set(per_file)
+    # The site cache fetched each of them once (those it did not fetch: apt-cacher-ng itself and
+    # its libraries, which the server's apt fetched from the SDR cache before its own cache ran).
+    site = _acng_log(logs["site"])
+    fetched = [p for kind, _, _, p in site if kind == "I" and p.endswith(".deb")]
+    assert len(fetched) == len(set(fetched)) and set(fetched) <= sent, sorted(p for p in fetched if fetched.count(p) > 1 or p not in sent)
+    assert len(sent - set(fetched)) <= 10, sorted(sent - set(fetched))
+    ws_ips = {st["hosts"][w]["ip"] for w in WORKSTATIONS}
+    for ws in ws_ips:  # each workstation got its packages from the site cache, over the LAN
+        assert {p for kind, c, _, p in site if kind == "O" and c == ws and "/chrony_" in p}, ws
+    files = sum(size for _, size in per_file.values())
+    print(f"\n[hosts] first converge over the uplink: {len(sent)} package files, {files} bytes; the SDR cache sent "
+          f"{wire} bytes on the wire ({wire / files:.4f} per byte of package; logged {logged})")
+
+
+@pytest.mark.hosts
+@pytest.mark.slow
+@pytest.mark.component
 def test_a_wave_with_too_many_failures_stops_the_rollout(converged, tmp_path):
     """lot_3's waves (1 host, then 20, ...; 20% may fail): the first wave's host fails, the others are never touched."""
     fleet = converged

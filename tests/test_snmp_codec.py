@@ -481,6 +481,60 @@ def test_aes_cfb_matches_pysnmp_encryption():
     assert msg.pdu.varbinds == [(SYS_UPTIME, ber.NULL, None)]
 
 
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 17, 31, 32, 33, 70, 255, 256, 257, 600, 1500])
+def test_cfb_on_a_kept_ecb_context_matches_cryptography_cfb(length):
+    """usm's CFB chaining over one AES-ECB context per key (kept across messages) gives
+    the octets of cryptography's own AES-CFB128, both ways, for every length class
+    (empty, partial block, whole blocks, the per-block loop and the long path), with
+    the same key reused under other IVs, and leading zero octets kept."""
+    import os
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    try:
+        from cryptography.hazmat.decrepit.ciphers.modes import CFB
+    except ImportError:  # older cryptography
+        from cryptography.hazmat.primitives.ciphers.modes import CFB
+    key = os.urandom(16)
+    for data in (os.urandom(length), bytes(length)):
+        for _ in range(3):
+            iv = os.urandom(16)
+            enc = Cipher(algorithms.AES(key), CFB(iv)).encryptor()
+            ref = enc.update(data) + enc.finalize()
+            assert usm.cfb_encrypt(key, iv, data) == ref
+            assert usm.cfb_decrypt(key, iv, ref) == data
+            assert len(usm.cfb_decrypt(key, iv, ref)) == length
+
+
+@pytest.mark.parametrize("user,context,varbinds,boots,engine_time", [
+    (b"ctfleet", b"", 1, 3, 1000),
+    (b"u" * 32, b"ctx", 40, 0x7FFFFFFF, 0x7FFFFFFF),  # long-form lengths, 4-octet integers
+    (b"x", b"", 0, 0, 0),
+])
+def test_session_encode_request_is_encode_v3_message(user, context, varbinds, boots, engine_time):
+    """UsmSession.encode_request (constant parts encoded once per session) makes the same
+    octets as encode_v3_message for the same boots, time and salt, and its digest is at the
+    right place (the message decodes and authenticates), for two engines."""
+    pdu = ber.encode_pdu(ber.GET_BULK_REQUEST, 12345678, [(SYS_UPTIME[:-1] + (i,), ber.NULL, None)
+                                                         for i in range(varbinds)], 0, 10)
+    for engine_id in (MAPLE_ENGINE, bytes.fromhex("80001f8880aabbccdd00000002")):
+        s = usm.UsmSession(user, "authpassword1", "privpassword1",
+                           engine=usm.EngineState(engine_id, boots, engine_time), context_name=context)
+        auth, priv = s.keys
+        for msg_id in (0, 77, 0x7FFFFFFF):
+            ours = s.encode_request(msg_id, pdu)
+            f = usm._fields(ours)
+            assert (f[0], f[3], f[4], f[6]) == (msg_id, engine_id, boots, user)
+            ref = usm.encode_v3_message(msg_id, usm.encode_scoped_pdu(pdu, engine_id, context), engine_id=engine_id,
+                                        boots=f[4], engine_time=f[5], user_name=user, auth_key=auth, priv_key=priv,
+                                        salt=f[9])
+            assert ours == ref
+            msg = usm.decode_v3_message(ours, auth, priv)
+            assert (msg.context_name, msg.pdu.request_id) == (context, 12345678)
+        with pytest.raises(ValueError, match="msgID"):
+            s.encode_request(-1, pdu)
+
+
 # ------------------------------------ SNMPv3 through pysnmp's own USM, offline
 
 AGENT_ENGINE = bytes.fromhex("80001f8880c7f1ee7100000001")

@@ -319,3 +319,120 @@ def test_v3_arbitrary_bytes(data):
             usm.decode_v3_message(blob, *KEYS)
         except SNMPCodecError:
             pass
+
+
+def _strict_fields(blob: bytes):
+    try:
+        return usm._fields(blob)
+    except SNMPCodecError as e:
+        return type(e)
+
+
+@FAST
+@given(vbs=st.lists(st.tuples(oids, values).map(lambda x: (x[0],) + x[1]), max_size=3),
+       data=st.data(), noauth=st.booleans())
+def test_v3_fast_framing_agrees_with_the_strict_parser(vbs, data, noauth):
+    """usm's straight-line framing parser either declines (None: the strict one decides)
+    or returns exactly what the strict parser returns, on valid messages and on flipped,
+    truncated, inserted and overwritten octets; on an unmutated message it never declines."""
+    if noauth:
+        scoped = usm.encode_scoped_pdu(ber.encode_pdu(ber.REPORT, 7, vbs), ENGINE)
+        valid = usm.encode_v3_message(data.draw(st.integers(0, 0x7FFFFFFF)), scoped, engine_id=ENGINE,
+                                      boots=data.draw(st.integers(0, 0x7FFFFFFF)), engine_time=0, user_name=b"")
+    else:
+        valid = _v3(vbs, data.draw(st.binary(min_size=8, max_size=8)))
+    assert usm._fields_fast(valid) == usm._fields(valid)
+    msg = bytearray(valid)
+    for _ in range(data.draw(st.integers(1, 3))):
+        if not msg:
+            break
+        i = data.draw(st.integers(0, len(msg) - 1))
+        op = data.draw(st.sampled_from(["flip", "truncate", "insert", "set"]))
+        if op == "flip":
+            msg[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "truncate":
+            del msg[i:]
+        elif op == "insert":
+            msg[i:i] = data.draw(st.binary(min_size=1, max_size=3))
+        else:
+            msg[i] = data.draw(st.sampled_from([0x00, 0x02, 0x04, 0x30, 0x7F, 0x80, 0x81, 0x82, 0x83, 0xFF]))
+    blob = bytes(msg)
+    fast = usm._fields_fast(blob)
+    assert fast is None or fast == _strict_fields(blob), (blob.hex(), fast)
+
+
+def _strict_pdu(blob: bytes, pos: int, end: int):
+    try:
+        return ber._decode_pdu_strict(blob, pos, end)
+    except SNMPCodecError as e:
+        return type(e)
+
+
+@FAST
+@given(vbs=st.lists(st.tuples(oids, values).map(lambda x: (x[0],) + x[1]), max_size=4),
+       tag=st.sampled_from([ber.RESPONSE, ber.GET_BULK_REQUEST, ber.REPORT, ber.GET_REQUEST]),
+       rid=st.sampled_from([0, 1, -1, 127, 128, 0x7FFFFFFF, -0x80000000, 12345678]),
+       f1=st.sampled_from([0, 2, 5, 18, 19, 127, 128, 300]), f2=st.sampled_from([0, 1, 127, 128]),
+       tail=st.binary(max_size=3), data=st.data())
+def test_pdu_fast_header_agrees_with_the_strict_reader(vbs, tag, rid, f1, f2, tail, data):
+    """ber's straight-line PDU header reader either declines (None) or returns exactly what
+    the strict reader returns, also for PDUs followed by other octets (decrypted padding)
+    and after flipped, inserted, truncated or overwritten octets; it accepts every
+    ordinary response it is given."""
+    valid = ber.encode_pdu(tag, rid, vbs, f1, f2)
+    if tag == ber.RESPONSE and 0 <= f1 <= 18 and f2 < 128 and 0 <= rid < 0x7FFFFFFF:
+        assert ber._pdu_fast(valid, 0, len(valid)) == ber._decode_pdu_strict(valid, 0, len(valid))
+    msg = bytearray(valid)
+    for _ in range(data.draw(st.integers(0, 2))):
+        if not msg:
+            break
+        i = data.draw(st.integers(0, len(msg) - 1))
+        op = data.draw(st.sampled_from(["flip", "truncate", "insert", "set"]))
+        if op == "flip":
+            msg[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "truncate":
+            del msg[i:]
+        elif op == "insert":
+            msg[i:i] = data.draw(st.binary(min_size=1, max_size=3))
+        else:
+            msg[i] = data.draw(st.sampled_from([0x00, 0x01, 0x02, 0x04, 0x30, 0x7F, 0x80, 0x81, 0x82, 0x83, 0xA2, 0xFF]))
+    blob = b"\x30" + bytes(msg) + tail  # the PDU at offset 1, other octets after its end
+    end = 1 + len(msg)
+    try:
+        fast = ber._pdu_fast(blob, 1, end)
+    except SNMPCodecError as e:  # from the varbind decoder, which the strict reader shares
+        fast = type(e)
+    assert fast is None or fast == _strict_pdu(blob, 1, end), (blob.hex(), fast)
+
+
+def _outcome(f, *a):
+    try:
+        return f(*a)
+    except SNMPCodecError as e:
+        return type(e), str(e)
+
+
+@FAST
+@given(vbs=st.lists(st.tuples(oids, values).map(lambda x: (x[0],) + x[1]), max_size=3),
+       version=st.sampled_from([0, 1]), community=st.binary(max_size=130), data=st.data())
+def test_message_fast_path_agrees_with_the_strict_reader(vbs, version, community, data):
+    """decode_message's shortcut for the usual message header gives what the strict reader
+    gives (the same Message, or the same error and text), on valid and mutated messages."""
+    msg = bytearray(ber.encode_message(community, ber.encode_pdu(ber.RESPONSE, 5, vbs), version))
+    for _ in range(data.draw(st.integers(0, 2))):
+        if not msg:
+            break
+        i = data.draw(st.integers(0, len(msg) - 1))
+        op = data.draw(st.sampled_from(["flip", "truncate", "insert", "set"]))
+        if op == "flip":
+            msg[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "truncate":
+            del msg[i:]
+        elif op == "insert":
+            msg[i:i] = data.draw(st.binary(min_size=1, max_size=3))
+        else:
+            msg[i] = data.draw(st.sampled_from([0x00, 0x01, 0x02, 0x04, 0x30, 0x7F, 0x80, 0x81, 0x82, 0x83, 0xFF]))
+    blob = bytes(msg)
+    strict = _outcome(ber._decode_message_strict, blob, len(blob)) if blob else None
+    if blob:
+        assert _outcome(ber.decode_message, blob) == strict

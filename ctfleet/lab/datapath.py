@@ -27,7 +27,7 @@ from ctfleet.monitors.collector import Collector, CollectorConfig, ProbeConfig, 
 from ctfleet.monitors.exporter import CtfleetCollector
 from ctfleet.monitors.http import serve
 from ctfleet.monitors.node_sd import node_sd_app
-from ctfleet.monitors.poller import SnmpCreds
+from ctfleet.monitors.poller import SnmpCreds, new_event_loop
 
 
 def fleet_workbook(path: Path, rows_sites: list[list], rows_devices: list[list]) -> Path:
@@ -150,7 +150,8 @@ def start_collector(project, fleet, store, interval: float = 5.0) -> RunningColl
                         await asyncio.sleep(0.1)
             finally:
                 await collector.close()
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:  # the collector's loop (uvloop)
+            runner.run(main())
 
     rc._thread = threading.Thread(target=loop, name=f"collector-{project.profile.region}", daemon=True)
     rc._thread.start()

@@ -36,6 +36,7 @@ from ctfleet.monitors.collector import Collector, CollectorConfig, ProbeConfig, 
 from ctfleet.monitors.exporter import CtfleetCollector
 from ctfleet.monitors.http import serve
 from ctfleet.monitors.poller import SnmpCreds
+from ctfleet.monitors.poller import run as run_poller
 from ctfleet.lab.kube_state import ksm_scrape_configs, serve_kube_state, simulated_clusters
 from ctfleet.lab.procs.prometheus import Prometheus, prometheus_config
 from ctfleet.lab.report_feed import synthetic_audits, synthetic_inventories, with_simulated_waivers
@@ -125,7 +126,7 @@ def run(p: Project, opts: DemoOptions, out: Console) -> dict:
             prom.start()
             out.print(f"[2/4] Prometheus {prom.url} scraping the exporter at {exporter_addr} and a simulated "
                       f"kube-state-metrics per cluster; Alertmanager {am_addr}")
-            report, n = asyncio.run(_drive(collector, prom, opts, exporter_addr, out))
+            report, n = run_poller(_drive(collector, prom, opts, exporter_addr, out))  # the collector's loop (uvloop)
             return {"kpis": report, "sweeps": n, "last_sweep": collector.last_sweep, "registry": collector.registry}
         finally:
             prom.stop()

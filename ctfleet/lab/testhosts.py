@@ -25,6 +25,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,32 @@ def link_stats(env: dict | None = None) -> dict[str, dict[str, int]]:
     return json.loads(_run("link-stats", env=env).strip().splitlines()[-1]).get("hosts", {})
 
 
+TCP_IP_HEADERS = 52  # IPv4 20 + TCP 20 + timestamps 12, per packet the SDR cache sends (GSO: per burst)
+
+
+def sdr_bytes(env: dict | None = None) -> dict[str, int]:
+    """What the SDR cache (on the bridge) sent to the site since ``up``, counted on the wire by
+    nftables after NAT: {"bytes": IP bytes, "packets", "payload": bytes less TCP/IP headers}."""
+    c = json.loads(_run("sdr-bytes", env=env).strip().splitlines()[-1])
+    return {**c, "payload": c["bytes"] - TCP_IP_HEADERS * c["packets"]}
+
+
+def wait_sdr_idle(status: dict[str, Any], timeout: float = 90) -> None:
+    """Wait until no connection to the SDR cache is open. apt-cacher-ng writes the transfer log
+    line of a connection's last response when the connection ends, and the site cache keeps
+    its connection open for a while (about 20 s) after its last download."""
+    gw_port = status["proxy"].rsplit("/", 1)[-1]
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["ss", "-Htn", "state", "established", "src", gw_port], capture_output=True, text=True,
+                             check=True).stdout
+        if not out.strip():
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"connections to the SDR cache {gw_port} still open after {timeout:.0f} s:\n{out}")
+        time.sleep(1)
+
+
 # ---------------------------------------------------------------------- the package caches' transfer logs
 HEADERS_MAX = 2048  # an HTTP response's headers, generously; a second copy of a package is its whole size again
 
@@ -138,9 +165,9 @@ def acng_log(text: str) -> list[tuple[str, str, int, str]]:
 def packages_sent(text: str, cache: Path) -> dict[str, tuple[int, int]]:
     """Per package file a cache sent (its transfer log ``text``): (bytes sent, the file's size in ``cache``).
 
-    Counted in bytes, not log lines: apt-cacher-ng sometimes logs one response as two ``O``
-    lines (its headers alone, then headers and body), which a count of lines reads as the
-    file served twice. A file sent twice is more than its size + HEADERS_MAX.
+    Counted in bytes, not log lines: a second copy may be partial (a connection closed
+    mid-response, then the whole file again on a new one). A file sent twice is more than its
+    size + HEADERS_MAX. The log is complete once the site's connections closed (wait_sdr_idle).
     """
     sent: dict[str, int] = {}
     for kind, _, n, path in acng_log(text):

@@ -603,6 +603,49 @@ def _decode_varbinds(buf: bytes, pos: int, end: int) -> list:
     return varbinds
 
 
+def _length_at(buf: bytes, p: int) -> tuple:
+    """A short, 1- or 2-octet long-form length at ``p``: ``(length, content_start)``, or
+    ``(-1, p)`` for any other form."""
+    n = buf[p]
+    if n < 0x80:
+        return n, p + 1
+    if n == 0x81:
+        return buf[p + 1], p + 2
+    if n == 0x82:
+        return (buf[p + 1] << 8) | buf[p + 2], p + 3
+    return -1, p
+
+
+def _pdu_fast(buf: bytes, pos: int, end: int) -> PDU | None:
+    """:func:`decode_pdu` for the header shape agents send (lengths of at most two
+    octets, a request-id of 1-4 octets, one-octet error-status and error-index), in
+    straight-line code instead of a dozen generic reader calls; None for anything else,
+    which the strict reader then decides. The varbinds go through the same decoder."""
+    try:
+        tag = buf[pos]
+        if tag not in _V2_PDU_TAGS:
+            return None
+        n, p = _length_at(buf, pos + 1)
+        if n < 0 or p + n != end or buf[p] != INTEGER:
+            return None
+        k = buf[p + 1]
+        if not 1 <= k <= 4:
+            return None
+        q = p + 2 + k
+        request_id = int.from_bytes(buf[p + 2:q], "big", signed=True)
+        if buf[q] != INTEGER or buf[q + 1] != 1 or buf[q + 3] != INTEGER or buf[q + 4] != 1:
+            return None
+        f1, f2 = buf[q + 2], buf[q + 5]
+        if f1 > 0x7F or f2 > 0x7F or (tag != GET_BULK_REQUEST and f1 > _MAX_ERROR_STATUS) or buf[q + 6] != SEQUENCE:
+            return None
+        n, v = _length_at(buf, q + 7)
+        if n < 0 or v + n != end:
+            return None
+    except IndexError:
+        return None
+    return PDU(tag, request_id, f1, f2, _decode_varbinds(buf, v, end))
+
+
 def decode_pdu(buf: bytes, pos: int = 0, end: int | None = None) -> PDU:
     """Decode the PDU TLV at ``buf[pos:]``, which must end exactly at ``end``
     (default: the end of ``buf``)."""
@@ -610,6 +653,11 @@ def decode_pdu(buf: bytes, pos: int = 0, end: int | None = None) -> PDU:
         buf = bytes(buf)
     if end is None:
         end = len(buf)
+    pdu = _pdu_fast(buf, pos, end)
+    return pdu if pdu is not None else _decode_pdu_strict(buf, pos, end)
+
+
+def _decode_pdu_strict(buf: bytes, pos: int, end: int) -> PDU:
     tag, start, stop = _header(buf, pos, end, "PDU")
     if tag not in _V2_PDU_TAGS:
         if tag == TRAP_V1:
@@ -639,6 +687,20 @@ def decode_message(data: bytes | bytearray | memoryview) -> Message:
     """
     buf = data if isinstance(data, bytes) else bytes(data)
     end = len(buf)
+    try:  # the usual shape (one-octet version, short community) without the generic readers
+        if buf[0] == SEQUENCE:
+            n, p = _length_at(buf, 1)
+            if (p + n == end and buf[p] == INTEGER and buf[p + 1] == 1 and buf[p + 2] <= 1
+                    and buf[p + 3] == OCTET_STRING and buf[p + 4] < 0x80):
+                q = p + 5 + buf[p + 4]
+                if q <= end:
+                    return Message(buf[p + 2], buf[p + 5:q], decode_pdu(buf, q, end))
+    except IndexError:
+        pass
+    return _decode_message_strict(buf, end)
+
+
+def _decode_message_strict(buf: bytes, end: int) -> Message:
     start, stop = _expect(buf, 0, end, SEQUENCE, "message")
     if stop != end:
         raise BERError(f"message: {end - stop} trailing octets after the message")

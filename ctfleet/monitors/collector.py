@@ -48,7 +48,7 @@ from ctfleet.core.registry import Registry
 from ctfleet.core.yamlio import load_yaml, validate
 from ctfleet.monitors.exporter import CtfleetCollector, Exposition, sweep_part
 from ctfleet.core.sharding import ct_in_shard, parse_shard, shard_label
-from ctfleet.monitors.poller import Poller, SnmpCreds, Target, select_targets
+from ctfleet.monitors.poller import Poller, SnmpCreds, Target, run, select_targets
 from ctfleet.monitors.snmp_targets import version_label
 from ctfleet.monitors.probe import icmp_round, packet_round, udp_echo_probe
 from ctfleet.monitors.stored import StoredBatches, StoredRows
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     collector = Collector(cfg, project.registry, project.norms, store, repo_root=project.root)
     if args.once:
         try:
-            sweep = asyncio.run(_once(collector))
+            sweep = run(_once(collector))  # on uvloop, as the poller is deployed
         except Exception as e:
             err = _store_error(e, store)
             if err is None:
@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         await collector.run_forever(stop, reload, reload_flag)
 
     try:
-        asyncio.run(amain())
+        run(amain())  # on uvloop (see ctfleet.monitors.poller.run)
     finally:
         server["httpd"].shutdown()
         server["httpd"].server_close()

@@ -25,7 +25,8 @@ the reference the codec is tested against, and the fallback.
 This module holds :class:`Poller`: every device has a hard deadline; a global semaphore
 bounds the devices in flight; :meth:`Poller.sweep` derives the deadlines from the sweep
 interval, gives the devices that never answered (dead, or behind a lossy link) further
-passes while the sweep's time allows, cancels any straggler at the sweep deadline and
+tries (``passes``) while the sweep's time allows, each queued again as soon as its own
+try ends, cancels any straggler at the sweep deadline and
 reports it as ``timeout``: a sweep always ends within its interval.
 
 Error reasons (``DevicePoll.error``): ``timeout`` (no answer in time, or the deadline),
@@ -33,14 +34,25 @@ Error reasons (``DevicePoll.error``): ``timeout`` (no answer in time, or the dea
 ``malformed`` (a reply to the request that is not well-formed BER, truncated, OIDs not
 increasing), ``unsupported`` (outside the fast path and pysnmp failed too, or an agent
 error-status), ``refused`` (ICMP port unreachable).
+
+Event loop: the collector and the bench run the poller on uvloop (:func:`run`,
+:func:`new_event_loop`), libuv's loop for asyncio: its futures, timer handles and UDP
+reads cost a fraction of the pure-Python selector loop's, which was a quarter of the
+poll's CPU per device (bench/README.md). The poller itself is plain asyncio and works on
+either loop; the tests run it on uvloop, as deployed. :func:`run` also raises the
+garbage collector's thresholds (:data:`GC_THRESHOLD`) while the loop runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Coroutine, Iterable, Sequence
+
+import uvloop
 
 from ctfleet.core.sharding import parse_shard, shard_of
 from ctfleet.monitors.ber import GET_REQUEST, RESPONSE, BERError, Unsupported, decode_message
@@ -78,8 +90,34 @@ __all__ = [
     "SYS_NAME", "SYS_DESCR", "SYS_UPTIME", "IF_DESCR", "IF_SPEED", "IF_ADMIN_STATUS", "IF_OPER_STATUS",
     "IF_IN_OCTETS", "IF_OUT_OCTETS", "IF_NAME", "IF_HC_IN_OCTETS", "IF_HC_OUT_OCTETS", "IF_HIGH_SPEED",
     "IF_ALIAS", "IF_COLUMNS", "SnmpCreds", "Target", "PollSpec", "FULL_SPEC", "BENCH_SPEC", "Poller",
-    "select_targets", "shard_of", "parse_shard", "AUTH_REPORTS", "SweepStats",
+    "select_targets", "shard_of", "parse_shard", "AUTH_REPORTS", "SweepStats", "run", "new_event_loop", "GC_THRESHOLD",
 ]
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop the collector polls on: uvloop's."""
+    return uvloop.new_event_loop()
+
+
+# The cyclic garbage collector's thresholds while the poller runs (default (700, 10, 10)).
+# A sweep allocates a few dozen containers per device (varbind tuples, rows, results),
+# nearly all freed by reference counting or kept as results; at the default the collector
+# ran ~45 times per 1,000 devices, measured at 25-30% of the poll's CPU (bench/README.md).
+GC_THRESHOLD = (20_000, 20, 20)
+
+
+def run(main: Coroutine[Any, Any, Any]) -> Any:
+    """``asyncio.run(main)`` on :func:`new_event_loop` (Python 3.11's ``asyncio.run``
+    takes no loop factory; ``asyncio.Runner`` does the same shutdown of async generators
+    and the default executor), with the garbage collector's thresholds at
+    :data:`GC_THRESHOLD` meanwhile (restored after)."""
+    before = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLD)
+    try:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(main)
+    finally:
+        gc.set_threshold(*before)
 
 _PROBE_OIDS = (SYS_UPTIME,)
 
@@ -204,10 +242,11 @@ class Poller:
         Ends by ``deadline`` (loop time), default ``budget`` x ``interval`` from now,
         whatever the agents do: each device's own deadline is the sweep's (or
         ``device_timeout`` from its start when shorter), and anything still running
-        then is cancelled and reported as ``timeout``. Devices that timed out without
-        a single answer are polled again (up to ``passes`` in all) while the time left
-        allows another first contact: a lossy link gets further chances, after every
-        other device was served."""
+        then is cancelled and reported as ``timeout``. A device that timed out without
+        a single answer is queued again (up to ``passes`` tries in all) as soon as its
+        try ends, while the time left allows another first contact: a lossy link gets
+        further chances, after the devices queued before it, without waiting for the
+        slowest device of the sweep."""
         loop = self._loop or asyncio.get_running_loop()
         t0 = loop.time()
         if deadline is None:
@@ -216,43 +255,60 @@ class Poller:
         sem = self._sem or asyncio.Semaphore(self.concurrency)
         first_contact = self.timeout * (self.retries + 1)
 
-        async def one(t: Target) -> DevicePoll:
-            async with sem:
-                if loop.time() >= deadline:
-                    return DevicePoll(t.hostname, ok=False, error="timeout", version=version_label(t.creds.version),  # type: ignore[arg-type]
-                                      detail="not polled: the sweep deadline came first (concurrency bound)")
-                return await self.poll(t, deadline)
-
         out: dict[str, DevicePoll] = {}
-        todo = list(targets)
-        for n in range(1, self.passes + 1):
-            if not todo:
-                break
-            stats.passes = n
-            tasks = {t.hostname: loop.create_task(one(t)) for t in todo}
-            _done, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, deadline - loop.time()) + 0.05)
+        attempt: dict[str, int] = {}
+        queue: deque[Target] = deque(targets)
+
+        def again(t: Target, p: DevicePoll) -> bool:
+            """Poll ``t`` once more, after every device queued now: it timed out without a
+            single answer, it has had fewer than ``passes`` tries, and a first contact fits."""
+            # "no answer ... after N attempt(s)": the first contact's tries ran out; a device that
+            # answered once is resent to until the deadline ("before the device deadline")
+            return (not p.ok and p.error == "timeout" and "deadline" not in p.detail and "cancelled" not in p.detail
+                    and attempt[t.hostname] < self.passes and deadline - loop.time() >= first_contact)
+
+        async def worker() -> None:
+            # A pool of ``concurrency`` workers takes the devices in order (one Task per
+            # worker, not per device: a Task, and a waiter on the semaphore, per device
+            # cost more CPU than many a poll; asyncio.Semaphore's acquire also scans its
+            # waiters). The semaphore still bounds the devices in flight across sweeps.
+            # A device whose first contact failed goes back to the end of the queue as soon
+            # as its own try ends (not after a whole pass: one slow device no longer holds
+            # the others' second chance back; on a lossy satellite link this is the
+            # difference between two and three tries in the sweep's time).
+            while queue:
+                t = queue.popleft()
+                n = attempt[t.hostname] = attempt.get(t.hostname, 0) + 1
+                stats.passes = max(stats.passes, n)
+                async with sem:
+                    if loop.time() >= deadline:
+                        out[t.hostname] = DevicePoll(
+                            t.hostname, ok=False, error="timeout", version=version_label(t.creds.version),  # type: ignore[arg-type]
+                            detail="not polled: the sweep deadline came first (concurrency bound)")
+                        continue
+                    try:
+                        p = await self.poll(t, deadline)
+                    except Exception:  # noqa: BLE001 - poll() raises none; if it did, that device is lost, not the rest
+                        continue
+                if n > 1:
+                    p = _with_detail(p, f"answered on pass {n} of the sweep" if p.ok else f"{n} passes")
+                out[t.hostname] = p
+                if again(t, p):
+                    queue.append(t)
+
+        if targets:
+            workers = [loop.create_task(worker()) for _ in range(min(self.concurrency, len(targets)))]
+            _done, pending = await asyncio.wait(workers, timeout=max(0.0, deadline - loop.time()) + 0.05)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-            stats.cancelled += len(pending)
-            for t in todo:
-                task = tasks[t.hostname]
-                if task.done() and not task.cancelled() and task.exception() is None:
-                    p = task.result()
-                    if n > 1 and p.ok:
-                        p = _with_detail(p, f"answered on pass {n} of the sweep")
-                    elif n > 1:
-                        p = _with_detail(p, f"{n} passes")
-                    out[t.hostname] = p
-                else:
-                    out[t.hostname] = DevicePoll(
-                        t.hostname, ok=False, error="timeout", version=version_label(t.creds.version),  # type: ignore[arg-type]
-                        detail="cancelled at the sweep deadline", elapsed_seconds=loop.time() - t0)
-            if deadline - loop.time() < first_contact:
-                break
-            todo = [t for t in todo if out[t.hostname].error == "timeout" and "cancelled" not in out[t.hostname].detail
-                    and "deadline" not in out[t.hostname].detail]
+        for t in targets:
+            if t.hostname not in out:
+                stats.cancelled += 1
+                out[t.hostname] = DevicePoll(
+                    t.hostname, ok=False, error="timeout", version=version_label(t.creds.version),  # type: ignore[arg-type]
+                    detail="cancelled at the sweep deadline", elapsed_seconds=loop.time() - t0)
         stats.ended = time.time()
         return out
 
