@@ -132,7 +132,24 @@ def measure(link: str, config: str, n: int, project, ct, workdir: Path, save=lam
         row["load_end"] = round(os.getloadavg()[0], 2)
         save(row)
         testfleet.down(env)
+        stop_leftovers(workdir)
     return row
+
+
+def stop_leftovers(workdir: Path) -> None:
+    """After a canceled run, mitogen's multiplexer (forked from ansible-playbook, same command
+    line) may outlive its parent: stop the processes whose command line names this row's own
+    temporary directory (its inventory), and nothing else."""
+    mark = str(workdir).encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if mark in (proc / "cmdline").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+                print(f"  stopped a leftover process {proc.name} of this row", flush=True)
+        except (OSError, ProcessLookupError):
+            continue
 
 
 def table(rows: list[dict]) -> list[str]:
