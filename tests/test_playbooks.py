@@ -319,3 +319,23 @@ def test_new_catalogue_controls_reach_the_failing_controls_series(project):
     failing = {(s.labels["control"], s.labels["severity"]) for m in snap.metrics if m.name == "ctfleet_ct_control_failing"
                for s in m.samples if s.labels.get("ct") == ct.code and s.value > 0}
     assert ("SYS-13", "high") in failing, failing
+
+
+def test_every_package_the_workstation_role_installs_is_fetched_once_by_the_site_cache():
+    """The reference server fetches the workstations' own packages into the site cache before
+    the workstations ask for them all at once (playbooks/vars/site_packages.yml); a package
+    added to the workstation role but not to that list would be fetched cold by every
+    workstation in the same second, crossing the uplink several times."""
+    root = Path(__file__).resolve().parent.parent / "playbooks"
+    prefetch = set(yaml.safe_load((root / "vars" / "site_packages.yml").read_text())["ctfleet_workstation_packages"])
+    installed = set()
+    for path in sorted((root / "roles" / "workstation" / "tasks").rglob("*.yml")):
+        for task in yaml.safe_load(path.read_text()) or []:
+            apt = task.get("ansible.builtin.apt") if isinstance(task, dict) else None
+            if apt and apt.get("state", "present") == "present":
+                names = apt["name"] if isinstance(apt["name"], list) else [apt["name"]]
+                installed.update(names)
+    assert installed, "the workstation role installs no package: this test reads the wrong files"
+    assert installed <= prefetch, sorted(installed - prefetch)
+    servers = yaml.safe_load((root / "servers.yml").read_text())
+    assert "vars/site_packages.yml" in servers[0]["vars_files"]
