@@ -59,6 +59,7 @@ from ctfleet.monitors.ber import (
     SNMPCodecError,
     Unsupported,
     _expect,
+    _length_at,  # the straight-line readers' short / 1- / 2-octet length form
     _read_int,
     _read_octets,
     _tlv,
@@ -413,19 +414,6 @@ def _octets_at(buf: bytes, p: int, limit: int) -> int:
         return -1
     q = p + 2 + buf[p + 1]
     return q if buf[p + 1] < 0x80 and q <= limit else -1
-
-
-def _length_at(buf: bytes, p: int) -> tuple:
-    """Short, 1- or 2-octet long-form length at ``p``: ``(length, content_start)``, or
-    ``(-1, p)``."""
-    n = buf[p]
-    if n < 0x80:
-        return n, p + 1
-    if n == 0x81:
-        return buf[p + 1], p + 2
-    if n == 0x82:
-        return (buf[p + 1] << 8) | buf[p + 2], p + 3
-    return -1, p
 
 
 def _fields_fast(buf: bytes) -> tuple | None:
