@@ -321,6 +321,31 @@ def test_v3_arbitrary_bytes(data):
             pass
 
 
+# Octets a "set" edit writes: tags and length forms the fast readers must decline or read right.
+_V3_OCTETS = [0x00, 0x02, 0x04, 0x30, 0x7F, 0x80, 0x81, 0x82, 0x83, 0xFF]
+_PDU_OCTETS = [0x00, 0x01, 0x02, 0x04, 0x30, 0x7F, 0x80, 0x81, 0x82, 0x83, 0xA2, 0xFF]
+_MESSAGE_OCTETS = [0x00, 0x01, 0x02, 0x04, 0x30, 0x7F, 0x80, 0x81, 0x82, 0x83, 0xFF]
+
+
+def _mutate(data, msg: bytearray, lo: int, hi: int, octets: list[int]) -> bytearray:
+    """``msg`` after ``lo``..``hi`` random edits: a flipped bit, a truncation, 1-3 inserted
+    octets, or an octet set to one of ``octets`` (for the fast-versus-strict reader tests)."""
+    for _ in range(data.draw(st.integers(lo, hi))):
+        if not msg:
+            break
+        i = data.draw(st.integers(0, len(msg) - 1))
+        op = data.draw(st.sampled_from(["flip", "truncate", "insert", "set"]))
+        if op == "flip":
+            msg[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "truncate":
+            del msg[i:]
+        elif op == "insert":
+            msg[i:i] = data.draw(st.binary(min_size=1, max_size=3))
+        else:
+            msg[i] = data.draw(st.sampled_from(octets))
+    return msg
+
+
 def _strict_fields(blob: bytes):
     try:
         return usm._fields(blob)
@@ -343,19 +368,7 @@ def test_v3_fast_framing_agrees_with_the_strict_parser(vbs, data, noauth):
         valid = _v3(vbs, data.draw(st.binary(min_size=8, max_size=8)))
     assert usm._fields_fast(valid) == usm._fields(valid)
     msg = bytearray(valid)
-    for _ in range(data.draw(st.integers(1, 3))):
-        if not msg:
-            break
-        i = data.draw(st.integers(0, len(msg) - 1))
-        op = data.draw(st.sampled_from(["flip", "truncate", "insert", "set"]))
-        if op == "flip":
-            msg[i] ^= 1 << data.draw(st.integers(0, 7))
-        elif op == "truncate":
-            del msg[i:]
-        elif op == "insert":
-            msg[i:i] = data.draw(st.binary(min_size=1, max_size=3))
-        else:
-            msg[i] = data.draw(st.sampled_from([0x00, 0x02, 0x04, 0x30, 0x7F, 0x80, 0x81, 0x82, 0x83, 0xFF]))
+    msg = _mutate(data, msg, 1, 3, _V3_OCTETS)
     blob = bytes(msg)
     fast = usm._fields_fast(blob)
     assert fast is None or fast == _strict_fields(blob), (blob.hex(), fast)
@@ -383,19 +396,7 @@ def test_pdu_fast_header_agrees_with_the_strict_reader(vbs, tag, rid, f1, f2, ta
     if tag == ber.RESPONSE and 0 <= f1 <= 18 and f2 < 128 and 0 <= rid < 0x7FFFFFFF:
         assert ber._pdu_fast(valid, 0, len(valid)) == ber._decode_pdu_strict(valid, 0, len(valid))
     msg = bytearray(valid)
-    for _ in range(data.draw(st.integers(0, 2))):
-        if not msg:
-            break
-        i = data.draw(st.integers(0, len(msg) - 1))
-        op = data.draw(st.sampled_from(["flip", "truncate", "insert", "set"]))
-        if op == "flip":
-            msg[i] ^= 1 << data.draw(st.integers(0, 7))
-        elif op == "truncate":
-            del msg[i:]
-        elif op == "insert":
-            msg[i:i] = data.draw(st.binary(min_size=1, max_size=3))
-        else:
-            msg[i] = data.draw(st.sampled_from([0x00, 0x01, 0x02, 0x04, 0x30, 0x7F, 0x80, 0x81, 0x82, 0x83, 0xA2, 0xFF]))
+    msg = _mutate(data, msg, 0, 2, _PDU_OCTETS)
     blob = b"\x30" + bytes(msg) + tail  # the PDU at offset 1, other octets after its end
     end = 1 + len(msg)
     try:
@@ -419,19 +420,7 @@ def test_message_fast_path_agrees_with_the_strict_reader(vbs, version, community
     """decode_message's shortcut for the usual message header gives what the strict reader
     gives (the same Message, or the same error and text), on valid and mutated messages."""
     msg = bytearray(ber.encode_message(community, ber.encode_pdu(ber.RESPONSE, 5, vbs), version))
-    for _ in range(data.draw(st.integers(0, 2))):
-        if not msg:
-            break
-        i = data.draw(st.integers(0, len(msg) - 1))
-        op = data.draw(st.sampled_from(["flip", "truncate", "insert", "set"]))
-        if op == "flip":
-            msg[i] ^= 1 << data.draw(st.integers(0, 7))
-        elif op == "truncate":
-            del msg[i:]
-        elif op == "insert":
-            msg[i:i] = data.draw(st.binary(min_size=1, max_size=3))
-        else:
-            msg[i] = data.draw(st.sampled_from([0x00, 0x01, 0x02, 0x04, 0x30, 0x7F, 0x80, 0x81, 0x82, 0x83, 0xFF]))
+    msg = _mutate(data, msg, 0, 2, _MESSAGE_OCTETS)
     blob = bytes(msg)
     strict = _outcome(ber._decode_message_strict, blob, len(blob)) if blob else None
     if blob:
