@@ -36,6 +36,7 @@ What it does (a benchmark, not a test; run as root for the network namespace):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import asyncio
 import json
 import os
@@ -218,27 +219,23 @@ async def _scrape_each(port: int, paths: list[str], scrape_timeout: float) -> li
     return await asyncio.gather(*(one(p) for p in paths))
 
 
-def lossy_exporter(fronts, creds, version: str, workdir: Path, scrape_timeout: float, cpu: set[int]) -> dict:
-    """snmp_exporter 0.21 with the bench's modules minus their retries/timeout lines, so
-    the module defaults apply (0.21: retries 3, timeout 5 s per request), every device
-    scraped once, all at once, with ``scrape_timeout``."""
+@contextlib.contextmanager
+def running_exporter(config: str, conf: Path, cpu: set[int]):
+    """snmp_exporter on loopback with ``config`` (written to ``conf``, checked with
+    ``--dry-run``), pinned to ``cpu``, ready (its /metrics answers): yields (process, port),
+    stops it (its process group) whatever happens."""
     binary = shutil.which("prometheus-snmp-exporter")
     if not binary:
         raise SystemExit("prometheus-snmp-exporter not found (Debian package prometheus-snmp-exporter)")
-    text = exporter_config(creds)
-    defaults = text.replace("  retries: 1\n", "").replace("  timeout: 2s\n", "")
-    if "retries:" in defaults or "timeout:" in defaults:
-        raise SystemExit("bench: exporter_config changed; cannot drop its retries/timeout for the defaults")
-    workdir.mkdir(parents=True, exist_ok=True)
-    conf = workdir / "snmp-defaults.yml"
-    conf.write_text(defaults)
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(config)
     conf.chmod(0o600)
     dry = subprocess.run([binary, f"--config.file={conf}", "--dry-run"], capture_output=True, text=True)
     if dry.returncode != 0:
         raise SystemExit(f"snmp_exporter rejected snmp.yml: {dry.stderr}")
     from ctfleet.lab.procs.service import free_port
     port = free_port()
-    with (workdir / "exporter.log").open("ab") as log:
+    with (conf.parent / "exporter.log").open("ab") as log:
         proc = subprocess.Popen([binary, f"--config.file={conf}", f"--web.listen-address=127.0.0.1:{port}",
                                  "--log.level=error"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 preexec_fn=pin(cpu), start_new_session=True)
@@ -250,11 +247,7 @@ def lossy_exporter(fronts, creds, version: str, workdir: Path, scrape_timeout: f
                 break
             except OSError:
                 time.sleep(0.1)
-        module = "ctf_v3" if version == "v3" else "ctf_v2c"
-        paths = [f"/snmp?module={module}&target={h}:{p}" for h, p in fronts]
-        t0 = time.perf_counter()
-        got = asyncio.run(_scrape_each(port, paths, scrape_timeout))
-        wall = time.perf_counter() - t0
+        yield proc, port
     finally:
         os.killpg(proc.pid, 15)
         try:
@@ -262,6 +255,22 @@ def lossy_exporter(fronts, creds, version: str, workdir: Path, scrape_timeout: f
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait(5)
+
+
+def lossy_exporter(fronts, creds, version: str, workdir: Path, scrape_timeout: float, cpu: set[int]) -> dict:
+    """snmp_exporter 0.21 with the bench's modules minus their retries/timeout lines, so
+    the module defaults apply (0.21: retries 3, timeout 5 s per request), every device
+    scraped once, all at once, with ``scrape_timeout``."""
+    text = exporter_config(creds)
+    defaults = text.replace("  retries: 1\n", "").replace("  timeout: 2s\n", "")
+    if "retries:" in defaults or "timeout:" in defaults:
+        raise SystemExit("bench: exporter_config changed; cannot drop its retries/timeout for the defaults")
+    with running_exporter(defaults, workdir / "snmp-defaults.yml", cpu) as (_proc, port):
+        module = "ctf_v3" if version == "v3" else "ctf_v2c"
+        paths = [f"/snmp?module={module}&target={h}:{p}" for h, p in fronts]
+        t0 = time.perf_counter()
+        got = asyncio.run(_scrape_each(port, paths, scrape_timeout))
+        wall = time.perf_counter() - t0
     return {"devices": len(paths), "ok": sum(1 for o, _s in got if o == "ok"), "wall_s": wall,
             "timeout": sum(1 for o, _s in got if o == "timeout"),
             "ok_within_default": sum(1 for o, s in got if o == "ok" and s <= PROMETHEUS_DEFAULT_SCRAPE_TIMEOUT_S),
@@ -407,31 +416,8 @@ async def _scrape(host: str, port: int, paths: list[str], concurrency: int) -> t
 
 
 def bench_exporter(endpoints, creds, workdir: Path, rounds: int, concurrency: int, cpu: set[int]) -> dict:
-    binary = shutil.which("prometheus-snmp-exporter")
-    if not binary:
-        raise SystemExit("prometheus-snmp-exporter not found (Debian package prometheus-snmp-exporter)")
-    conf = workdir / "snmp.yml"
-    conf.write_text(exporter_config(creds))
-    conf.chmod(0o600)
-    dry = subprocess.run([binary, f"--config.file={conf}", "--dry-run"], capture_output=True, text=True)
-    if dry.returncode != 0:
-        raise SystemExit(f"snmp_exporter rejected snmp.yml: {dry.stderr}")
-    from ctfleet.lab.procs.service import free_port
-    port = free_port()
-    log = (workdir / "exporter.log").open("ab")
-    proc = subprocess.Popen([binary, f"--config.file={conf}", f"--web.listen-address=127.0.0.1:{port}",
-                             "--log.level=error"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            preexec_fn=pin(cpu), start_new_session=True)
-    log.close()
     out = {}
-    try:
-        import urllib.request
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with running_exporter(exporter_config(creds), workdir / "snmp.yml", cpu) as (proc, port):
         for version, module in (("v2c", "ctf_v2c"), ("v3", "ctf_v3")):
             paths = [f"/snmp?module={module}&target={h}:{p}" for h, p in endpoints]
             asyncio.run(_scrape("127.0.0.1", port, paths, concurrency))  # warm-up
@@ -445,13 +431,6 @@ def bench_exporter(endpoints, creds, workdir: Path, rounds: int, concurrency: in
             out[version] = {"devices": n, "ok": ok, "failed": failed, "wall_s": wall, "cpu_s": cpus,
                             "devices_per_s": n / wall, "cpu_ms_per_device": cpus * 1000 / n}
         out["rss_peak_kb"] = proc_rss_peak_kb(proc.pid)
-    finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait(5)
     return out
 
 
