@@ -5,39 +5,25 @@ built from all the rows, byte for byte. On SQLite and on a real PostgreSQL."""
 
 from __future__ import annotations
 
-import itertools
 import random
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from sqlalchemy import text
 from test_exposition_incremental import _audits, _sweep, region12  # noqa: F401  (region12: the fixture)
+from test_results_store import store  # noqa: F401  (the fixture: SQLite and a real PostgreSQL, migrated)
 
 from ctfleet.core.compliance import Source, Status
 from ctfleet.monitors.exporter import Exposition, sweep_part
 from ctfleet.monitors.stored import StoredRows
 from ctfleet.monitors.sweep import sweep_results
 from ctfleet.results.batch import parse_batch, render_batch
-from ctfleet.results.db import SqlStore
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
-_db = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = SqlStore(tmp_path / "results.db")
-    else:
-        s = SqlStore(request.getfixturevalue("postgresql").url(f"rows_{next(_db)}"))
-    s.migrate()
-    yield s
-    s.dispose()
-
-
-def _everything(store, registry, norms, sweep, now) -> bytes:
+def _everything(db, registry, norms, sweep, now) -> bytes:
     return Exposition(registry, norms).update(sweep, [sweep_part(sweep, registry, norms),
-                                                      ((1, "all"), 1, lambda: list(store.iter_results()))], now=now).text()
+                                                      ((1, "all"), 1, lambda: list(db.iter_results()))], now=now).text()
 
 
 def test_a_sweep_reads_only_the_rows_new_batches_wrote(store, region12):  # noqa: F811
