@@ -163,7 +163,7 @@ class Collector:
                 self._batches = StoredBatches(self.store)
             return self._batches.parts()
         if self.store is not None:  # a results database: its current rows, then what changed (StoredRows)
-            if self._rows is None or self._rows.store is not self.store or self._rows.cts != frozenset(self.registry.cts):
+            if self._rows is None or self._rows.store is not self.store:  # _set_registry resets it with the registry
                 self._rows = StoredRows(self.store, self.registry.cts)
             return self._rows.parts()
         return [sweep_part(sweep, self.registry, self.norms, results)] if sweep is not None else []
