@@ -74,8 +74,12 @@ def test_the_collector_own_batch_and_a_resync(store, region12):  # noqa: F811
     rnd = random.Random(8)
     audits = _audits(registry, norms, T0, rnd, 0.5)
     store.ingest(parse_batch("audit-a", render_batch(audits)), received_at=T0)
+    old = [r.model_copy(update={"observed_at": T0 - timedelta(days=1)}) for r in audits[:3]]
+    store.ingest(parse_batch("audit-yesterday", render_batch(old)), received_at=T0 - timedelta(days=1))
     feed = StoredRows(store, registry.cts)
     feed.RESYNC_EVERY = 3
+    asked, batches_since = [], store.batches_since
+    store.batches_since = lambda since: asked.append(batches_since(since)) or asked[-1]  # the real query, recorded
     exp = Exposition(registry, norms)
     reads, want = [], []
     for i in range(4):
@@ -92,5 +96,8 @@ def test_the_collector_own_batch_and_a_resync(store, region12):  # noqa: F811
         assert snap.text() == Exposition(registry, norms).update(None, [((1, "all"), 1, lambda: list(store.iter_results()))],
                                                                   now=now).text()
     assert reads == want, (reads, want)  # first look, two deltas, the resync
+    # a full read asks only for the window's batches (a collector stores one per sweep, for ever)
+    assert len(asked) == 4 and all("audit-yesterday" not in a for a in asked), [sorted(a) for a in asked]
+    assert "audit-a" in asked[0] and "snmp-0" in asked[0]
     assert want[1] < want[0] / 10  # a delta is the sweep's own rows, a small part of the whole
     assert Source.SNMP in {r.source for r in store.iter_results()}

@@ -120,8 +120,11 @@ class StoredRows:
     def parts(self) -> list:
         full = self._newest is None or self._calls % self.RESYNC_EVERY == 0
         self._calls += 1
-        # batches first, rows second: a batch committed in between is read at the next call
-        arrived = self.store.batches_since(None if full else self._newest - self.WINDOW)
+        # batches first, rows second: a batch committed in between is read at the next call.
+        # A full read needs only the window's batches too (a collector stores one batch per
+        # sweep: every batch ever would grow without bound)
+        since = self._newest if not full else self.store.newest_received()
+        arrived = self.store.batches_since(None if since is None else since - self.WINDOW)
         if full:
             rows = list(self.store.iter_results(set(self.cts)))
         else:

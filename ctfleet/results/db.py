@@ -384,6 +384,13 @@ class SqlStore:
         with self.engine.connect() as conn:
             return {row.batch_id: row.received_at for row in conn.execute(q)}
 
+    def newest_received(self) -> datetime | None:
+        """When the newest batch was received (None: no batch yet); indexed, one row read."""
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(batches.c.received_at))).scalar_one()
+
     def results_of_batches(self, batch_ids: Iterable[str]) -> list[ControlResult]:
         """The current rows that these batches wrote and no later batch replaced: with
         :meth:`batches_since`, every row that changed since a reader's last look (rows are
