@@ -25,7 +25,7 @@ from ctfleet.rollout.role_inputs import ROLES, controls_by_role, render_roles, r
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOKS = ROOT / "playbooks"
 VENV_BIN = Path(sys.executable).parent
-OUR_PLAYBOOKS = ["site.yml", "workstations.yml", "servers.yml", "collect_audits.yml", "collect_ack.yml", "pull.yml", "pull_setup.yml"]
+OUR_PLAYBOOKS = ["site.yml", "workstations.yml", "workstations_windows.yml", "servers.yml", "collect_audits.yml", "collect_ack.yml", "pull.yml", "pull_setup.yml"]
 NAME = re.compile(r"^(?P<cid>[A-Z]{2,4}-\d+(\.\d+)?) \| (?P<mode>AUDIT|PATCH) \| [A-Z]")
 
 sys.path.insert(0, str(PLAYBOOKS / "filter_plugins"))
@@ -101,9 +101,26 @@ def test_each_control_has_a_switch_tags_and_typed_inputs(role, project):
 def test_disruptive_controls_need_the_explicit_flag(project):
     for role in ROLES:
         for task in _tasks(PLAYBOOKS / "roles" / role / "tasks" / "remediate.yml"):
+            if "block" not in task:
+                continue  # the list of the controls remediated in this run
             cid = task["name"].split(" |")[0]
             flagged = "ctfleet_allow_disruptive | default(false) | bool" in task["when"]
             assert flagged == project.norms.control(cid).disruptive, task["name"]
+
+
+def test_only_what_the_first_audit_did_not_find_at_the_norm_is_remediated(project):
+    """Each control's remediation runs when the first audit's result for it is not pass (or
+    missing), records its control, and imports the control's own tasks; nothing else runs."""
+    for role in ROLES:
+        tasks = _tasks(PLAYBOOKS / "roles" / role / "tasks" / "remediate.yml")
+        assert tasks[0]["ansible.builtin.set_fact"] == {f"{role}_remediated": []}
+        for task in tasks[1:]:
+            cid = task["name"].split(" |")[0]
+            assert (f"(({role}_audit_report | default({{}})).results | default({{}})).get('{cid}', {{}}).get('status', 'fail') != 'pass'"
+                    in task["when"]), task["name"]
+            record, body = task["block"]
+            assert record["ansible.builtin.set_fact"] == {f"{role}_remediated": f"{{{{ {role}_remediated | default([]) + ['{cid}'] }}}}"}
+            assert body["ansible.builtin.import_tasks"] == f"remediate/{slug(cid)}.yml"
 
 
 # ---------------------------------------------------------------------- the audit filter

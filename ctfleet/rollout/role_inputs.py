@@ -217,11 +217,38 @@ def _render_tasks(role: str, controls: list[Control], src: RoleSources) -> tuple
         audit += _import(f"{c.id} | AUDIT | {c.title}", f"audit/{slug(c.id)}.yml", _tags(c, "audit"), _when(role, c, False))
     remediate = [HEADER, "---\n"]
     rem = [c for c in controls if slug(c.id) in src.remediate_tasks]
+    if rem:
+        remediate.append(_role_template(_REMEDIATE_START, role))
     for c in rem:
-        remediate += _import(f"{c.id} | PATCH | {c.title}", f"remediate/{slug(c.id)}.yml", _tags(c, "remediate"), _when(role, c, True))
+        remediate += _remediate_block(role, c)
     if not rem:
         remediate.append("[]\n")
     return "".join(audit), "".join(remediate)
+
+
+# Only what the audit did not find at the norm is remediated, as OpenSCAP's `--remediate`
+# fixes only the rules that failed: a control the first audit saw passing has nothing to
+# change, and skipping its tasks spares their round trips on a satellite link (a re-run of a
+# converged host remediates nothing). A control not observed in this run (tags) is remediated.
+# Each block records that it ran; the second audit reuses the first when none did.
+_REMEDIATE_START = """- name: ROLE | PATCH | Start the list of the controls remediated in this run
+  ansible.builtin.set_fact:
+    ROLE_remediated: []
+  tags: [always]
+"""
+
+
+def _remediate_block(role: str, c: Control) -> list[str]:
+    seen = f"(({role}_audit_report | default({{}})).results | default({{}})).get('{c.id}', {{}}).get('status', 'fail') != 'pass'"
+    out = ["\n", f"- name: {_y(f'{c.id} | PATCH | {c.title}')}\n", f"  tags: {_tags(c, 'remediate')}\n", "  when:\n"]
+    out += [f"    - {_y(w)}\n" for w in [*_when(role, c, True), seen]]
+    out += ["  block:\n",
+            f"    - name: {_y(f'{c.id} | PATCH | The audit did not find it at the norm: remediate it')}\n",
+            "      ansible.builtin.set_fact:\n",
+            f"        {role}_remediated: {_y(f'{{{{ {role}_remediated | default([]) + [{c.id!r}] }}}}')}\n",
+            f"    - name: {_y(f'{c.id} | PATCH | Bring it to the norm')}\n",
+            f"      ansible.builtin.import_tasks: remediate/{slug(c.id)}.yml\n"]
+    return out
 
 
 def _import(name: str, file: str, tags: str, when: list[str]) -> list[str]:
@@ -262,7 +289,9 @@ _REPORT = HEADER + """---
       ct: "{{ ctfleet_ct | default('') }}"
       phase: "{{ ctfleet_audit_phase }}"
       run_id: "{{ ctfleet_run_id | default('manual') }}"
-      observed_at: "{{ now(utc=true).strftime('%Y-%m-%dT%H:%M:%SZ') }}"
+      observed_at: >-
+        {{ ROLE_audit_report.observed_at if ROLE_audit_reused | default(false)
+           else now(utc=true).strftime('%Y-%m-%dT%H:%M:%SZ') }}
       results: "{{ ROLE_observed | ctfleet_judge(ROLE_controls, ROLE_expected, ROLE_enabled) }}"
   tags: [always]
 
@@ -274,7 +303,9 @@ _REPORT = HEADER + """---
     content: "{{ ROLE_audit_report | to_nice_json }}\n"
     mode: "0644"
   changed_when: false
-  when: ctfleet_audit_write_local | default(true) | bool
+  when:
+    - ctfleet_audit_write_local | default(true) | bool
+    - not ROLE_audit_reused | default(false)  # the first phase wrote the same results
   tags: [always]
 
 - name: ROLE | AUDIT | Write the textfile collector metrics
@@ -283,7 +314,9 @@ _REPORT = HEADER + """---
     content: "{{ ROLE_audit_report | ctfleet_textfile }}"
     mode: "0644"
   changed_when: false
-  when: ctfleet_audit_write_local | default(true) | bool
+  when:
+    - ctfleet_audit_write_local | default(true) | bool
+    - not ROLE_audit_reused | default(false)  # the first phase wrote the same results
   tags: [always]
 
 - name: ROLE | AUDIT | Queue the report for delivery when the link returns (pull mode)
@@ -299,9 +332,19 @@ _REPORT = HEADER + """---
 """
 
 _PHASE = HEADER + """---
+# After the changes, the controls are observed again only when a remediation ran (remediate.yml
+# remediates only what the first audit did not find at the norm): otherwise the host is as the
+# first audit saw it, and its observations, their time and the local files it wrote stand.
+- name: ROLE | AUDIT | Find out whether this phase can keep the first audit's observations
+  ansible.builtin.set_fact:
+    ROLE_audit_reused: >-
+      {{ ctfleet_audit_phase == 'after' and ROLE_audit_report is defined
+         and ROLE_remediated is defined and ROLE_remediated | length == 0 }}
+  tags: [always]
+
 - name: ROLE | AUDIT | Start the observations of this phase
   ansible.builtin.set_fact:
-    ROLE_observed: {}
+    ROLE_observed: "{{ ROLE_observed if ROLE_audit_reused else {} }}"
   tags: [always]
 
 - name: ROLE | AUDIT | Make sure the report directories exist
@@ -313,7 +356,9 @@ _PHASE = HEADER + """---
     - /etc/ansible/facts.d
     - "{{ ctfleet_textfile_dir | default('/var/lib/prometheus/node-exporter') }}"
   changed_when: false  # output directories of the audit itself, see report.yml
-  when: ctfleet_audit_write_local | default(true) | bool
+  when:
+    - ctfleet_audit_write_local | default(true) | bool
+    - ctfleet_audit_phase != 'after'  # made by this run's first phase
   tags: [always]
 
 - name: ROLE | AUDIT | Make sure the queue directory exists (pull mode)
@@ -327,6 +372,7 @@ _PHASE = HEADER + """---
 
 - name: ROLE | AUDIT | Observe every enabled control
   ansible.builtin.import_tasks: audit.yml
+  when: not ROLE_audit_reused
 
 - name: ROLE | AUDIT | Report
   ansible.builtin.import_tasks: report.yml
