@@ -118,3 +118,19 @@ def timed(name: str, fn):
     return out
 
 
+def job_events(outcome) -> list[dict]:
+    """A run's ansible-runner job events (its artifacts), in order."""
+    assert outcome.artifacts is not None, "the run kept no artifacts"
+    evs = [json.loads(f.read_text(encoding="utf-8")) for f in (outcome.artifacts / "job_events").glob("*.json")]
+    return sorted(evs, key=lambda e: e.get("counter", 0))
+
+
+def task_times(outcome, play_prefix: str) -> dict[str, list[str]]:
+    """host -> creation times (ISO) of the tasks that ran on it (not skipped) in the plays whose
+    name starts with ``play_prefix``."""
+    out: dict[str, list[str]] = {}
+    for e in job_events(outcome):
+        d = e.get("event_data", {})
+        if e.get("event") in ("runner_on_ok", "runner_on_failed") and str(d.get("play", "")).startswith(play_prefix):
+            out.setdefault(d.get("host", "?"), []).append(e["created"])
+    return out

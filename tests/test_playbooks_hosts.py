@@ -18,7 +18,7 @@ import os
 import threading
 
 import pytest
-from booted import ROLES, WORKSTATIONS, first_converge, request, ssh, timed
+from booted import ROLES, WORKSTATIONS, first_converge, job_events, request, ssh, task_times, timed
 
 from ctfleet.results import ResultsStore
 from ctfleet.lab import testhosts as testfleet
@@ -39,8 +39,24 @@ def test_converge_then_rerun_changes_nothing(fleet):
         assert h.final_counts()["changed"] > 0, name
         assert h.failing_controls("before"), f"{name}: a fresh host should not meet the norm"
         assert h.failing_controls("after") == [], f"{name}: still failing after the rollout: {h.results('after')}"
+    # site.yml: the reference server and the workstations run their roles at the same time.
+    ran = task_times(first, "Reference servers and workstations")
+    server = next(h for h, r in ROLES.items() if r == "server")
+    assert set(ran) == set(ROLES), ran
+    assert all(min(ran[w]) < max(ran[server]) and min(ran[server]) < max(ran[w]) for w in WORKSTATIONS), \
+        {h: (min(t), max(t)) for h, t in ran.items()}
     second = timed("rerun", lambda: run_rollout(request(fleet, allow_disruptive=True), paths))
     assert second.exit_code == 0
+    # Nothing the first audit found at the norm is remediated, and the second audit keeps the
+    # first one's observations (same observation time) instead of reading the host again.
+    remediated = [(e["event_data"]["host"], e["event_data"]["task"]) for e in job_events(second)
+                  if e.get("event") == "runner_on_ok" and "| PATCH | The audit did not find it" in e["event_data"].get("task", "")]
+    assert remediated == []
+    for name, h in second.state.hosts.items():
+        for role, report in h.reports["after"].items():
+            assert report["observed_at"] == h.reports["before"][role]["observed_at"], (name, role)
+    for name, h in first.state.hosts.items():  # the first converge remediated: observed again
+        assert any(r["observed_at"] != h.reports["before"][role]["observed_at"] for role, r in h.reports["after"].items()), name
     changed = {n: h.final_counts()["changed"] for n, h in second.state.hosts.items()}
     assert changed == {n: 0 for n in ROLES}, changed  # from the runner's stats (PLAY RECAP)
     rows = list(ResultsStore(paths.results).iter_results())
