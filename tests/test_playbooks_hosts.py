@@ -47,10 +47,10 @@ def test_converge_then_rerun_changes_nothing(fleet):
         {h: (min(t), max(t)) for h, t in ran.items()}
     second = timed("rerun", lambda: run_rollout(request(fleet, allow_disruptive=True), paths))
     assert second.exit_code == 0
-    # Nothing the first audit found at the norm is remediated, and the second audit keeps the
+    # Nothing is remediated when the first audit found nothing failing, and the second audit keeps the
     # first one's observations (same observation time) instead of reading the host again.
     remediated = [(e["event_data"]["host"], e["event_data"]["task"]) for e in job_events(second)
-                  if e.get("event") == "runner_on_ok" and "| PATCH | The audit did not find it" in e["event_data"].get("task", "")]
+                  if e.get("event") == "runner_on_ok" and "| PATCH | The audit found it failing" in e["event_data"].get("task", "")]
     assert remediated == []
     for name, h in second.state.hosts.items():
         for role, report in h.reports["after"].items():

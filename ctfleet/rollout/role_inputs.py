@@ -226,11 +226,12 @@ def _render_tasks(role: str, controls: list[Control], src: RoleSources) -> tuple
     return "".join(audit), "".join(remediate)
 
 
-# Only what the audit did not find at the norm is remediated, as OpenSCAP's `--remediate`
-# fixes only the rules that failed: a control the first audit saw passing has nothing to
-# change, and skipping its tasks spares their round trips on a satellite link (a re-run of a
-# converged host remediates nothing). A control not observed in this run (tags) is remediated.
-# Each block records that it ran; the second audit reuses the first when none did.
+# Only what the first audit found failing is remediated, as OpenSCAP's `--remediate` fixes
+# only the rules whose result is "fail": a control seen passing has nothing to change; one
+# seen "unknown" (the audit could not tell, e.g. auditd in a container) or "waived" is not
+# changed blindly. Skipping the others' tasks spares their round trips on a satellite link:
+# a re-run of a converged host remediates nothing. A control not observed in this run (tags)
+# is remediated. Each block records that it ran; the second audit reuses the first when none did.
 _REMEDIATE_START = """- name: ROLE | PATCH | Start the list of the controls remediated in this run
   ansible.builtin.set_fact:
     ROLE_remediated: []
@@ -239,11 +240,11 @@ _REMEDIATE_START = """- name: ROLE | PATCH | Start the list of the controls reme
 
 
 def _remediate_block(role: str, c: Control) -> list[str]:
-    seen = f"(({role}_audit_report | default({{}})).results | default({{}})).get('{c.id}', {{}}).get('status', 'fail') != 'pass'"
+    seen = f"(({role}_audit_report | default({{}})).results | default({{}})).get('{c.id}', {{}}).get('status', 'fail') == 'fail'"
     out = ["\n", f"- name: {_y(f'{c.id} | PATCH | {c.title}')}\n", f"  tags: {_tags(c, 'remediate')}\n", "  when:\n"]
     out += [f"    - {_y(w)}\n" for w in [*_when(role, c, True), seen]]
     out += ["  block:\n",
-            f"    - name: {_y(f'{c.id} | PATCH | The audit did not find it at the norm: remediate it')}\n",
+            f"    - name: {_y(f'{c.id} | PATCH | The audit found it failing: remediate it')}\n",
             "      ansible.builtin.set_fact:\n",
             f"        {role}_remediated: {_y(f'{{{{ {role}_remediated | default([]) + [{c.id!r}] }}}}')}\n",
             f"    - name: {_y(f'{c.id} | PATCH | Bring it to the norm')}\n",
@@ -333,7 +334,7 @@ _REPORT = HEADER + """---
 
 _PHASE = HEADER + """---
 # After the changes, the controls are observed again only when a remediation ran (remediate.yml
-# remediates only what the first audit did not find at the norm): otherwise the host is as the
+# remediates only what the first audit found failing): otherwise the host is as the
 # first audit saw it, and its observations, their time and the local files it wrote stand.
 - name: ROLE | AUDIT | Find out whether this phase can keep the first audit's observations
   ansible.builtin.set_fact:
