@@ -98,29 +98,36 @@ def test_each_control_has_a_switch_tags_and_typed_inputs(role, project):
         assert spec.get("description"), f"{role}: input {name} is not documented"
 
 
+def _remediation_plan(role: str) -> tuple[dict[str, str], list[dict]]:
+    """remediate.yml: {control: its condition in the plan} and the per-control includes."""
+    tasks = _tasks(PLAYBOOKS / "roles" / role / "tasks" / "remediate.yml")
+    plan = tasks[0]["ansible.builtin.set_fact"][f"{role}_to_remediate"]
+    conds = {m.group(1): m.group(2) for m in re.finditer(r"\+ \(\['([A-Z]+-\d+)'\] if (.+?)\s+else \[\]\)", plan, re.S)}
+    return conds, tasks[1:]
+
+
 def test_disruptive_controls_need_the_explicit_flag(project):
     for role in ROLES:
-        for task in _tasks(PLAYBOOKS / "roles" / role / "tasks" / "remediate.yml"):
-            if "block" not in task:
-                continue  # the list of the controls remediated in this run
-            cid = task["name"].split(" |")[0]
-            flagged = "ctfleet_allow_disruptive | default(false) | bool" in task["when"]
-            assert flagged == project.norms.control(cid).disruptive, task["name"]
+        conds, includes = _remediation_plan(role)
+        assert conds and len(conds) == len(includes), role
+        for cid, cond in conds.items():
+            flagged = "(ctfleet_allow_disruptive | default(false) | bool)" in cond
+            assert flagged == project.norms.control(cid).disruptive, cid
 
 
 def test_only_what_the_first_audit_found_failing_is_remediated(project):
-    """Each control's remediation runs when the first audit's result for it is fail (or missing:
-    not observed in this run), records its control, and imports the control's own tasks."""
+    """The plan names a control when it is enabled, applicable and the first audit's result for
+    it is fail (or missing: not observed in this run); each control's tasks are included only
+    when the plan names it, with the control's tags."""
     for role in ROLES:
-        tasks = _tasks(PLAYBOOKS / "roles" / role / "tasks" / "remediate.yml")
-        assert tasks[0]["ansible.builtin.set_fact"] == {f"{role}_remediated": []}
-        for task in tasks[1:]:
+        conds, includes = _remediation_plan(role)
+        for task in includes:
             cid = task["name"].split(" |")[0]
-            assert (f"(({role}_audit_report | default({{}})).results | default({{}})).get('{cid}', {{}}).get('status', 'fail') == 'fail'"
-                    in task["when"]), task["name"]
-            record, body = task["block"]
-            assert record["ansible.builtin.set_fact"] == {f"{role}_remediated": f"{{{{ {role}_remediated | default([]) + ['{cid}'] }}}}"}
-            assert body["ansible.builtin.import_tasks"] == f"remediate/{slug(cid)}.yml"
+            gate = f"(({role}_audit_report | default({{}})).results | default({{}})).get('{cid}', {{}}).get('status', 'fail') == 'fail'"
+            assert gate in conds[cid] and f"({role}_{slug(cid)} | bool)" in conds[cid], cid
+            assert task["when"] == f"'{cid}' in {role}_to_remediate"
+            assert task["ansible.builtin.include_tasks"]["file"] == f"remediate/{slug(cid)}.yml"
+            assert task["ansible.builtin.include_tasks"]["apply"]["tags"] == task["tags"] and cid in task["tags"]
 
 
 # ---------------------------------------------------------------------- the audit filter

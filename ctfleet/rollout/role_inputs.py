@@ -218,9 +218,9 @@ def _render_tasks(role: str, controls: list[Control], src: RoleSources) -> tuple
     remediate = [HEADER, "---\n"]
     rem = [c for c in controls if slug(c.id) in src.remediate_tasks]
     if rem:
-        remediate.append(_role_template(_REMEDIATE_START, role))
+        remediate.append(_remediation_plan(role, rem))
     for c in rem:
-        remediate += _remediate_block(role, c)
+        remediate += _remediate_include(role, c)
     if not rem:
         remediate.append("[]\n")
     return "".join(audit), "".join(remediate)
@@ -229,27 +229,27 @@ def _render_tasks(role: str, controls: list[Control], src: RoleSources) -> tuple
 # Only what the first audit found failing is remediated, as OpenSCAP's `--remediate` fixes
 # only the rules whose result is "fail": a control seen passing has nothing to change; one
 # seen "unknown" (the audit could not tell, e.g. auditd in a container) or "waived" is not
-# changed blindly. Skipping the others' tasks spares their round trips on a satellite link:
-# a re-run of a converged host remediates nothing. A control not observed in this run (tags)
-# is remediated. Each block records that it ran; the second audit reuses the first when none did.
-_REMEDIATE_START = """- name: ROLE | PATCH | Start the list of the controls remediated in this run
-  ansible.builtin.set_fact:
-    ROLE_remediated: []
-  tags: [always]
-"""
+# changed blindly. A control not observed in this run (tags) counts as failing. The plan is
+# one fact, computed on the controller; the second audit keeps the first one's observations
+# when it is empty. Each control's tasks are included (not imported) so that a control left
+# alone is one skipped task, not one per task in its file: on a re-run of a converged host
+# the controller's per-task work, not the link, was most of the wall time.
+def _remediation_plan(role: str, rem: list[Control]) -> str:
+    lines = [f"- name: {role.upper()} | PATCH | The controls to remediate in this run (enabled, applicable, found failing)\n",
+             "  ansible.builtin.set_fact:\n", f"    {role}_to_remediate: >-\n", "      {{ []\n"]
+    for c in rem:
+        seen = f"(({role}_audit_report | default({{}})).results | default({{}})).get('{c.id}', {{}}).get('status', 'fail') == 'fail'"
+        cond = "\n              and ".join(f"({w})" for w in [*_when(role, c, True), seen])
+        lines.append(f"         + (['{c.id}'] if {cond}\n              else [])\n")
+    lines += ["      }}\n", "  tags: [always]\n"]
+    return "".join(lines)
 
 
-def _remediate_block(role: str, c: Control) -> list[str]:
-    seen = f"(({role}_audit_report | default({{}})).results | default({{}})).get('{c.id}', {{}}).get('status', 'fail') == 'fail'"
-    out = ["\n", f"- name: {_y(f'{c.id} | PATCH | {c.title}')}\n", f"  tags: {_tags(c, 'remediate')}\n", "  when:\n"]
-    out += [f"    - {_y(w)}\n" for w in [*_when(role, c, True), seen]]
-    out += ["  block:\n",
-            f"    - name: {_y(f'{c.id} | PATCH | The audit found it failing: remediate it')}\n",
-            "      ansible.builtin.set_fact:\n",
-            f"        {role}_remediated: {_y(f'{{{{ {role}_remediated | default([]) + [{c.id!r}] }}}}')}\n",
-            f"    - name: {_y(f'{c.id} | PATCH | Bring it to the norm')}\n",
-            f"      ansible.builtin.import_tasks: remediate/{slug(c.id)}.yml\n"]
-    return out
+def _remediate_include(role: str, c: Control) -> list[str]:
+    tags = _tags(c, "remediate")
+    return ["\n", f"- name: {_y(f'{c.id} | PATCH | {c.title}')}\n", "  ansible.builtin.include_tasks:\n",
+            f"    file: remediate/{slug(c.id)}.yml\n", "    apply:\n", f"      tags: {tags}\n",
+            f"  tags: {tags}\n", f"  when: {_y(f'{c.id!r} in {role}_to_remediate')}\n"]
 
 
 def _import(name: str, file: str, tags: str, when: list[str]) -> list[str]:
@@ -340,7 +340,7 @@ _PHASE = HEADER + """---
   ansible.builtin.set_fact:
     ROLE_audit_reused: >-
       {{ ctfleet_audit_phase == 'after' and ROLE_audit_report is defined
-         and ROLE_remediated is defined and ROLE_remediated | length == 0 }}
+         and ROLE_to_remediate is defined and ROLE_to_remediate | length == 0 }}
   tags: [always]
 
 - name: ROLE | AUDIT | Start the observations of this phase
@@ -371,9 +371,12 @@ _PHASE = HEADER + """---
   when: ctfleet_audit_queue | default(false) | bool
   tags: [always]
 
+# Included, not imported: when the first audit is kept this is one skipped task. The
+# controls' own tags still select them (--tags SYS-3).
 - name: ROLE | AUDIT | Observe every enabled control
-  ansible.builtin.import_tasks: audit.yml
+  ansible.builtin.include_tasks: audit.yml
   when: not ROLE_audit_reused
+  tags: [always]
 
 - name: ROLE | AUDIT | Report
   ansible.builtin.import_tasks: report.yml
