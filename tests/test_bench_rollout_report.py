@@ -1,0 +1,39 @@
+"""bench/bench_rollout.py's report: the table and the ratios, including rows whose first
+converge ran with another configuration (``--converge-with``), which give a re-run ratio only."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_rollout", ROOT / "bench" / "bench_rollout.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _row(config, first_config, first_s, rerun_s, mb=0.5):
+    return {"link": "vsat", "config": config, "first_config": first_config, "hosts": 5,
+            "first": {"wall_s": first_s, "MB_per_host": 9.8, "sdr_debs": 65, "dup": 0},
+            "rerun": {"wall_s": rerun_s, "MB_per_host": mb, "changed": 0, "sdr_debs": 0, "dup": 0}}
+
+
+def test_a_row_converged_by_another_configuration_gives_a_rerun_ratio_only():
+    b = _bench()
+    rows = [_row("default", "default", 590.0, 100.0), _row("stock", "default", 600.0, 400.0, mb=20.0)]
+    assert b.ratios(rows, ["vsat"]) == [
+        "vsat: default / stock wall time: re-run 0.25 (stock's fleet converged by default: no first-run ratio); "
+        "MB/host re-run 0.5 vs 20.0"]
+    table = b.table(rows)
+    assert "| vsat | stock | 600.0 (by default, not stock) | 400.0 |" in table[3], table[3]
+    assert "| vsat | default | 590.0 | 100.0 |" in table[2], table[2]
+
+
+def test_rows_converged_by_their_own_configuration_give_both_ratios():
+    b = _bench()
+    rows = [_row("default", "default", 300.0, 100.0), _row("stock", "stock", 1200.0, 800.0, mb=20.0)]
+    assert b.ratios(rows, ["vsat"]) == ["vsat: default / stock wall time: first 0.25, re-run 0.12; MB/host re-run 0.5 vs 20.0"]
