@@ -345,21 +345,44 @@ def test_new_catalogue_controls_reach_the_failing_controls_series(project):
     assert ("SYS-13", "high") in failing, failing
 
 
-def test_every_package_the_workstation_role_installs_is_fetched_once_by_the_site_cache():
-    """The reference server fetches the workstations' own packages into the site cache before
-    the workstations ask for them all at once (playbooks/vars/site_packages.yml); a package
-    added to the workstation role but not to that list would be fetched cold by every
-    workstation in the same second, crossing the uplink several times."""
+def test_every_package_the_roles_install_is_fetched_once_by_the_site_cache():
+    """The site cache fetches every package the site's hosts install before any other host of
+    the site installs one (playbooks/vars/site_packages.yml, plus the SRV-1 services' packages);
+    a package added to a role but not to that list would be fetched cold by several hosts at
+    once, crossing the uplink more than once. Names from variables are resolved from the OS
+    variables of the baseline (every supported OS) and the services of SRV-1."""
     root = Path(__file__).resolve().parent.parent / "playbooks"
-    prefetch = set(yaml.safe_load((root / "vars" / "site_packages.yml").read_text())["ctfleet_workstation_packages"])
-    installed = set()
-    for path in sorted((root / "roles" / "workstation" / "tasks").rglob("*.yml")):
-        for task in yaml.safe_load(path.read_text()) or []:
-            apt = task.get("ansible.builtin.apt") if isinstance(task, dict) else None
-            if apt and apt.get("state", "present") == "present":
-                names = apt["name"] if isinstance(apt["name"], list) else [apt["name"]]
-                installed.update(names)
-    assert installed, "the workstation role installs no package: this test reads the wrong files"
+    lists = yaml.safe_load((root / "vars" / "site_packages.yml").read_text())["ctfleet_site_packages"]
+    prefetch = {p for names in lists.values() for p in names}
+    os_vars = {}
+    for f in sorted((root / "roles" / "baseline" / "vars").glob("os_*.yml")):
+        for k, v in (yaml.safe_load(f.read_text()) or {}).items():
+            os_vars.setdefault(k, set()).update(v if isinstance(v, list) else [v])
+    services = yaml.safe_load((root / "roles" / "reference_server" / "vars" / "services.yml").read_text())["reference_server_services"]
+    installed, by_service = set(), 0
+    for role in ROLES:
+        for path in sorted((root / "roles" / role / "tasks").rglob("*.yml")):
+            if path.name == "package_proxy.yml":
+                continue  # the site cache itself (apt-cacher-ng), installed before the prefetch
+            for task in yaml.safe_load(path.read_text()) or []:
+                apt = task.get("ansible.builtin.apt") if isinstance(task, dict) else None
+                if not (apt and apt.get("state", "present") == "present"):
+                    continue
+                name = apt["name"]
+                if isinstance(name, str) and "reference_server_services" in name:
+                    by_service += 1  # SRV-1: the prefetch adds the services' packages
+                    continue
+                if isinstance(name, str) and name.startswith("{{"):
+                    var = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", name)
+                    assert var and var.group(1) in os_vars, (path, name)
+                    installed.update(os_vars[var.group(1)])
+                else:
+                    installed.update(name if isinstance(name, list) else [name])
+    assert len(installed) >= 8 and by_service == 1, (installed, by_service)  # this test reads the right files
     assert installed <= prefetch, sorted(installed - prefetch)
+    assert all(s["packages"] for s in services.values())
+    site = yaml.safe_load((root / "site.yml").read_text())
+    assert {"vars/site_packages.yml", "roles/reference_server/vars/services.yml"} <= set(site[0]["vars_files"])
+    assert "site_packages" not in str(site[1].get("vars_files"))  # the shared play runs after the prefetch
     servers = yaml.safe_load((root / "servers.yml").read_text())
     assert "vars/site_packages.yml" in servers[0]["vars_files"]
