@@ -30,6 +30,8 @@ class Tuning(_Strict):
     and it is the fastest configuration measured (bench/README.md: modules stay cached on
     the host, so a re-run sends ~0.5 MB per host instead of ~20 MB). ``linear`` remains for
     comparison and for controllers without mitogen (``ctfleet rollout --no-mitogen``).
+    ``site.yml``'s shared play of servers and workstations turns the configured strategy into
+    its ``free`` form (``mitogen_free``, ``free``) so that each host goes at its own pace.
 
     >>> Tuning().pipelining, Tuning().strategy, Tuning.stock().pipelining, Tuning.stock().strategy
     (True, 'mitogen_linear', False, 'linear')
