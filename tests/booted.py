@@ -6,8 +6,10 @@ uses the same hosts (package proxy, waves, links, pull mode), so CI boots one fl
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -119,10 +121,28 @@ def timed(name: str, fn):
 
 
 def job_events(outcome) -> list[dict]:
-    """A run's ansible-runner job events (its artifacts), in order."""
+    """A run's ansible-runner job events (its artifacts), in order: bench/rollout_profile.py's reader."""
     assert outcome.artifacts is not None, "the run kept no artifacts"
-    evs = [json.loads(f.read_text(encoding="utf-8")) for f in (outcome.artifacts / "job_events").glob("*.json")]
-    return sorted(evs, key=lambda e: e.get("counter", 0))
+    spec = importlib.util.spec_from_file_location("rollout_profile", ROOT / "bench" / "rollout_profile.py")
+    profile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile)
+    return profile.load(outcome.artifacts)
+
+
+def remediation(outcome) -> tuple[dict[tuple[str, str], list[str]], list[tuple[str, str]]]:
+    """A rollout's remediation: {(host, plan fact): the controls planned} from each role's plan
+    (``<role>_to_remediate``), and the (host, task) of every control task that ran ("SYS-3 | PATCH | ...")."""
+    plans, patched = {}, []
+    for e in job_events(outcome):
+        d = e.get("event_data", {})
+        if e.get("event") not in ("runner_on_ok", "runner_on_failed"):
+            continue
+        for k, v in ((d.get("res") or {}).get("ansible_facts") or {}).items():
+            if k.endswith("_to_remediate"):
+                plans[(d.get("host", "?"), k)] = v
+        if re.match(r"^[A-Z]{2,4}-\d+ \| PATCH \| ", d.get("task", "")):
+            patched.append((d.get("host", "?"), d.get("task", "")))
+    return plans, patched
 
 
 def task_times(outcome, play_prefix: str) -> dict[str, list[str]]:

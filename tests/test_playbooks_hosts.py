@@ -18,7 +18,7 @@ import os
 import threading
 
 import pytest
-from booted import ROLES, WORKSTATIONS, first_converge, job_events, request, ssh, task_times, timed
+from booted import ROLES, WORKSTATIONS, first_converge, remediation, request, ssh, task_times, timed
 
 from ctfleet.results import ResultsStore
 from ctfleet.lab import testhosts as testfleet
@@ -47,11 +47,14 @@ def test_converge_then_rerun_changes_nothing(fleet):
         {h: (min(t), max(t)) for h, t in ran.items()}
     second = timed("rerun", lambda: run_rollout(request(fleet, allow_disruptive=True), paths))
     assert second.exit_code == 0
-    # Nothing is remediated when the first audit found nothing failing, and the second audit keeps the
-    # first one's observations (same observation time) instead of reading the host again.
-    remediated = [(e["event_data"]["host"], e["event_data"]["task"]) for e in job_events(second)
-                  if e.get("event") == "runner_on_ok" and "| PATCH | The audit found it failing" in e["event_data"].get("task", "")]
-    assert remediated == []
+    # Nothing is remediated when the first audit found nothing failing (every role's plan is empty and
+    # no control's remediation task ran, where the first converge ran many), and the second audit keeps
+    # the first one's observations (same observation time) instead of reading the host again.
+    first_plans, first_patched = remediation(first)
+    plans, patched = remediation(second)
+    assert first_patched and any(first_plans.values()), (first_patched, first_plans)
+    assert len(plans) >= len(ROLES) * 2 and not any(plans.values()), plans
+    assert patched == [], patched
     for name, h in second.state.hosts.items():
         for role, report in h.reports["after"].items():
             assert report["observed_at"] == h.reports["before"][role]["observed_at"], (name, role)
