@@ -22,6 +22,12 @@ the uplink once: the site's reference server caches for the workstations).
     .venv/bin/python bench/bench_rollout.py                                  # fibre adsl vsat x stock default, 5 hosts
     .venv/bin/python bench/bench_rollout.py --links vsat --hosts 5 --json var/bench/rollout.json
     .venv/bin/python bench/bench_rollout.py --links vsat --converge-with default   # re-runs only, both configs
+    .venv/bin/python bench/bench_rollout.py --first-limit 1800 --json var/bench/rollout.json  # the issue's one run
+
+--first-limit S stops a first converge that runs longer than S seconds (stock's over VSAT
+takes hours): its time so far bounds the ratio, the fleet is then finished with
+--finish-with (default: the default configuration, recorded as the row's ``finish`` phase,
+not measured against anything) and the row's own configuration is measured on the re-run.
 
 With --json, the JSON and a Markdown table beside it (.md) are rewritten after every phase,
 so a run cut short keeps what it measured. Needs root and what scripts/testhosts needs. One reference server per 5 hosts. Every
@@ -69,13 +75,26 @@ def log_lines(state: Path) -> int:
     return len(log.read_text(encoding="utf-8", errors="replace").splitlines()) if log.exists() else 0
 
 
+def limited_run(limit: float | None):
+    """ansible-runner's own job timeout (status "timeout": it kills ansible-playbook) for a run
+    limited to ``limit`` seconds; the plain run otherwise."""
+    if not limit:
+        return {}
+    import ansible_runner
+
+    return {"run_fn": lambda **kw: ansible_runner.run(timeout=int(limit), **kw)}
+
+
 def measure(link: str, config: str, n: int, project, ct, workdir: Path, save=lambda row: None,
-            converge_with: str | None = None) -> dict:
+            converge_with: str | None = None, first_limit: float | None = None, finish_with: str = "default") -> dict:
     """One (link, config) row: a fresh fleet, first converge and re-run. ``save(row)`` is called after
     each phase (and on failure), so a run cut short still leaves what it measured. A failure (the
     fleet does not boot, the link cannot be set, the rollout raises) is recorded in ``row["error"]``
     and the next row goes on. ``converge_with``: the first converge runs with that configuration
-    instead (recorded in the row; the row's own configuration is then measured on the re-run only)."""
+    instead (recorded in the row; the row's own configuration is then measured on the re-run only).
+    ``first_limit``: a first converge still running after that many seconds is stopped (recorded
+    with ``stopped_at_limit``), the fleet is converged by ``finish_with`` (phase ``finish``) and the
+    re-run is measured with the row's own configuration."""
     state = workdir / "state"
     # Only the state dir is per fleet: CTFLEET_TESTHOSTS_NET / _PROXY_PORT come from the
     # environment (os.environ reaches scripts/testhosts), so parallel benches keep their own bridge.
@@ -94,17 +113,20 @@ def measure(link: str, config: str, n: int, project, ct, workdir: Path, save=lam
                              results=workdir / "results")
         testfleet.set_link(profile, env)
         ips = {status["hosts"][h]["ip"] for h in roles}
-        for phase in ("first", "rerun"):
-            print(f"  {link:5} {config:8} {n:3} hosts {phase:5}: started {time.strftime('%H:%M:%S')}, "
+        phases = ["first", "rerun"]
+        while phases:
+            phase = phases.pop(0)
+            run_config = {"first": row["first_config"], "finish": finish_with}.get(phase, config)
+            print(f"  {link:5} {config:8} {n:3} hosts {phase:6}: started {time.strftime('%H:%M:%S')} ({run_config}), "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)
             row[f"{phase}_started"] = time.strftime("%H:%M:%S")
             save(row)
             req = RolloutRequest(playbook="site.yml", ct=ct.code, allow_disruptive=True, private_key=status["key"],
                                  control_path_dir=status["control_path_dir"], host_key_checking=False, wave="test",
-                                 tuning=CONFIGS[row["first_config"] if phase == "first" else config])
+                                 tuning=CONFIGS[run_config])
             before, line0, t0 = testfleet.link_stats(env), log_lines(state), time.monotonic()
             handler = signal.getsignal(signal.SIGTERM)
-            out = run_rollout(req, paths)
+            out = run_rollout(req, paths, **limited_run(first_limit if phase == "first" else None))
             wall = time.monotonic() - t0
             # ansible-runner puts its own SIGTERM/SIGINT handler in place for the run (it cancels
             # ansible-playbook and returns "canceled") and leaves it there: put ours back, and a
@@ -116,6 +138,17 @@ def measure(link: str, config: str, n: int, project, ct, workdir: Path, save=lam
                               "changed": sum(h.final_counts()["changed"] for h in out.state.hosts.values()),
                               "tasks_done": {h: s.tasks_done for h, s in out.state.hosts.items()}}
                 raise KeyboardInterrupt(f"SIGTERM: {phase} run canceled after {wall:.0f} s")
+            if out.runner_status == "timeout":
+                # stopped at --first-limit: the time so far bounds the ratio; finish the fleet, then the re-run
+                row[phase] = {"wall_s": round(wall, 1), "stopped_at_limit": first_limit, "exit": out.exit_code,
+                              "changed": sum(h.final_counts()["changed"] for h in out.state.hosts.values()),
+                              "tasks_done": {h: s.tasks_done for h, s in out.state.hosts.items()}}
+                print(f"  {link:5} {config:8} {n:3} hosts {phase:6}: stopped at the {first_limit:.0f} s limit, unfinished "
+                      f"({row[phase]['changed']} changes made); the fleet is finished with {finish_with}", flush=True)
+                stop_leftovers(workdir)
+                phases.insert(0, "finish")
+                save(row)
+                continue
             after = testfleet.link_stats(env)
             per_host = [sum(after.get(ip, {}).get(k, 0) - before.get(ip, {}).get(k, 0) for k in ("down", "up")) for ip in ips]
             files, dup = sdr_debs(state, line0, Path(status["proxy_cache"]))
@@ -125,7 +158,9 @@ def measure(link: str, config: str, n: int, project, ct, workdir: Path, save=lam
                           "errors": {h: out.state.hosts[h].first_error[:300] for h in out.failed_hosts},
                           "MB_per_host": round(sum(per_host) / len(per_host) / 1e6, 2),
                           "MB_max_host": round(max(per_host) / 1e6, 2), "sdr_debs": files, "dup": dup}
-            print(f"  {link:5} {config:8} {n:3} hosts {phase:5}: {wall:7.1f} s, {row[phase]['MB_per_host']:6.2f} MB/host "
+            if phase == "finish":
+                row[phase]["config"] = finish_with
+            print(f"  {link:5} {config:8} {n:3} hosts {phase:6}: {wall:7.1f} s, {row[phase]['MB_per_host']:6.2f} MB/host "
                   f"over the uplink, changed {row[phase]['changed']}, exit {out.exit_code}, SDR served {files} debs "
                   f"({dup} twice)", flush=True)
             save(row)
@@ -163,9 +198,13 @@ def table(rows: list[dict]) -> list[str]:
     for r in rows:
         f, s = r.get("first", {}), r.get("rerun", {})
         failed = sorted(set(f.get("failed_hosts", [])) | set(s.get("failed_hosts", [])))
-        first_s, rerun_s = (f"> {x['wall_s']} (canceled)" if x.get("canceled") else x.get("wall_s", "-") for x in (f, s))
+        first_s, rerun_s = (f"> {x['wall_s']} (canceled)" if x.get("canceled") else
+                            f"> {x['wall_s']} (stopped at the limit, unfinished)" if x.get("stopped_at_limit") else
+                            x.get("wall_s", "-") for x in (f, s))
         if r.get("first_config", r["config"]) != r["config"]:
             first_s = f"{first_s} (by {r['first_config']}, not {r['config']})"
+        if "finish" in r:
+            first_s = f"{first_s}; finished by {r['finish']['config']} in {r['finish'].get('wall_s', '-')}"
         out.append(f"| {r['link']} | {r['config']} | {first_s} | {rerun_s} | "
                    f"{f.get('MB_per_host', '-')} | {s.get('MB_per_host', '-')} | {s.get('changed', '-')} | "
                    f"{f.get('sdr_debs', '-')} ({f.get('dup', '-')}) | {s.get('sdr_debs', '-')} ({s.get('dup', '-')}) | "
@@ -182,6 +221,12 @@ def ratios(rows: list[dict], links: list[str]) -> list[str]:
             # stock did not finish: its time so far bounds the ratio from above
             out.append(f"{link}: default / stock wall time: first < {default['first']['wall_s'] / stock['first']['wall_s']:.2f} "
                        f"(stock canceled after {stock['first']['wall_s']} s, unfinished); re-run not measured for stock")
+        elif stock and default and stock.get("first", {}).get("stopped_at_limit") and "rerun" in stock and "rerun" in default:
+            out.append(f"{link}: default / stock wall time: first < {default['first']['wall_s'] / stock['first']['wall_s']:.2f} "
+                       f"(stock stopped at the limit after {stock['first']['wall_s']} s, unfinished), re-run "
+                       f"{default['rerun']['wall_s'] / stock['rerun']['wall_s']:.2f} (stock's fleet finished by "
+                       f"{stock['finish']['config']}); MB/host re-run {default['rerun']['MB_per_host']} vs "
+                       f"{stock['rerun']['MB_per_host']}")
         elif stock and default and "rerun" in stock and "rerun" in default and stock.get("first_config", "stock") != "stock":
             out.append(f"{link}: default / stock wall time: re-run {default['rerun']['wall_s'] / stock['rerun']['wall_s']:.2f} "
                        f"(stock's fleet converged by {stock['first_config']}: no first-run ratio); MB/host re-run "
@@ -208,6 +253,10 @@ def main(argv=None) -> int:
     ap.add_argument("--converge-with", choices=list(CONFIGS),
                     help="run every row's first converge with this configuration (e.g. default): the rows' own "
                          "configurations are then measured on the re-run only (stock's first run over VSAT takes hours)")
+    ap.add_argument("--first-limit", type=float, metavar="SECONDS",
+                    help="stop a first converge still running after SECONDS (its time bounds the ratio), finish the "
+                         "fleet with --finish-with, then measure the re-run")
+    ap.add_argument("--finish-with", choices=list(CONFIGS), default="default")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root (scripts/testhosts)", file=sys.stderr)
@@ -221,7 +270,8 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     info = {**machine(), "load_start": [round(x, 2) for x in os.getloadavg()], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "args": {"links": args.links, "configs": args.configs, "hosts": args.hosts, "converge_with": args.converge_with}}
+            "args": {"links": args.links, "configs": args.configs, "hosts": args.hosts, "converge_with": args.converge_with,
+                     "first_limit": args.first_limit, "finish_with": args.finish_with}}
     print(f"machine: {info['node']}, {info['cpus']} CPUs ({info['cpu_model']}), kernel {info['kernel']}, "
           f"load average at start {info['load_start']}", flush=True)
     rows: list[dict] = []
@@ -243,7 +293,8 @@ def main(argv=None) -> int:
             for config in args.configs:
                 with tempfile.TemporaryDirectory(prefix="ctfleet-bench-") as tmp:
                     rows.append(measure(link, config, args.hosts, project, ct, Path(tmp), save=save,
-                                        converge_with=args.converge_with))
+                                        converge_with=args.converge_with, first_limit=args.first_limit,
+                                        finish_with=args.finish_with))
                 save()
     except KeyboardInterrupt as e:
         print(f"\ninterrupted ({e}): rows measured so far follow", flush=True)

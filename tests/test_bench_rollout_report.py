@@ -37,3 +37,35 @@ def test_rows_converged_by_their_own_configuration_give_both_ratios():
     b = _bench()
     rows = [_row("default", "default", 300.0, 100.0), _row("stock", "stock", 1200.0, 800.0, mb=20.0)]
     assert b.ratios(rows, ["vsat"]) == ["vsat: default / stock wall time: first 0.25, re-run 0.12; MB/host re-run 0.5 vs 20.0"]
+
+
+def test_a_first_run_stopped_at_the_limit_bounds_the_ratio_and_the_rerun_is_measured():
+    b = _bench()
+    stock = _row("stock", "stock", 1800.0, 900.0, mb=8.0)
+    stock["first"]["stopped_at_limit"] = 1800.0
+    stock["finish"] = {"wall_s": 420.0, "config": "default", "changed": 40}
+    rows = [_row("default", "default", 540.0, 112.5), stock]
+    assert b.ratios(rows, ["vsat"]) == [
+        "vsat: default / stock wall time: first < 0.30 (stock stopped at the limit after 1800.0 s, unfinished), "
+        "re-run 0.12 (stock's fleet finished by default); MB/host re-run 0.5 vs 8.0"]
+    assert "| vsat | stock | > 1800.0 (stopped at the limit, unfinished); finished by default in 420.0 | 900.0 |" in b.table(rows)[3]
+
+
+def test_the_limit_stops_a_real_run_with_ansible_runners_job_timeout(tmp_path):
+    """A local playbook that would sleep 60 s, run through the bench's limited run_fn with a 3 s
+    limit: ansible-runner stops it and reports "timeout" (what measure() reads as stopped_at_limit)."""
+    import sys
+    import time
+
+    b = _bench()
+    assert b.limited_run(None) == {}
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "sleep.yml").write_text(
+        "- hosts: localhost\n  connection: local\n  gather_facts: false\n"
+        "  tasks:\n    - ansible.builtin.command: sleep 60\n      changed_when: false\n")
+    t0 = time.monotonic()
+    r = b.limited_run(3)["run_fn"](private_data_dir=str(tmp_path), project_dir=str(tmp_path / "project"),
+                                   playbook="sleep.yml", inventory="localhost,", quiet=True,
+                                   envvars={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    assert r.status == "timeout", r.status
+    assert time.monotonic() - t0 < 30
