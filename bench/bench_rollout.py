@@ -176,10 +176,12 @@ def measure(link: str, config: str, n: int, project, ct, workdir: Path, save=lam
 
 
 def stop_leftovers(workdir: Path) -> None:
-    """After a canceled run, mitogen's multiplexer (forked from ansible-playbook, same command
-    line) may outlive its parent: stop the processes whose command line names this row's own
-    temporary directory (its inventory), and nothing else."""
-    mark = str(workdir).encode()
+    """After a canceled or stopped run, mitogen's multiplexer (forked from ansible-playbook, same
+    command line) may outlive its parent: stop the processes whose command line names this row's
+    inventory, and nothing else. Not the whole row directory: the fleet's own services (the link
+    relay, the SDR cache) name its state directory, and a run stopped at --first-limit goes on
+    with the same fleet (the first version killed the relay there, and the row failed)."""
+    mark = str(workdir / "inventory.json").encode()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue

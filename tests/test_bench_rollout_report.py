@@ -69,3 +69,24 @@ def test_the_limit_stops_a_real_run_with_ansible_runners_job_timeout(tmp_path):
                                    envvars={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
     assert r.status == "timeout", r.status
     assert time.monotonic() - t0 < 30
+
+
+def test_stopping_a_rows_leftovers_spares_the_fleets_own_services(tmp_path):
+    """After a run stopped at --first-limit the row goes on with the same fleet: only processes
+    naming the row's inventory (ansible-playbook, mitogen's multiplexer) are stopped, not the link
+    relay or the SDR cache, which name the row's state directory."""
+    import subprocess
+    import sys
+
+    b = _bench()
+    code = "import time; time.sleep(60)"
+    ansible = subprocess.Popen([sys.executable, "-c", code, "-i", str(tmp_path / "inventory.json")])
+    relay = subprocess.Popen([sys.executable, "-c", code, "--socket", str(tmp_path / "state" / "relay.sock")])
+    try:
+        b.stop_leftovers(tmp_path)
+        assert ansible.wait(timeout=10) == -9
+        assert relay.poll() is None
+    finally:
+        for p in (ansible, relay):
+            p.kill()
+            p.wait()
