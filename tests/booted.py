@@ -74,16 +74,18 @@ def first_converge(fleet, run):
     they stand right after it: the SDR cache's (on the bridge) and the site cache's (the
     reference server's), and the bytes the SDR cache sent on the wire, for the each-package-once
     check (later tests fetch more packages)."""
-    out = run()
-    server = next(h for h, r in ROLES.items() if r == "server")
-    t0 = time.monotonic()
-    testfleet.wait_sdr_idle(fleet["status"])  # its log is complete once the site cache's connections closed
-    TIMINGS["sdr_idle_wait"] = time.monotonic() - t0
+    with testfleet.SdrRetransmissions(fleet["status"]) as retrans:
+        out = run()
+        server = next(h for h, r in ROLES.items() if r == "server")
+        t0 = time.monotonic()
+        testfleet.wait_sdr_idle(fleet["status"])  # its log is complete once the site cache's connections closed
+        TIMINGS["sdr_idle_wait"] = time.monotonic() - t0
     fleet["first_converge_logs"] = {
         "sdr": Path(fleet["status"]["proxy_log"]).read_text(encoding="utf-8"),
         "site": ssh(fleet, server, "sudo cat /var/log/apt-cacher-ng/apt-cacher.log").stdout,
     }
-    fleet["first_converge_uplink"] = testfleet.sdr_bytes(fleet["env"])  # counted on the wire
+    fleet["first_converge_uplink"] = {**testfleet.sdr_bytes(fleet["env"]),  # counted on the wire
+                                      "retrans": retrans.total, "connections": len(retrans.per_connection)}
     return out
 
 

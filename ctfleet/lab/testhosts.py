@@ -132,6 +132,63 @@ def sdr_bytes(env: dict | None = None) -> dict[str, int]:
     return {**c, "payload": c["bytes"] - TCP_IP_HEADERS * c["packets"]}
 
 
+class SdrRetransmissions:
+    """The TCP retransmissions of the SDR cache's connections to the site while it runs (a context
+    manager): the kernel's per-connection ``bytes_retrans`` (``ss -ti``), sampled every
+    ``interval`` s, the largest value seen per connection, summed in ``total``. The wire counter
+    (:func:`sdr_bytes`) counts a retransmitted segment each time it is sent, the transfer log once:
+    a spurious retransmission timeout under CPU load resends what is in flight (hundreds of kB on
+    a LAN). A connection's retransmissions in its last ``interval`` before it closes are missed
+    (the site cache keeps its connections open ~20 s after its last download).
+
+    ss(8) rather than a packet capture: the counters are the kernel's own, and cost one
+    ``ss`` call per sample."""
+
+    def __init__(self, status: dict[str, Any], interval: float = 0.5):
+        self.src = status["proxy"].rsplit("/", 1)[-1]  # gateway:port
+        self.interval = interval
+        self.per_connection: dict[str, int] = {}
+        self._stop = None
+        self._thread = None
+
+    def sample(self) -> None:
+        import re
+
+        out = subprocess.run(["ss", "-Htin", "state", "established", "src", self.src], capture_output=True,
+                             text=True).stdout
+        peer = None
+        for line in out.splitlines():
+            m = re.match(r"\s*\d+\s+\d+\s+\S+\s+(\S+)", line)
+            if m and not line.startswith((" ", "\t")):
+                peer = m.group(1)
+                self.per_connection.setdefault(peer, 0)
+            r = re.search(r"\bbytes_retrans:(\d+)", line)
+            if r and peer:
+                self.per_connection[peer] = max(self.per_connection.get(peer, 0), int(r.group(1)))
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_connection.values())
+
+    def __enter__(self) -> "SdrRetransmissions":
+        import threading
+
+        self._stop = threading.Event()
+
+        def loop():
+            while not self._stop.wait(self.interval):
+                self.sample()
+
+        self._thread = threading.Thread(target=loop, name="sdr-retrans", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
 def wait_sdr_idle(status: dict[str, Any], timeout: float = 90) -> None:
     """Wait until no connection to the SDR cache is open. apt-cacher-ng writes the transfer log
     line of a connection's last response when the connection ends, and the site cache keeps
