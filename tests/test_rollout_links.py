@@ -195,8 +195,8 @@ def test_each_package_crossed_the_uplink_once_in_the_first_converge(converged):
     "issue 17, open: in 3 of about 19 booted first converges the SDR cache sent more bytes on the wire than its "
     "transfer log counts (130 kB; 505 kB in a CI run, 1.1% of 46 MB; once on 2026-12-02 afternoon), and 65 kB in "
     "another, inside the tolerance; the per-file log check passed each time and the logged total is the same in every "
-    "run. Ruled out: the log read too early (an unbuffered log and a longer wait still failed once in 4 runs) and TCP "
-    "retransmissions (sampled: 0 bytes in the 65 kB run). Left: a response the site cache cut and asked again on a new "
+    "run. Not the log read too early (an unbuffered log and a longer wait still failed once in 4 runs); not TCP "
+    "retransmissions in the 65 kB run (sampled: 0 bytes; now subtracted, should they explain a run under load). Likely: a response the site cache cut and asked again on a new "
     "connection (seen with pipelining, issue 17's fix), unlogged by apt-cacher-ng."))
 def test_the_wire_carries_what_the_sdr_cache_logged(converged):
     """What the SDR cache sent on the wire (nftables), less the TCP retransmissions of its
