@@ -196,8 +196,9 @@ def test_each_package_crossed_the_uplink_once_in_the_first_converge(converged):
     "transfer log counts (130 kB; 505 kB in a CI run, 1.1% of 46 MB; once on 2026-12-02 afternoon), and 65 kB in "
     "another, inside the tolerance; the per-file log check passed each time and the logged total is the same in every "
     "run. Not the log read too early (an unbuffered log and a longer wait still failed once in 4 runs); not TCP "
-    "retransmissions in the 65 kB run (sampled: 0 bytes; now subtracted, should they explain a run under load). Likely: a response the site cache cut and asked again on a new "
-    "connection (seen with pipelining, issue 17's fix), unlogged by apt-cacher-ng."))
+    "retransmissions in the 65 kB run (sampled: 0 bytes; now subtracted, should they explain a run under load). "
+    "Likely: a response the site cache cut and asked again on a new connection (seen with pipelining, issue 17's "
+    "fix), unlogged by apt-cacher-ng."))
 def test_the_wire_carries_what_the_sdr_cache_logged(converged):
     """What the SDR cache sent on the wire (nftables), less the TCP retransmissions of its
     connections (the kernel's bytes_retrans, sampled), is what its log says it sent: no unlogged
@@ -205,7 +206,7 @@ def test_the_wire_carries_what_the_sdr_cache_logged(converged):
     fleet = converged
     logs = fleet["first_converge_logs"]
     # The wire: what the SDR cache sent to the site (nftables: IP bytes less 52 of headers per
-    # packet, +-20 per connection) is what its log says it sent, plus TCP retransmissions (in
+    # packet, +-20 per connection), less its TCP retransmissions, is what its log says it sent (in
     # captures of this converge the distinct payload bytes equalled the logged total exactly;
     # retransmitted: 376 and 1448 bytes; one uncaptured run sent 130 kB more than it logged).
     logged = sum(n for kind, _, n, _ in _acng_log(logs["sdr"]) if kind == "O")
@@ -215,6 +216,9 @@ def test_the_wire_carries_what_the_sdr_cache_logged(converged):
     assert logged - 4096 <= wire <= logged + max(65536, logged // 200), (wire, logged, uplink)
 
 
+@pytest.mark.hosts
+@pytest.mark.slow
+@pytest.mark.component
 def test_a_wave_with_too_many_failures_stops_the_rollout(converged, tmp_path):
     """lot_3's waves (1 host, then 20, ...; 20% may fail): the first wave's host fails, the others are never touched."""
     fleet = converged
