@@ -85,6 +85,14 @@ def limited_run(limit: float | None):
     return {"run_fn": lambda **kw: ansible_runner.run(timeout=int(limit), **kw)}
 
 
+def unfinished(out, wall: float) -> dict:
+    """A phase that did not run to its end (canceled, or stopped at --first-limit): its time so far
+    and how far it got."""
+    return {"wall_s": round(wall, 1), "exit": out.exit_code,
+            "changed": sum(h.final_counts()["changed"] for h in out.state.hosts.values()),
+            "tasks_done": {h: s.tasks_done for h, s in out.state.hosts.items()}}
+
+
 def measure(link: str, config: str, n: int, project, ct, workdir: Path, save=lambda row: None,
             converge_with: str | None = None, first_limit: float | None = None, finish_with: str = "default") -> dict:
     """One (link, config) row: a fresh fleet, first converge and re-run. ``save(row)`` is called after
@@ -134,15 +142,11 @@ def measure(link: str, config: str, n: int, project, ct, workdir: Path, save=lam
             signal.signal(signal.SIGTERM, handler)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             if out.runner_status == "canceled":
-                row[phase] = {"wall_s": round(wall, 1), "canceled": True, "exit": out.exit_code,
-                              "changed": sum(h.final_counts()["changed"] for h in out.state.hosts.values()),
-                              "tasks_done": {h: s.tasks_done for h, s in out.state.hosts.items()}}
+                row[phase] = {**unfinished(out, wall), "canceled": True}
                 raise KeyboardInterrupt(f"SIGTERM: {phase} run canceled after {wall:.0f} s")
             if out.runner_status == "timeout":
                 # stopped at --first-limit: the time so far bounds the ratio; finish the fleet, then the re-run
-                row[phase] = {"wall_s": round(wall, 1), "stopped_at_limit": first_limit, "exit": out.exit_code,
-                              "changed": sum(h.final_counts()["changed"] for h in out.state.hosts.values()),
-                              "tasks_done": {h: s.tasks_done for h, s in out.state.hosts.items()}}
+                row[phase] = {**unfinished(out, wall), "stopped_at_limit": first_limit}
                 print(f"  {link:5} {config:8} {n:3} hosts {phase:6}: stopped at the {first_limit:.0f} s limit, unfinished "
                       f"({row[phase]['changed']} changes made); the fleet is finished with {finish_with}", flush=True)
                 stop_leftovers(workdir)

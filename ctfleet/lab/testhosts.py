@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,8 +154,6 @@ class SdrRetransmissions:
         self._thread = None
 
     def sample(self) -> None:
-        import re
-
         out = subprocess.run(["ss", "-Htin", "state", "established", "src", self.src], capture_output=True,
                              text=True).stdout
         peer = None
@@ -171,8 +171,6 @@ class SdrRetransmissions:
         return sum(self.per_connection.values())
 
     def __enter__(self) -> "SdrRetransmissions":
-        import threading
-
         self._stop = threading.Event()
 
         def loop():
