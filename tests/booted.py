@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -99,20 +100,18 @@ def request(fleet, **kw) -> RolloutRequest:
     return RolloutRequest(**base)
 
 
-def ssh(fleet, host: str, command: str, user: str = "ctfadmin", **kw) -> subprocess.CompletedProcess:
+def ssh(fleet, host: str, command: str, user: str = "ctfadmin", opts: Sequence[str] = (),
+        timeout: float = 60) -> subprocess.CompletedProcess:
+    st = fleet["status"]
+    argv = ["ssh", "-i", st["key"], "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "ConnectTimeout=10", "-o", "ControlMaster=no", "-o", "ControlPath=none", *opts,
+            f"{user}@{st['hosts'][host]['ip']}", command]
     for _ in range(20):  # sshd re-executes itself on reload: a moment of "Connection refused"
-        p = _ssh(fleet, host, command, user, **kw)
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         if "Connection refused" not in p.stderr:
             return p
         time.sleep(0.5)
     return p
-
-
-def _ssh(fleet, host: str, command: str, user: str = "ctfadmin", **kw) -> subprocess.CompletedProcess:
-    st = fleet["status"]
-    return subprocess.run(["ssh", "-i", st["key"], "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                           "-o", "ConnectTimeout=10", "-o", "ControlMaster=no", "-o", "ControlPath=none", *kw.get("opts", []),
-                           f"{user}@{st['hosts'][host]['ip']}", command], capture_output=True, text=True, timeout=60)
 
 
 def timed(name: str, fn):

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+import booted
 from booted import require_booted_hosts
 from ctfleet.lab import testhosts as testfleet
 from ctfleet.rollout.config import RolloutPaths, RolloutRequest, Tuning
@@ -121,16 +122,7 @@ def request(fleet, **kw) -> RolloutRequest:
 
 
 def ssh(fleet, host: str, command: str) -> subprocess.CompletedProcess:
-    st = fleet["status"]
-    argv = ["ssh", "-i", st["key"], "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=10", "-o", "ControlMaster=no", "-o", "ControlPath=none", f"ctfadmin@{st['hosts'][host]['ip']}",
-            command]
-    for _ in range(20):  # sshd restarting after a drift: a moment of "Connection refused"
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-        if "Connection refused" not in p.stderr:
-            return p
-        time.sleep(0.5)
-    return p
+    return booted.ssh(fleet, host, command, timeout=120)  # the snapshot reads all of /etc on 2 shared cores
 
 
 # What a failed drift or restore leaves in the log: a unit that would not (re)start says why
