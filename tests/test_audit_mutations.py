@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,12 +133,54 @@ DIAGNOSE = ("systemctl --failed --no-legend --plain --no-pager; "
             "journalctl -n 40 --no-pager -o short-monotonic")
 
 
+# systemd 252 inside these containers sometimes cannot start a unit it has just stopped: the
+# spawned process fails to attach to the unit's new cgroup ("Failed to attach to cgroup
+# /system.slice/chrony.service: No such file or directory", status 219/CGROUP, before the service's
+# own code runs; a known container race, systemd/systemd#20939). Seen once in CI on a drift's
+# `systemctl restart chrony`. A start or restart in a drift or restore is tried again once on exactly
+# that status, and says so on stderr; any other failure fails as before.
+CGROUP_RACE_RETRY = r"""
+systemctl() {
+  command systemctl "$@" && return 0
+  local rc=$?
+  if [ $# -eq 2 ] && { [ "$1" = start ] || [ "$1" = restart ]; } \
+     && command systemctl show -p ExecStartPre -p ExecStart "$2" | grep 'status=219[^0-9]' >/dev/null; then
+    echo "ctfleet-test: $2 failed at step CGROUP (systemd's container race); trying again once" >&2
+    sleep 1
+    command systemctl "$@"
+    return
+  fi
+  return $rc
+}
+"""
+
+
 def root(fleet, host: str, script: str) -> str:
-    p = ssh(fleet, host, "sudo bash -euo pipefail -c " + _quote(script))
+    p = ssh(fleet, host, "sudo bash -euo pipefail -c " + _quote(CGROUP_RACE_RETRY + script))
     if p.returncode != 0:
         why = ssh(fleet, host, "sudo bash -c " + _quote(DIAGNOSE))
         pytest.fail(f"{host}: {script}\n{p.stdout}\n{p.stderr}\n--- {host}: failed units and the journal's end\n{why.stdout}{why.stderr}")
+    for line in p.stderr.splitlines():  # a retry on the cgroup race shows in the run's warnings summary
+        if line.startswith("ctfleet-test: "):
+            warnings.warn(f"{host}: {line}", stacklevel=2)
     return p.stdout
+
+
+@pytest.mark.parametrize("status, tries, rc", [(219, 2, 0), (1, 1, 3), (2190, 1, 3)])
+def test_only_the_cgroup_race_is_tried_again(tmp_path, status, tries, rc):
+    """The retry, against a stand-in systemctl whose first start fails with the given status."""
+    fake = tmp_path / "systemctl"
+    fake.write_text(f"""#!/bin/bash
+case "$1" in
+  show) echo "ExecStart={{ path=/usr/sbin/chronyd ; code=exited ; status={status} }}";;
+  restart) echo x >> {tmp_path}/tries; [ $(wc -l < {tmp_path}/tries) -ge 2 ] || exit 3;;
+esac
+""")
+    fake.chmod(0o755)
+    p = subprocess.run(["bash", "-euo", "pipefail", "-c", CGROUP_RACE_RETRY + "systemctl restart chrony"],
+                       capture_output=True, text=True, timeout=30, env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    assert (p.returncode, len((tmp_path / "tries").read_text().splitlines())) == (rc, tries), p.stderr
+    assert ("failed at step CGROUP" in p.stderr) == (status == 219)
 
 
 def _quote(s: str) -> str:
